@@ -1,0 +1,18 @@
+import type { Device } from '@mpfgvc/kernels';
+import type { Row } from './report.js';
+import { type SuiteOptions, kernelsSuite } from './suites/kernels.js';
+
+export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise<Row[]>> = {
+  kernels: kernelsSuite,
+};
+
+export async function runSuites(dev: Device, names: string[], opts: SuiteOptions = {}): Promise<Row[]> {
+  const list = names.includes('all') ? Object.keys(SUITES) : names;
+  const rows: Row[] = [];
+  for (const name of list) {
+    const suite = SUITES[name];
+    if (!suite) throw new Error(`unknown suite '${name}'; suites: ${Object.keys(SUITES).join(', ')}, all`);
+    rows.push(...(await suite(dev, opts)));
+  }
+  return rows;
+}

@@ -1,0 +1,2 @@
+export { CliError, ExitCode } from './errors.js';
+export { buildProgram, runCli } from './program.js';

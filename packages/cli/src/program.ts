@@ -1,0 +1,43 @@
+// The `mpfgvc` command line. Each command lives in its own file; this one wires them to commander
+// and maps failures to exit codes that mean something.
+import { Command, CommanderError } from 'commander';
+import { demoCommand } from './commands/demo.js';
+import { infoCommand } from './commands/info.js';
+import { CliError, ExitCode } from './errors.js';
+
+export function buildProgram(): Command {
+  const program = new Command('mpfgvc')
+    .description('MP-FGVC (multimodal prompting for fine-grained visual classification) on WebGPU')
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(str) });
+  for (const cmd of [infoCommand(), demoCommand()]) {
+    // Subcommands added whole do not inherit these: usage errors must reach runCli as exceptions.
+    program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(str) }));
+  }
+  return program;
+}
+
+/** Runs the CLI and returns the exit code (never throws). */
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return ExitCode.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    if (e instanceof CliError) {
+      process.stderr.write(`mpfgvc: ${e.message}\n`);
+      return e.code;
+    }
+    const err = e as Error;
+    if (err?.name === 'AdapterError') {
+      process.stderr.write(`mpfgvc: ${err.message}\n`);
+      return ExitCode.noAdapter;
+    }
+    process.stderr.write(`mpfgvc: ${err?.stack ?? String(e)}\n`);
+    return ExitCode.failure;
+  }
+}

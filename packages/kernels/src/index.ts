@@ -1,0 +1,31 @@
+export { type AdapterInfo, AdapterError, type DeviceOptions, DeviceLostError, GPUValidationError, OPTIONAL_FEATURES, listAdapters } from './device.js';
+export { type KernelSpec, type ScalarType, type StorageBinding, LINEAR_INDEX, grid1d, kernelKey, kernelSource } from './kernel.js';
+export { BufferPool, type PoolStats, sizeClass } from './pool.js';
+export { Device, requestDevice } from './runtime.js';
+export {
+  type DType,
+  type HostData,
+  type Node,
+  type Shape,
+  Storage,
+  Tensor,
+  contiguousStrides,
+  dtypeBytes,
+  empty,
+  f16ToF32,
+  f32ToF16,
+  isGradEnabled,
+  keep,
+  noGrad,
+  numel,
+  record,
+  sameShape,
+  scope,
+  shapeStr,
+  tensor,
+} from './tensor.js';
+export { backward, releaseGraph, sumTo, zeroGrad } from './autograd.js';
+export * from './functional.js';
+export { BINARY, type BinaryOp, UNARY, type UnaryOp, launchAccumulate, launchAssign, launchBinary, launchCopy, launchFill, launchUnary } from './ops/elementwise.js';
+export { launchSum } from './ops/reduce.js';
+export { type CheckResult, selfCheck } from './self-check.js';

@@ -1,0 +1,131 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Device, GPUValidationError, type KernelSpec, LINEAR_INDEX, empty, grid1d, kernelSource, requestDevice, scope, sizeClass, tensor } from './index.js';
+import { testDevice } from './testing/index.js';
+
+let dev: Device;
+beforeAll(async () => {
+  dev = await testDevice();
+});
+
+const IOTA: KernelSpec = {
+  name: 'test_iota',
+  storage: [{ name: 'Out', access: 'read_write', type: 'array<u32>' }],
+  params: [['n', 'u32']],
+  workgroupSize: [1],
+  code: `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = ${LINEAR_INDEX};
+  if (i >= p.n) { return; }
+  Out[i] = i * 3u;
+}`,
+};
+
+describe('device', () => {
+  it('reports the adapter and requests the optional features it has', () => {
+    expect(dev.info.name.length).toBeGreaterThan(0);
+    expect(dev.info.backend).not.toBe('');
+    for (const f of ['shader-f16', 'subgroups', 'timestamp-query'] as const) {
+      if (dev.ctx.adapter.features.has(f)) expect(dev.has(f)).toBe(true);
+    }
+    expect(dev.limits.maxStorageBufferBindingSize).toBe(dev.ctx.adapter.limits.maxStorageBufferBindingSize);
+  });
+
+  it('names the available adapters when the one asked for does not exist', async () => {
+    const err = await requestDevice({ adapter: 'no-such-gpu-xyz' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/^no WebGPU adapter matches adapter=no-such-gpu-xyz; available: \S+/);
+    expect((err as Error).message).not.toContain('\n');
+  });
+});
+
+describe('dispatch', () => {
+  it('generates bindings and the params struct from the kernel description', () => {
+    const src = kernelSource(IOTA);
+    expect(src).toContain('@group(0) @binding(0) var<storage, read_write> Out: array<u32>;');
+    expect(src).toContain('@group(0) @binding(1) var<uniform> p: Params;');
+    expect(src).toContain('override WG_X: u32 = 1u;');
+  });
+
+  it('folds grids larger than the per-dimension limit into y', async () => {
+    const n = 70_001;
+    expect(grid1d(n, 1)[1]).toBeGreaterThan(1);
+    const out = empty(dev, [n], 'u32');
+    dev.dispatch(IOTA, [out.buffer], [n], grid1d(n, 1));
+    const got = (await out.read()) as Uint32Array;
+    expect(got[0]).toBe(0);
+    expect(got[n - 1]).toBe((n - 1) * 3);
+    expect(got.every((v, i) => v === i * 3)).toBe(true);
+    out.dispose();
+  });
+
+  it('reports a WGSL compile error with the kernel name and the compiler message', async () => {
+    const bad: KernelSpec = { ...IOTA, name: 'test_broken', code: 'fn main( {' };
+    const out = empty(dev, [4], 'u32');
+    dev.dispatch(bad, [out.buffer], [4], [1]);
+    const err = await dev.sync().catch((e: Error) => e);
+    expect(err).toBeInstanceOf(GPUValidationError);
+    expect((err as Error).message).toMatch(/kernel 'test_broken@1' failed to compile: line \d+:\d+: /);
+    out.dispose();
+  });
+
+  it('caches pipelines and bind groups across repeated dispatches', async () => {
+    const out = empty(dev, [16], 'u32');
+    dev.dispatch(IOTA, [out.buffer], [16], [16]);
+    const before = { ...dev.counts };
+    for (let i = 0; i < 10; i++) dev.dispatch(IOTA, [out.buffer], [16], [16]);
+    await dev.sync();
+    expect(dev.counts.pipelines).toBe(before.pipelines);
+    expect(dev.counts.bindGroups).toBe(before.bindGroups);
+    expect(dev.counts.dispatches - before.dispatches).toBe(10);
+    out.dispose();
+  });
+
+  it('records many ops into one submit and reads back only when asked', async () => {
+    await dev.sync();
+    const submits = dev.counts.submits;
+    const x = tensor(dev, [1, 2, 3, 4]);
+    const y = scope(() => {
+      let t = x;
+      for (let i = 0; i < 20; i++) t = scope(() => tensor(dev, [1, 1, 1, 1]).device === dev ? t : t);
+      return t;
+    });
+    expect(y).toBe(x);
+    expect(dev.counts.submits).toBe(submits);
+    expect(Array.from(await x.read())).toEqual([1, 2, 3, 4]);
+    expect(dev.counts.submits).toBe(submits + 1);
+    x.dispose();
+  });
+});
+
+describe('buffer pool', () => {
+  it('size classes waste at most 25%', () => {
+    for (const n of [1, 255, 257, 1000, 4097, 123_457, 9_999_999]) {
+      const c = sizeClass(n);
+      expect(c).toBeGreaterThanOrEqual(n);
+      expect(c).toBeLessThanOrEqual(Math.max(256, n * 1.25 + 16));
+    }
+  });
+
+  it('reuses released buffers: allocation is flat across repeated work', async () => {
+    const step = () => scope(() => {
+      const a = tensor(dev, new Float32Array(1000).fill(1));
+      const b = tensor(dev, new Float32Array(1000).fill(2));
+      return void [a, b];
+    });
+    step();
+    await dev.sync();
+    const after1 = dev.pool.stats();
+    for (let i = 0; i < 20; i++) step();
+    await dev.sync();
+    const after20 = dev.pool.stats();
+    expect(after20.allocated).toBe(after1.allocated);
+    expect(after20.inUse).toBe(after1.inUse);
+  });
+
+  it('names the tensor used after dispose', () => {
+    const t = tensor(dev, [1, 2], [2], { name: 'head.weight' });
+    t.dispose();
+    expect(() => t.buffer).toThrow(/tensor 'head.weight' \[2\] used after dispose\(\)/);
+  });
+});

@@ -1,0 +1,305 @@
+// The engine's handle on the GPU: pipelines cached by kernel key, bind groups reused, one shared
+// command encoder and compute pass that every op records into, one submit per flush, read-back only
+// when asked.
+import { type DeviceOptions, type GPUContext, GPUValidationError, openGPU } from './device.js';
+import { type KernelSpec, kernelKey, kernelSource, packParams, paramBytes } from './kernel.js';
+import { BufferPool, bufferId } from './pool.js';
+
+const UNIFORM_CHUNK = 64 * 1024;
+
+interface CachedPipeline {
+  key: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  spec: KernelSpec;
+  paramBytes: number;
+}
+
+/** A buffer binding: the whole buffer. Kernels address views through element offsets in their params. */
+export type BufferArg = GPUBuffer;
+
+function envFlag(key: string): string | undefined {
+  const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return p?.env?.[key] || undefined;
+}
+
+class UniformArena {
+  private chunks: { buffer: GPUBuffer; data: ArrayBuffer; view: DataView; used: number }[] = [];
+  private current = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly align: number,
+  ) {}
+
+  /** Reserves `bytes` of uniform data; returns the chunk buffer, the view to write and the offset. */
+  alloc(bytes: number): { buffer: GPUBuffer; view: DataView; offset: number } {
+    for (;;) {
+      let chunk = this.chunks[this.current];
+      if (!chunk) {
+        const data = new ArrayBuffer(UNIFORM_CHUNK);
+        chunk = {
+          buffer: this.device.createBuffer({ size: UNIFORM_CHUNK, usage: 0x40 /* UNIFORM */ | 0x8 /* COPY_DST */, label: `params#${this.current}` }),
+          data,
+          view: new DataView(data),
+          used: 0,
+        };
+        this.chunks.push(chunk);
+      }
+      const offset = Math.ceil(chunk.used / this.align) * this.align;
+      if (offset + bytes <= UNIFORM_CHUNK) {
+        chunk.used = offset + bytes;
+        return { buffer: chunk.buffer, view: chunk.view, offset };
+      }
+      this.current++;
+    }
+  }
+
+  /** Uploads what was written since the last flush; writes are ordered before the submit that follows. */
+  flush(queue: GPUQueue): void {
+    for (let i = 0; i <= this.current && i < this.chunks.length; i++) {
+      const c = this.chunks[i]!;
+      if (c.used > 0) queue.writeBuffer(c.buffer, 0, c.data, 0, Math.ceil(c.used / 4) * 4);
+      c.used = 0;
+    }
+    this.current = 0;
+  }
+}
+
+export interface DispatchCounts {
+  dispatches: number;
+  submits: number;
+  pipelines: number;
+  bindGroups: number;
+}
+
+export class Device {
+  readonly gpu: GPUDevice;
+  readonly pool: BufferPool;
+  private pipelines = new Map<string, CachedPipeline>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private uniforms: UniformArena;
+  private pendingChecks: Promise<void>[] = [];
+  private afterSubmit: (() => void)[] = [];
+  private readonly printWgsl = envFlag('MPFGVC_PRINT_WGSL');
+  private readonly debug = envFlag('MPFGVC_DEBUG') === '1';
+  readonly counts: DispatchCounts = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0 };
+
+  constructor(readonly ctx: GPUContext) {
+    this.gpu = ctx.device;
+    this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize, () => this.bindGroups.clear());
+    this.uniforms = new UniformArena(ctx.device, ctx.limits.minUniformBufferOffsetAlignment);
+  }
+
+  get info() {
+    return this.ctx.info;
+  }
+
+  get features(): ReadonlySet<string> {
+    return this.ctx.features;
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.ctx.limits;
+  }
+
+  has(feature: GPUFeatureName): boolean {
+    return this.ctx.features.has(feature);
+  }
+
+  /** The cached pipeline of a kernel, compiled on first use inside a validation error scope. */
+  pipeline(spec: KernelSpec): CachedPipeline {
+    const key = kernelKey(spec);
+    const hit = this.pipelines.get(key);
+    if (hit) return hit;
+    const code = kernelSource(spec);
+    if (this.printWgsl && (this.printWgsl === '*' || this.printWgsl === spec.name || this.printWgsl === key)) {
+      process.stderr.write(`// ---- WGSL of kernel ${key} ----\n${code}\n`);
+    }
+    const dev = this.gpu;
+    dev.pushErrorScope('validation');
+    const module = dev.createShaderModule({ code, label: key });
+    const entries: GPUBindGroupLayoutEntry[] = spec.storage.map((b, i) => ({
+      binding: i,
+      visibility: 4 /* COMPUTE */,
+      buffer: { type: b.access === 'read' ? 'read-only-storage' : 'storage' },
+    }));
+    const bytes = paramBytes(spec);
+    entries.push({ binding: spec.storage.length, visibility: 4, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: bytes } });
+    const layout = dev.createBindGroupLayout({ entries, label: key });
+    const pipeline = dev.createComputePipeline({
+      label: key,
+      layout: dev.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
+      compute: { module, entryPoint: 'main' },
+    });
+    const check = Promise.all([dev.popErrorScope(), module.getCompilationInfo()]).then(([err, info]) => {
+      if (!err) return;
+      const msgs = info.messages
+        .filter((m) => m.type === 'error')
+        .map((m) => `line ${m.lineNum}:${m.linePos}: ${m.message}`)
+        .join('; ');
+      throw new GPUValidationError(`kernel '${key}' failed to compile: ${msgs || err.message.trim()} (MPFGVC_PRINT_WGSL=${spec.name} prints its WGSL)`);
+    });
+    this.pendingChecks.push(check);
+    check.catch(() => undefined);
+    const entry: CachedPipeline = { key, pipeline, layout, spec, paramBytes: bytes };
+    this.pipelines.set(key, entry);
+    this.counts.pipelines++;
+    return entry;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      this.encoder ??= this.gpu.createCommandEncoder({ label: 'step' });
+      this.pass = this.encoder.beginComputePass({ label: 'ops' });
+    }
+    return this.pass;
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= this.gpu.createCommandEncoder({ label: 'step' });
+    return this.encoder;
+  }
+
+  /** Records one dispatch of `spec` into the shared compute pass. */
+  dispatch(spec: KernelSpec, buffers: readonly BufferArg[], params: readonly number[], workgroups: readonly [number, number?, number?]): void {
+    if (buffers.length !== spec.storage.length) {
+      throw new Error(`kernel ${kernelKey(spec)}: expected ${spec.storage.length} buffers (${spec.storage.map((b) => b.name).join(', ')}), got ${buffers.length}`);
+    }
+    const [x, y = 1, z = 1] = workgroups;
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxDim || y > maxDim || z > maxDim) {
+      throw new Error(`kernel ${kernelKey(spec)}: dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension (${maxDim})`);
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const pl = this.pipeline(spec);
+    const u = this.uniforms.alloc(pl.paramBytes);
+    packParams(spec, params, u.view, u.offset);
+    let key = `${pl.key}|${bufferId(u.buffer)}`;
+    for (const b of buffers) key += `,${bufferId(b)}`;
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      const entries: GPUBindGroupEntry[] = buffers.map((buffer, i) => ({ binding: i, resource: { buffer } }));
+      entries.push({ binding: buffers.length, resource: { buffer: u.buffer, size: pl.paramBytes } });
+      bg = this.gpu.createBindGroup({ layout: pl.layout, entries, label: pl.key });
+      if (this.bindGroups.size > 8192) this.bindGroups.clear();
+      this.bindGroups.set(key, bg);
+      this.counts.bindGroups++;
+    }
+    if (this.debug) this.gpu.pushErrorScope('validation');
+    const pass = this.computePass();
+    pass.setPipeline(pl.pipeline);
+    pass.setBindGroup(0, bg, [u.offset]);
+    pass.dispatchWorkgroups(x, y, z);
+    this.counts.dispatches++;
+    if (this.debug) {
+      // One submit per dispatch, so that an error names the kernel that caused it.
+      this.flush();
+      const check = this.gpu.popErrorScope().then((err) => {
+        if (err) throw new GPUValidationError(`kernel '${pl.key}': ${err.message.trim()}`);
+      });
+      check.catch(() => undefined);
+      this.pendingChecks.push(check);
+    }
+  }
+
+  /** Records a buffer-to-buffer copy, ordered with the dispatches around it. */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.commandEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Writes host data into `dst` at the point of the command stream where this is called. */
+  upload(dst: GPUBuffer, dstOffset: number, data: ArrayBufferView): void {
+    const bytes = Math.ceil(data.byteLength / 4) * 4;
+    if (bytes === 0) return;
+    if (!this.encoder) {
+      // Nothing recorded yet: the queue orders this write before the next submit.
+      const src = new Uint8Array(bytes);
+      src.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      this.gpu.queue.writeBuffer(dst, dstOffset, src);
+      return;
+    }
+    const staging = this.gpu.createBuffer({ size: bytes, usage: 0x4 /* COPY_SRC */, mappedAtCreation: true, label: `upload:${dst.label}` });
+    new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    staging.unmap();
+    this.commandEncoder().copyBufferToBuffer(staging, 0, dst, dstOffset, bytes);
+    this.afterSubmit.push(() => staging.destroy());
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    const cmd = this.encoder.finish({ label: 'step' });
+    this.encoder = null;
+    this.uniforms.flush(this.gpu.queue);
+    this.gpu.queue.submit([cmd]);
+    this.counts.submits++;
+    for (const f of this.afterSubmit.splice(0)) f();
+  }
+
+  /** Flushes, waits for the GPU, and throws any error it reported. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.gpu.queue.onSubmittedWorkDone();
+    await this.throwPending();
+  }
+
+  private async throwPending(): Promise<void> {
+    const checks = this.pendingChecks.splice(0);
+    try {
+      await Promise.all(checks);
+    } catch (e) {
+      // The submits that used the broken pipeline report it again; the first cause is the one to show.
+      await new Promise((r) => setTimeout(r, 10));
+      this.ctx.clearErrors();
+      throw e;
+    }
+    this.ctx.checkErrors();
+  }
+
+  /** Copies `bytes` from `src` back to the host. Flushes what was recorded before. */
+  async read(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.gpu.createBuffer({ size: Math.max(4, size), usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */, label: `read:${src.label}` });
+    if (size > 0) this.commandEncoder().copyBufferToBuffer(src, offset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(1 /* READ */);
+    } catch (e) {
+      await this.throwPending();
+      throw e;
+    }
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    await this.throwPending();
+    return out;
+  }
+
+  /** Releases every free pooled buffer (flushes first: recorded commands may still use them). */
+  trim(): void {
+    this.flush();
+    this.pool.trim();
+  }
+
+  destroy(): void {
+    this.flush();
+    this.gpu.destroy();
+  }
+}
+
+/** Opens a device (adapter chosen by options and environment) ready to run kernels. */
+export async function requestDevice(opts: DeviceOptions = {}): Promise<Device> {
+  return new Device(await openGPU(opts));
+}

@@ -1,0 +1,20 @@
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { writeFileAtomic } from './index.js';
+
+describe('writeFileAtomic', () => {
+  it('replaces the file and leaves no temporary behind', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    const p = join(dir, 'ckpt.json');
+    writeFileSync(p, 'old');
+    writeFileAtomic(p, 'new');
+    expect(readFileSync(p, 'utf8')).toBe('new');
+    expect(readdirSync(dir)).toEqual(['ckpt.json']);
+  });
+  it('keeps the old file when the target directory is missing', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'atomic-'));
+    expect(() => writeFileAtomic(join(dir, 'missing', 'x.json'), 'x')).toThrow(/ENOENT/);
+  });
+});
