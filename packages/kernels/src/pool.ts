@@ -14,6 +14,8 @@ export function sizeClass(bytes: number): number {
 export interface PoolStats {
   /** Bytes in buffers currently handed out. */
   inUse: number;
+  /** Highest `inUse` since the pool was made or `resetPeak()` was called. */
+  peakInUse: number;
   /** Bytes in buffers created by the pool (handed out + free). */
   allocated: number;
   buffers: number;
@@ -37,6 +39,7 @@ export class BufferPool {
   private free = new Map<number, GPUBuffer[]>();
   private sizes = new Map<GPUBuffer, number>();
   private inUseBytes = 0;
+  private peakBytes = 0;
   private allocatedBytes = 0;
   private freeCount = 0;
 
@@ -62,6 +65,7 @@ export class BufferPool {
     }
     buf.label = label;
     this.inUseBytes += size;
+    if (this.inUseBytes > this.peakBytes) this.peakBytes = this.inUseBytes;
     return buf;
   }
 
@@ -90,7 +94,11 @@ export class BufferPool {
     this.onDestroy();
   }
 
+  resetPeak(): void {
+    this.peakBytes = this.inUseBytes;
+  }
+
   stats(): PoolStats {
-    return { inUse: this.inUseBytes, allocated: this.allocatedBytes, buffers: this.sizes.size, free: this.freeCount };
+    return { inUse: this.inUseBytes, peakInUse: this.peakBytes, allocated: this.allocatedBytes, buffers: this.sizes.size, free: this.freeCount };
   }
 }
