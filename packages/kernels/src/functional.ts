@@ -1,6 +1,7 @@
 // The differentiable ops: each a forward launch and its backward rule, side by side. Derived ops
 // are compositions of these and need no rule of their own.
 import { type BinaryOp, type UnaryOp, launchAssign, launchBinary, launchCopy, launchFill, launchUnary } from './ops/elementwise.js';
+import { launchCast } from './ops/cast.js';
 import { launchSum, normalizeAxes } from './ops/reduce.js';
 import type { Device } from './runtime.js';
 import { type DType, type Shape, type Tensor, contiguousStrides, empty, numel, record, shapeStr } from './tensor.js';
@@ -281,6 +282,11 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 export function contiguous(x: Tensor): Tensor {
   if (x.isContiguous()) return record('contiguous', x.view(x.shape, x.strides, x.offset), [x], (g) => [g]);
   return record('contiguous', launchCopy(x), [x], (g) => [g]);
+}
+
+/** `x` stored as `dtype` (f32 <-> f16); the gradient comes back in x's dtype. */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  return record('cast', launchCast(x, dtype), [x], (g) => [launchCast(g, x.dtype)]);
 }
 
 /** The same data, cut from the tape. */

@@ -28,4 +28,5 @@ export { backward, releaseGraph, sumTo, zeroGrad } from './autograd.js';
 export * from './functional.js';
 export { BINARY, type BinaryOp, UNARY, type UnaryOp, launchAccumulate, launchAssign, launchBinary, launchCopy, launchFill, launchUnary } from './ops/elementwise.js';
 export { launchSum } from './ops/reduce.js';
+export { launchCast } from './ops/cast.js';
 export { type CheckResult, selfCheck } from './self-check.js';
