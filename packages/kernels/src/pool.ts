@@ -43,17 +43,23 @@ export class BufferPool {
   private allocatedBytes = 0;
   private freeCount = 0;
 
+  /**
+   * @param maxBytes the largest buffer a kernel can bind whole (the device's
+   *   min(maxBufferSize, maxStorageBufferBindingSize)): kernels bind whole buffers.
+   */
   constructor(
     private readonly device: GPUDevice,
-    private readonly maxBufferSize: number,
+    private readonly maxBytes: number,
     private readonly onDestroy: () => void,
   ) {}
 
   acquire(bytes: number, label: string): GPUBuffer {
-    const size = sizeClass(bytes);
-    if (size > this.maxBufferSize) {
-      throw new Error(`${label}: buffer of ${bytes} bytes exceeds the device's maxBufferSize (${this.maxBufferSize})`);
+    if (bytes > this.maxBytes) {
+      throw new Error(
+        `${label}: a tensor of ${bytes} bytes exceeds the largest storage binding this adapter allows (${this.maxBytes} bytes); use a smaller batch or size`,
+      );
     }
+    const size = Math.min(sizeClass(bytes), Math.floor(this.maxBytes / 16) * 16);
     const list = this.free.get(size);
     let buf = list?.pop();
     if (buf) {

@@ -123,6 +123,22 @@ describe('buffer pool', () => {
     expect(after20.inUse).toBe(after1.inUse);
   });
 
+  it('refuses a tensor larger than a storage binding can hold, naming the limit', () => {
+    const max = Math.min(dev.limits.maxBufferSize, dev.limits.maxStorageBufferBindingSize);
+    expect(() => empty(dev, [max / 4 + 1], 'f32', 'huge')).toThrow(/huge: a tensor of \d+ bytes exceeds the largest storage binding this adapter allows/);
+  });
+
+  it('a tensor just under the binding limit works end to end', async () => {
+    const max = Math.min(dev.limits.maxBufferSize, dev.limits.maxStorageBufferBindingSize);
+    const n = Math.floor(max / 4) - 3;
+    const t = empty(dev, [n], 'u32', 'near-limit');
+    dev.dispatch(IOTA, [t.buffer], [n], grid1d(n, 1, dev.limits.maxComputeWorkgroupsPerDimension));
+    const got = (await t.read()) as Uint32Array;
+    expect(got[n - 1]).toBe(((n - 1) * 3) >>> 0);
+    expect(got[12345]).toBe(12345 * 3);
+    t.dispose();
+  });
+
   it('names the tensor used after dispose', () => {
     const t = tensor(dev, [1, 2], [2], { name: 'head.weight' });
     t.dispose();

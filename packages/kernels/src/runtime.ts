@@ -89,7 +89,8 @@ export class Device {
 
   constructor(readonly ctx: GPUContext) {
     this.gpu = ctx.device;
-    this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize, () => this.bindGroups.clear());
+    const maxBinding = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
+    this.pool = new BufferPool(ctx.device, maxBinding, () => this.bindGroups.clear());
     this.uniforms = new UniformArena(ctx.device, ctx.limits.minUniformBufferOffsetAlignment);
   }
 
