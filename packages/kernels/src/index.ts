@@ -30,3 +30,5 @@ export { BINARY, type BinaryOp, UNARY, type UnaryOp, launchAccumulate, launchAss
 export { launchSum } from './ops/reduce.js';
 export { launchCast } from './ops/cast.js';
 export { type CheckResult, selfCheck } from './self-check.js';
+export { launchGatherRows, launchScatterAddRows } from './ops/gather.js';
+export { embedding, gatherRows } from './nn/embedding.js';

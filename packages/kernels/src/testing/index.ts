@@ -139,3 +139,4 @@ export function toF64(a: ArrayLike<number>): Float64Array {
 
 export * from '../ref/array.js';
 export * from '../ref/elementwise.js';
+export * from '../ref/gather.js';
