@@ -139,9 +139,5 @@ export function toF64(a: ArrayLike<number>): Float64Array {
 
 export * from '../ref/array.js';
 export * from '../ref/elementwise.js';
-export * from '../ref/attention.js';
 export * from '../ref/gather.js';
 export * from '../ref/patch.js';
-export * from '../ref/norm.js';
-export * from '../ref/softmax.js';
-export * from '../ref/loss.js';
