@@ -139,5 +139,6 @@ export function toF64(a: ArrayLike<number>): Float64Array {
 
 export * from '../ref/array.js';
 export * from '../ref/elementwise.js';
+export * from '../ref/attention.js';
 export * from '../ref/gather.js';
 export * from '../ref/patch.js';
