@@ -32,3 +32,7 @@ export { launchCast } from './ops/cast.js';
 export { type CheckResult, selfCheck } from './self-check.js';
 export { launchGatherRows, launchScatterAddRows } from './ops/gather.js';
 export { embedding, gatherRows } from './nn/embedding.js';
+export { type LayerNormGrads, type LayerNormOut, launchLayerNorm, launchLayerNormBackward } from './ops/norm.js';
+export { type CrossEntropyOut, launchCrossEntropy, launchCrossEntropyBackward } from './ops/loss.js';
+export { layerNorm } from './nn/norm.js';
+export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';

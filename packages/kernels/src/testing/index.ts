@@ -142,3 +142,6 @@ export * from '../ref/elementwise.js';
 export * from '../ref/attention.js';
 export * from '../ref/gather.js';
 export * from '../ref/patch.js';
+export * from '../ref/norm.js';
+export * from '../ref/softmax.js';
+export * from '../ref/loss.js';

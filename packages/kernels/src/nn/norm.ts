@@ -1,0 +1,25 @@
+// Differentiable normalisation over the last axis: forward launch and backward rule side by side.
+import { launchLayerNorm, launchLayerNormBackward } from '../ops/norm.js';
+import { type Tensor, record } from '../tensor.js';
+
+/** LayerNorm over the last axis with affine weight and bias ([D] each); the tape keeps x, weight, mean and rstd. */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const { y, mean, rstd } = launchLayerNorm(x, weight, bias, eps);
+  record(
+    'layer_norm',
+    y,
+    [x, weight, bias],
+    (g) => {
+      // The saved views, not the forward's handles: mean and rstd are disposed below, x may be by the caller.
+      const [xs, ws, m, r] = y.node!.saved as [Tensor, Tensor, Tensor, Tensor];
+      const d = launchLayerNormBackward(g, xs, ws, m, r, { dx: x.requiresGrad, dparams: weight.requiresGrad || bias.requiresGrad });
+      if (!weight.requiresGrad) d.dweight?.dispose();
+      if (!bias.requiresGrad) d.dbias?.dispose();
+      return [d.dx, weight.requiresGrad ? d.dweight : null, bias.requiresGrad ? d.dbias : null];
+    },
+    [x, weight, mean, rstd],
+  );
+  mean.dispose();
+  rstd.dispose();
+  return y;
+}

@@ -1,0 +1,88 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Device, backward, layerNorm, launchLayerNorm, mul, scope, sum, tensor, transpose } from '../index.js';
+import { Rng, assertClose, dot, f64, layerNormBackwardRef, layerNormRef, numericGrad, testDevice, toF64 } from '../testing/index.js';
+
+let dev: Device;
+beforeAll(async () => {
+  dev = await testDevice();
+});
+
+const rng = new Rng(11);
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+describe('layerNorm reference', () => {
+  it('backward matches finite differences of the forward', () => {
+    const shape = [3, 5];
+    const eps = 1e-5;
+    const x = toF64(rng.normal(15));
+    const w = toF64(rng.uniform(5, 0.5, 1.5));
+    const b = toF64(rng.normal(5));
+    const g = toF64(rng.normal(15));
+    const want = layerNormBackwardRef(f64(g, shape), f64(x, shape), w, eps);
+    const f = () => dot(g, layerNormRef(f64(x, shape), w, b, eps).y.data);
+    assertClose(want.dx.data, numericGrad(f, x), { atol: 1e-7, rtol: 1e-6 }, 'dx');
+    assertClose(want.dw, numericGrad(f, w), { atol: 1e-7, rtol: 1e-6 }, 'dw');
+    assertClose(want.db, numericGrad(f, b), { atol: 1e-7, rtol: 1e-6 }, 'db');
+  });
+});
+
+describe('layerNorm kernels', () => {
+  const cases: [rows: number, n: number][] = [
+    [1, 1],
+    [7, 1],
+    [1, 3],
+    [5, 65],
+    [3, 769],
+    [2, 3073],
+    [3001, 129],
+  ];
+  for (const [rows, n] of cases) {
+    it(`forward and backward [${rows}, ${n}]`, async () => {
+      const eps = 1e-5;
+      // An offset mean checks that the variance does not cancel.
+      const xs = rng.normal(rows * n, 2).map((v) => v + 30);
+      const ws = rng.uniform(n, 0.5, 1.5);
+      const bs = rng.normal(n);
+      const gs = rng.normal(rows * n);
+      const x = tensor(dev, xs, [rows, n], { requiresGrad: true });
+      const w = tensor(dev, ws, [n], { requiresGrad: true });
+      const b = tensor(dev, bs, [n], { requiresGrad: true });
+      const y = scope(() => {
+        const y = layerNorm(x, w, b, eps);
+        backward(sum(mul(y, tensor(dev, gs, [rows, n]))));
+        return y;
+      });
+      const ref = layerNormRef(f64(xs, [rows, n]), toF64(ws), toF64(bs), eps);
+      assertClose(await y.read(), ref.y.data, { atol: 2e-5, rtol: 1e-4 }, 'y');
+      const dref = layerNormBackwardRef(f64(gs, [rows, n]), f64(xs, [rows, n]), toF64(ws), eps);
+      // Width 1 has var = 0: rstd = 1/sqrt(eps) scales rounding in x̂ by ~300.
+      const scaleDx = n === 1 ? 1e-2 : 2e-4;
+      assertClose(await x.grad!.read(), dref.dx.data, { atol: scaleDx * maxAbs(dref.dx.data), rtol: 1e-3 }, 'dx');
+      assertClose(await w.grad!.read(), dref.dw, { atol: 1e-5 * Math.sqrt(rows) * maxAbs(dref.dw) + 1e-5, rtol: 1e-4 }, 'dweight');
+      assertClose(await b.grad!.read(), dref.db, { atol: 1e-5 * Math.sqrt(rows) * maxAbs(dref.db) + 1e-5, rtol: 1e-4 }, 'dbias');
+    });
+  }
+
+  it('statistics per row, and strided input', async () => {
+    const xs = rng.normal(6 * 4);
+    const x = transpose(tensor(dev, xs, [6, 4]));
+    const { y, mean, rstd } = launchLayerNorm(x, tensor(dev, [1, 1, 1, 1, 1, 1]), tensor(dev, [0, 0, 0, 0, 0, 0]), 1e-5);
+    const xt: number[] = [];
+    for (let j = 0; j < 4; j++) for (let i = 0; i < 6; i++) xt.push(xs[i * 4 + j]!);
+    const ref = layerNormRef(f64(xt, [4, 6]), new Float64Array(6).fill(1), new Float64Array(6), 1e-5);
+    assertClose(await y.read(), ref.y.data, { atol: 1e-5, rtol: 1e-4 }, 'y');
+    assertClose(await mean.read(), ref.mean, { atol: 1e-6, rtol: 1e-5 }, 'mean');
+    assertClose(await rstd.read(), ref.rstd, { atol: 1e-6, rtol: 1e-5 }, 'rstd');
+  });
+
+  it('names the op and shapes on a weight of the wrong size', () => {
+    expect(() => layerNorm(tensor(dev, [1, 2, 3], [1, 3]), tensor(dev, [1, 1], [2]), tensor(dev, [0, 0, 0], [3]))).toThrow(
+      /layerNorm: weight must be f32 \[3\] for x \[1, 3\], got f32 \[2\]/,
+    );
+  });
+});

@@ -1,0 +1,230 @@
+// Normalisation over the last axis: LayerNorm (affine) and L2 normalisation, forward and backward.
+// One workgroup per row; LayerNorm's weight and bias gradients are reduced over rows in two passes
+// (per-chunk partial sums with one invocation per column, then a sum over chunks) so that many
+// rows spread over many workgroups.
+import { type KernelSpec, grid1d } from '../kernel.js';
+import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
+import { ROW_ARGS, ROW_INDEX, ROW_REDUCE_WGSL, dense, release, rowWorkgroup, rowsOf } from './row.js';
+
+const f32 = (name: string, access: 'read' | 'read_write' = 'read') => ({ name, access, type: 'array<f32>' });
+
+function layerNormSpec(wg: number): KernelSpec {
+  return {
+    name: 'layer_norm',
+    storage: [f32('X'), f32('W'), f32('B'), f32('Y', 'read_write'), f32('Mean', 'read_write'), f32('Rstd', 'read_write')],
+    params: [['rows', 'u32'], ['n', 'u32'], ['eps', 'f32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_b', 'u32']],
+    workgroupSize: [wg],
+    code: `${ROW_REDUCE_WGSL}
+@compute @workgroup_size(WG_X)
+fn main(${ROW_ARGS}) {
+  let row = ${ROW_INDEX};
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let bx = p.off_x + row * p.n;
+  var s = 0.0;
+  for (var i = lid; i < p.n; i += WG_X) { s += X[bx + i]; }
+  let mean = wg_sum(s, lid) / f32(p.n);
+  // Variance from deviations (a second pass), not E[x²] - mean², which cancels for large means.
+  var v = 0.0;
+  for (var i = lid; i < p.n; i += WG_X) { let d = X[bx + i] - mean; v += d * d; }
+  let rstd = 1.0 / sqrt(wg_sum(v, lid) / f32(p.n) + p.eps);
+  let by = row * p.n;
+  for (var i = lid; i < p.n; i += WG_X) {
+    Y[by + i] = (X[bx + i] - mean) * rstd * W[p.off_w + i] + B[p.off_b + i];
+  }
+  if (lid == 0u) {
+    Mean[row] = mean;
+    Rstd[row] = rstd;
+  }
+}`,
+  };
+}
+
+function layerNormDxSpec(wg: number): KernelSpec {
+  return {
+    name: 'layer_norm_dx',
+    storage: [f32('G'), f32('X'), f32('W'), f32('Mean'), f32('Rstd'), f32('DX', 'read_write')],
+    params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
+    workgroupSize: [wg],
+    code: `${ROW_REDUCE_WGSL}
+@compute @workgroup_size(WG_X)
+fn main(${ROW_ARGS}) {
+  let row = ${ROW_INDEX};
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let mean = Mean[p.off_m + row];
+  let rstd = Rstd[p.off_r + row];
+  let bx = p.off_x + row * p.n;
+  let bg = p.off_g + row * p.n;
+  var acc = vec2<f32>(0.0);
+  for (var i = lid; i < p.n; i += WG_X) {
+    let xhat = (X[bx + i] - mean) * rstd;
+    let dxhat = G[bg + i] * W[p.off_w + i];
+    acc += vec2<f32>(dxhat, dxhat * xhat);
+  }
+  let m = wg_sum2(acc, lid) / f32(p.n);
+  let bd = row * p.n;
+  for (var i = lid; i < p.n; i += WG_X) {
+    let xhat = (X[bx + i] - mean) * rstd;
+    let dxhat = G[bg + i] * W[p.off_w + i];
+    DX[bd + i] = rstd * (dxhat - m.x - xhat * m.y);
+  }
+}`,
+  };
+}
+
+const PARAM_WG = 256;
+
+/** Rows per partial-sum chunk of the weight/bias gradients; the chunk count must fit one grid dim. */
+function chunkRows(rows: number): number {
+  return Math.max(64, Math.ceil(rows / 65535));
+}
+
+// Partial[(2·chunk + 0)·n + col] = Σ g·x̂ and Partial[(2·chunk + 1)·n + col] = Σ g over the chunk's rows.
+const LAYER_NORM_DPARAM_PARTIAL: KernelSpec = {
+  name: 'layer_norm_dparam_partial',
+  storage: [f32('G'), f32('X'), f32('Mean'), f32('Rstd'), f32('Partial', 'read_write')],
+  params: [['rows', 'u32'], ['n', 'u32'], ['chunk_rows', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
+  workgroupSize: [PARAM_WG],
+  code: `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let col = gid.x;
+  if (col >= p.n) { return; }
+  let chunk = wid.y;
+  let r0 = chunk * p.chunk_rows;
+  let r1 = min(r0 + p.chunk_rows, p.rows);
+  var dw = 0.0;
+  var db = 0.0;
+  for (var r = r0; r < r1; r++) {
+    let g = G[p.off_g + r * p.n + col];
+    dw += g * (X[p.off_x + r * p.n + col] - Mean[p.off_m + r]) * Rstd[p.off_r + r];
+    db += g;
+  }
+  Partial[2u * chunk * p.n + col] = dw;
+  Partial[(2u * chunk + 1u) * p.n + col] = db;
+}`,
+};
+
+const LAYER_NORM_DPARAM_FINAL: KernelSpec = {
+  name: 'layer_norm_dparam_final',
+  storage: [f32('Partial'), f32('DW', 'read_write'), f32('DB', 'read_write')],
+  params: [['n', 'u32'], ['chunks', 'u32']],
+  workgroupSize: [PARAM_WG],
+  code: `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let col = gid.x;
+  if (col >= p.n) { return; }
+  var dw = 0.0;
+  var db = 0.0;
+  for (var c = 0u; c < p.chunks; c++) {
+    dw += Partial[2u * c * p.n + col];
+    db += Partial[(2u * c + 1u) * p.n + col];
+  }
+  DW[col] = dw;
+  DB[col] = db;
+}`,
+};
+
+export interface LayerNormOut {
+  y: Tensor;
+  /** Per-row mean, shape x.shape[:-1]. */
+  mean: Tensor;
+  /** Per-row 1/sqrt(var + eps), shape x.shape[:-1]. */
+  rstd: Tensor;
+}
+
+function checkParam(op: string, x: Tensor, n: number, t: Tensor, what: string): void {
+  if (t.dtype !== 'f32' || !sameShape(t.shape, [n])) {
+    throw new Error(`${op}: ${what} must be f32 [${n}] for x ${shapeStr(x.shape)}, got ${t.dtype} ${shapeStr(t.shape)}`);
+  }
+}
+
+/** LayerNorm over the last axis: y = (x - mean)/sqrt(var + eps)·weight + bias, with the per-row statistics backward needs. */
+export function launchLayerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): LayerNormOut {
+  const { rows, n } = rowsOf('layerNorm', x);
+  checkParam('layerNorm', x, n, weight, 'weight');
+  checkParam('layerNorm', x, n, bias, 'bias');
+  const dev = x.device;
+  const y = empty(dev, x.shape, 'f32', 'layer_norm');
+  const mean = empty(dev, x.shape.slice(0, -1), 'f32', 'layer_norm_mean');
+  const rstd = empty(dev, x.shape.slice(0, -1), 'f32', 'layer_norm_rstd');
+  const xc = dense(x);
+  const w = dense(weight);
+  const b = dense(bias);
+  dev.dispatch(
+    layerNormSpec(rowWorkgroup(n)),
+    [xc.buffer, w.buffer, b.buffer, y.buffer, mean.buffer, rstd.buffer],
+    [rows, n, eps, xc.offset, w.offset, b.offset],
+    grid1d(rows, 1),
+  );
+  release(x, xc);
+  release(weight, w);
+  release(bias, b);
+  return { y, mean, rstd };
+}
+
+export interface LayerNormGrads {
+  dx: Tensor | null;
+  dweight: Tensor | null;
+  dbias: Tensor | null;
+}
+
+/** Gradients of LayerNorm given the output gradient `g` and the forward's saved x, weight, mean, rstd. */
+export function launchLayerNormBackward(
+  g: Tensor,
+  x: Tensor,
+  weight: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  need: { dx: boolean; dparams: boolean },
+): LayerNormGrads {
+  const { rows, n } = rowsOf('layerNormBackward', x);
+  if (!sameShape(g.shape, x.shape) || g.dtype !== 'f32') {
+    throw new Error(`layerNormBackward: gradient ${g.dtype} ${shapeStr(g.shape)} for x ${shapeStr(x.shape)}`);
+  }
+  checkParam('layerNormBackward', x, n, weight, 'weight');
+  for (const [t, what] of [
+    [mean, 'mean'],
+    [rstd, 'rstd'],
+  ] as const) {
+    if (t.size !== rows || !t.isContiguous()) throw new Error(`layerNormBackward: ${what} ${shapeStr(t.shape)} for x ${shapeStr(x.shape)}`);
+  }
+  const dev = x.device;
+  const gc = dense(g);
+  const xc = dense(x);
+  const out: LayerNormGrads = { dx: null, dweight: null, dbias: null };
+  if (need.dx) {
+    const w = dense(weight);
+    const dx = empty(dev, x.shape, 'f32', 'layer_norm_dx');
+    dev.dispatch(
+      layerNormDxSpec(rowWorkgroup(n)),
+      [gc.buffer, xc.buffer, w.buffer, mean.buffer, rstd.buffer, dx.buffer],
+      [rows, n, gc.offset, xc.offset, w.offset, mean.offset, rstd.offset],
+      grid1d(rows, 1),
+    );
+    release(weight, w);
+    out.dx = dx;
+  }
+  if (need.dparams) {
+    const cr = chunkRows(rows);
+    const chunks = Math.max(1, Math.ceil(rows / cr));
+    const partial = empty(dev, [chunks, 2, n], 'f32', 'layer_norm_dparam_partial');
+    dev.dispatch(
+      LAYER_NORM_DPARAM_PARTIAL,
+      [gc.buffer, xc.buffer, mean.buffer, rstd.buffer, partial.buffer],
+      [rows, n, cr, gc.offset, xc.offset, mean.offset, rstd.offset],
+      [Math.ceil(n / PARAM_WG), chunks, 1],
+    );
+    const dweight = empty(dev, [n], 'f32', 'layer_norm_dweight');
+    const dbias = empty(dev, [n], 'f32', 'layer_norm_dbias');
+    dev.dispatch(LAYER_NORM_DPARAM_FINAL, [partial.buffer, dweight.buffer, dbias.buffer], [n, chunks], grid1d(n, PARAM_WG));
+    partial.dispose();
+    out.dweight = dweight;
+    out.dbias = dbias;
+  }
+  release(g, gc);
+  release(x, xc);
+  return out;
+}
