@@ -145,3 +145,4 @@ export * from '../ref/patch.js';
 export * from '../ref/norm.js';
 export * from '../ref/softmax.js';
 export * from '../ref/loss.js';
+export * from '../ref/topk.js';
