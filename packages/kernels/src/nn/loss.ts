@@ -25,19 +25,19 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array | reado
     }
     lab = tensor(logits.device, Int32Array.from(values), [values.length], { name: 'labels' });
   } else lab = labels;
-  const { loss, lse } = launchCrossEntropy(logits, lab, smoothing);
+  const { loss, stats } = launchCrossEntropy(logits, lab, smoothing);
   record(
     'cross_entropy',
     loss,
     [logits],
     (g) => {
-      // The saved views, not the forward's handles: lse and uploaded labels are disposed below.
+      // The saved views, not the forward's handles: stats and uploaded labels are disposed below.
       const [x, l, s] = loss.node!.saved as [Tensor, Tensor, Tensor];
       return [launchCrossEntropyBackward(g, x, l, s, smoothing)];
     },
-    [logits, lab, lse],
+    [logits, lab, stats],
   );
-  lse.dispose();
+  stats.dispose();
   if (host) lab.dispose();
   return loss;
 }
