@@ -1,5 +1,5 @@
 // Differentiable normalisation over the last axis: forward launch and backward rule side by side.
-import { launchLayerNorm, launchLayerNormBackward } from '../ops/norm.js';
+import { launchL2Normalize, launchL2NormalizeBackward, launchLayerNorm, launchLayerNormBackward } from '../ops/norm.js';
 import { type Tensor, record } from '../tensor.js';
 
 /** LayerNorm over the last axis with affine weight and bias ([D] each); the tape keeps x, weight, mean and rstd. */
@@ -21,5 +21,22 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   );
   mean.dispose();
   rstd.dispose();
+  return y;
+}
+
+/** x / max(‖x‖₂, eps) over the last axis; the tape keeps x and the per-row norm. */
+export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
+  const { y, norm } = launchL2Normalize(x, eps);
+  record(
+    'l2_normalize',
+    y,
+    [x],
+    (g) => {
+      const [xs, ns] = y.node!.saved as [Tensor, Tensor];
+      return [launchL2NormalizeBackward(g, xs, ns, eps)];
+    },
+    [x, norm],
+  );
+  norm.dispose();
   return y;
 }

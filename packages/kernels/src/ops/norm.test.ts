@@ -1,6 +1,18 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, backward, layerNorm, launchLayerNorm, mul, scope, sum, tensor, transpose } from '../index.js';
-import { Rng, assertClose, dot, f64, layerNormBackwardRef, layerNormRef, numericGrad, testDevice, toF64 } from '../testing/index.js';
+import { type Device, backward, l2Normalize, layerNorm, launchLayerNorm, mul, scope, sum, tensor, transpose } from '../index.js';
+import {
+  Rng,
+  assertClose,
+  dot,
+  f64,
+  l2NormalizeBackwardRef,
+  l2NormalizeRef,
+  layerNormBackwardRef,
+  layerNormRef,
+  numericGrad,
+  testDevice,
+  toF64,
+} from '../testing/index.js';
 
 let dev: Device;
 beforeAll(async () => {
@@ -85,4 +97,44 @@ describe('layerNorm kernels', () => {
       /layerNorm: weight must be f32 \[3\] for x \[1, 3\], got f32 \[2\]/,
     );
   });
+});
+
+describe('l2Normalize reference', () => {
+  it('backward matches finite differences of the forward, unclamped and clamped', () => {
+    const g = toF64(rng.normal(8));
+    // Row 0 has norm ~1; row 1 has norm below eps, where y = x/eps.
+    const x = toF64([...rng.normal(4), 1e-4, -2e-4, 3e-4, 1e-4]);
+    const want = l2NormalizeBackwardRef(f64(g, [2, 4]), f64(x, [2, 4]), 1e-2);
+    assertClose(want.data, numericGrad((v) => dot(g, l2NormalizeRef(f64(v, [2, 4]), 1e-2).data), x, 1e-7), { atol: 1e-7, rtol: 1e-6 }, 'dx');
+  });
+});
+
+describe('l2Normalize kernels', () => {
+  const cases: [rows: number, n: number][] = [
+    [1, 1],
+    [6, 1],
+    [1, 3],
+    [5, 65],
+    [3, 769],
+    [2, 3073],
+    [3001, 129],
+  ];
+  for (const [rows, n] of cases) {
+    it(`forward and backward [${rows}, ${n}]`, async () => {
+      const eps = 1e-6;
+      const xs = rng.normal(rows * n, 3);
+      // A zero row: the norm clamps to eps and the gradient is g/eps.
+      if (rows > 1) xs.fill(0, 0, n);
+      const gs = rng.normal(rows * n);
+      const x = tensor(dev, xs, [rows, n], { requiresGrad: true });
+      const y = scope(() => {
+        const y = l2Normalize(x, eps);
+        backward(sum(mul(y, tensor(dev, gs, [rows, n]))));
+        return y;
+      });
+      assertClose(await y.read(), l2NormalizeRef(f64(xs, [rows, n]), eps).data, { atol: 1e-6, rtol: 1e-5 }, 'y');
+      const dref = l2NormalizeBackwardRef(f64(gs, [rows, n]), f64(xs, [rows, n]), eps).data;
+      assertClose(await x.grad!.read(), dref, { atol: 1e-6, rtol: 1e-4 }, 'dx');
+    });
+  }
 });

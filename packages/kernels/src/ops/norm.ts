@@ -228,3 +228,89 @@ export function launchLayerNormBackward(
   release(x, xc);
   return out;
 }
+
+function l2NormalizeSpec(wg: number): KernelSpec {
+  return {
+    name: 'l2_normalize',
+    storage: [f32('X'), f32('Y', 'read_write'), f32('Norm', 'read_write')],
+    params: [['rows', 'u32'], ['n', 'u32'], ['eps', 'f32'], ['off_x', 'u32']],
+    workgroupSize: [wg],
+    code: `${ROW_REDUCE_WGSL}
+@compute @workgroup_size(WG_X)
+fn main(${ROW_ARGS}) {
+  let row = ${ROW_INDEX};
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let bx = p.off_x + row * p.n;
+  var ss = 0.0;
+  for (var i = lid; i < p.n; i += WG_X) { let x = X[bx + i]; ss += x * x; }
+  let norm = sqrt(wg_sum(ss, lid));
+  let inv = 1.0 / max(norm, p.eps);
+  let by = row * p.n;
+  for (var i = lid; i < p.n; i += WG_X) { Y[by + i] = X[bx + i] * inv; }
+  if (lid == 0u) { Norm[row] = norm; }
+}`,
+  };
+}
+
+// With d = max(‖x‖, eps): dx = (g - x·(g·x)/d²)/d where the norm is not clamped (g minus its
+// component along y, over d), and g/d where it is (d is then the constant eps). No branch around
+// the reduction: it stays in uniform control flow.
+function l2NormalizeBackwardSpec(wg: number): KernelSpec {
+  return {
+    name: 'l2_normalize_backward',
+    storage: [f32('G'), f32('X'), f32('Norm'), f32('DX', 'read_write')],
+    params: [['rows', 'u32'], ['n', 'u32'], ['eps', 'f32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_n', 'u32']],
+    workgroupSize: [wg],
+    code: `${ROW_REDUCE_WGSL}
+@compute @workgroup_size(WG_X)
+fn main(${ROW_ARGS}) {
+  let row = ${ROW_INDEX};
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let bx = p.off_x + row * p.n;
+  let bg = p.off_g + row * p.n;
+  var gx = 0.0;
+  for (var i = lid; i < p.n; i += WG_X) { gx += G[bg + i] * X[bx + i]; }
+  gx = wg_sum(gx, lid);
+  let norm = Norm[p.off_n + row];
+  let d = max(norm, p.eps);
+  let k = select(0.0, gx / (d * d), norm > p.eps);
+  let bd = row * p.n;
+  for (var i = lid; i < p.n; i += WG_X) { DX[bd + i] = (G[bg + i] - X[bx + i] * k) / d; }
+}`,
+  };
+}
+
+/** y = x / max(‖x‖₂, eps) over the last axis, with the per-row norm ‖x‖₂ backward needs. */
+export function launchL2Normalize(x: Tensor, eps: number): { y: Tensor; norm: Tensor } {
+  const { rows, n } = rowsOf('l2Normalize', x);
+  if (!(eps > 0)) throw new Error(`l2Normalize: eps must be positive, got ${eps}`);
+  const xc = dense(x);
+  const y = empty(x.device, x.shape, 'f32', 'l2_normalize');
+  const norm = empty(x.device, x.shape.slice(0, -1), 'f32', 'l2_normalize_norm');
+  x.device.dispatch(l2NormalizeSpec(rowWorkgroup(n)), [xc.buffer, y.buffer, norm.buffer], [rows, n, eps, xc.offset], grid1d(rows, 1));
+  release(x, xc);
+  return { y, norm };
+}
+
+/** The input gradient of l2Normalize from the forward's x and norm and the output gradient `g`. */
+export function launchL2NormalizeBackward(g: Tensor, x: Tensor, norm: Tensor, eps: number): Tensor {
+  const { rows, n } = rowsOf('l2NormalizeBackward', x);
+  if (g.dtype !== 'f32' || !sameShape(g.shape, x.shape)) {
+    throw new Error(`l2NormalizeBackward: gradient ${g.dtype} ${shapeStr(g.shape)} for x ${shapeStr(x.shape)}`);
+  }
+  if (norm.size !== rows || !norm.isContiguous()) throw new Error(`l2NormalizeBackward: norm ${shapeStr(norm.shape)} for x ${shapeStr(x.shape)}`);
+  const gc = dense(g);
+  const xc = dense(x);
+  const dx = empty(x.device, x.shape, 'f32', 'l2_normalize_dx');
+  x.device.dispatch(
+    l2NormalizeBackwardSpec(rowWorkgroup(n)),
+    [gc.buffer, xc.buffer, norm.buffer, dx.buffer],
+    [rows, n, eps, gc.offset, xc.offset, norm.offset],
+    grid1d(rows, 1),
+  );
+  release(g, gc);
+  release(x, xc);
+  return dx;
+}

@@ -1,0 +1,16 @@
+// Differentiable softmax and log-softmax over the last axis; the tape keeps only the output.
+import { type SoftmaxKind, launchSoftmax, launchSoftmaxBackward } from '../ops/softmax.js';
+import { type Tensor, record } from '../tensor.js';
+
+function softmaxOp(kind: SoftmaxKind, x: Tensor): Tensor {
+  const y = launchSoftmax(kind, x);
+  return record(kind, y, [x], (g) => [launchSoftmaxBackward(kind, g, y.node!.saved[0]!)], [y]);
+}
+
+export function softmax(x: Tensor): Tensor {
+  return softmaxOp('softmax', x);
+}
+
+export function logSoftmax(x: Tensor): Tensor {
+  return softmaxOp('log_softmax', x);
+}
