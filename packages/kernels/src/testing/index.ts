@@ -146,3 +146,4 @@ export * from '../ref/norm.js';
 export * from '../ref/softmax.js';
 export * from '../ref/loss.js';
 export * from '../ref/topk.js';
+export * from '../ref/optim.js';
