@@ -147,3 +147,4 @@ export * from '../ref/softmax.js';
 export * from '../ref/loss.js';
 export * from '../ref/topk.js';
 export * from '../ref/optim.js';
+export * from '../ref/vlfm.js';
