@@ -38,3 +38,9 @@ export { type CrossEntropyOut, launchCrossEntropy, launchCrossEntropyBackward } 
 export { l2Normalize, layerNorm } from './nn/norm.js';
 export { logSoftmax, softmax } from './nn/softmax.js';
 export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';
+export { type AttentionForward, type AttentionGrads, type AttentionOptions, MAX_HEAD_DIM, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention.js';
+export { attention, attentionWithLse, clsAttentionScores } from './nn/attention.js';
+export { launchTopK, launchTopKGather, launchTopKScatter } from './ops/topk.js';
+export { ssvpSelect, topk } from './nn/ssvp.js';
+export { type VlfmGrads, type VlfmOptions, VLFM_MAX_DIM, launchVlfm, launchVlfmBackward } from './ops/vlfm.js';
+export { vlfmAttention } from './nn/vlfm.js';
