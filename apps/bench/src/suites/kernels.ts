@@ -3,6 +3,7 @@
 import { type Device, type KernelSpec, LINEAR_INDEX, empty, grid1d, launchBinary, launchSum, scope } from '@mpfgvc/kernels';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
+import { miscRows } from './kernels-misc.js';
 
 export interface SuiteOptions {
   /** Toy sizes for the smoke test: results are produced, timings are not meaningful. */
@@ -87,5 +88,7 @@ export async function elementwise(dev: Device, opts: SuiteOptions = {}): Promise
 }
 
 export async function kernelsSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
-  return [...(await ceilings(dev, opts)), ...(await elementwise(dev, opts))];
+  const rows = [...(await ceilings(dev, opts)), ...(await elementwise(dev, opts))];
+  rows.push(...(await miscRows(dev, opts)));
+  return rows;
 }
