@@ -21,13 +21,14 @@ fn main(${ROW_ARGS}) {
   if (row >= p.rows) { return; }
   let lid = lid3.x;
   let bx = p.off_x + row * p.n;
-  var s = 0.0;
-  for (var i = lid; i < p.n; i += WG_X) { s += X[bx + i]; }
-  let mean = wg_sum(s, lid) / f32(p.n);
-  // Variance from deviations (a second pass), not E[x²] - mean², which cancels for large means.
-  var v = 0.0;
-  for (var i = lid; i < p.n; i += WG_X) { let d = X[bx + i] - mean; v += d * d; }
-  let rstd = 1.0 / sqrt(wg_sum(v, lid) / f32(p.n) + p.eps);
+  // One pass over data shifted by the row's first element: var = E[(x-k)²] - E[x-k]² cancels only
+  // when k lies many standard deviations from the mean, not for a large mean as plain E[x²] would.
+  let k = X[bx];
+  var acc = vec2<f32>(0.0);
+  for (var i = lid; i < p.n; i += WG_X) { let d = X[bx + i] - k; acc += vec2<f32>(d, d * d); }
+  let m = wg_sum2(acc, lid) / f32(p.n);
+  let mean = k + m.x;
+  let rstd = 1.0 / sqrt(max(m.y - m.x * m.x, 0.0) + p.eps);
   let by = row * p.n;
   for (var i = lid; i < p.n; i += WG_X) {
     Y[by + i] = (X[bx + i] - mean) * rstd * W[p.off_w + i] + B[p.off_b + i];
