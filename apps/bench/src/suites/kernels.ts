@@ -3,6 +3,7 @@
 import { type Device, type KernelSpec, LINEAR_INDEX, empty, grid1d, launchBinary, launchSum, scope } from '@mpfgvc/kernels';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
+import { normRows } from './kernels-norm.js';
 import { miscRows } from './kernels-misc.js';
 
 export interface SuiteOptions {
@@ -89,6 +90,7 @@ export async function elementwise(dev: Device, opts: SuiteOptions = {}): Promise
 
 export async function kernelsSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
   const rows = [...(await ceilings(dev, opts)), ...(await elementwise(dev, opts))];
+  rows.push(...(await normRows(dev, opts)));
   rows.push(...(await miscRows(dev, opts)));
   return rows;
 }
