@@ -7,7 +7,7 @@ import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
 const WG = 256;
-/** Elements summed by one workgroup of the partial norm pass. */
+/** Units (f32 or vec4) summed by one workgroup of the partial norm pass. */
 const NORM_CHUNK = WG * 16;
 
 /** vec4 when every operand is 4-aligned: the update is memory bound and vec4 halves the instructions per byte. */
@@ -171,21 +171,24 @@ export function launchSgd(param: Tensor, grad: Tensor, buf: Tensor | null, s: Sg
   if (g !== grad) g.dispose();
 }
 
-/** Partials[base + chunk] = Σ x² over one chunk of NORM_CHUNK elements; one workgroup per chunk. */
-const SUMSQ_PARTIAL: KernelSpec = {
-  name: 'sumsq_partial',
-  storage: [
-    { name: 'X', access: 'read', type: 'array<f32>' },
-    { name: 'Partials', access: 'read_write', type: 'array<f32>' },
-  ],
-  params: [
-    ['n', 'u32'],
-    ['off', 'u32'],
-    ['chunks', 'u32'],
-    ['base', 'u32'],
-  ],
-  workgroupSize: [WG],
-  code: `
+/** Partials[base + chunk] = Σ x² over one chunk of NORM_CHUNK units; one workgroup per chunk. */
+function sumsqSpec(width: 1 | 4): KernelSpec {
+  const t = floatType(width);
+  return {
+    name: 'sumsq_partial',
+    variant: t,
+    storage: [
+      { name: 'X', access: 'read', type: `array<${t}>` },
+      { name: 'Partials', access: 'read_write', type: 'array<f32>' },
+    ],
+    params: [
+      ['n', 'u32'],
+      ['off', 'u32'],
+      ['chunks', 'u32'],
+      ['base', 'u32'],
+    ],
+    workgroupSize: [WG],
+    code: `
 var<workgroup> partial: array<f32, WG_X>;
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -196,7 +199,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   var acc = 0.0;
   for (var i = start + lid.x; i < end; i += WG_X) {
     let x = X[p.off + i];
-    acc += x * x;
+    acc += ${width === 4 ? 'dot(x, x)' : 'x * x'};
   }
   partial[lid.x] = acc;
   workgroupBarrier();
@@ -206,7 +209,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   if (lid.x == 0u) { Partials[p.base + chunk] = partial[0]; }
 }`,
-};
+  };
+}
 
 /** Norm[0] = √(Σ Partials); one workgroup. */
 const NORM_FINAL: KernelSpec = {
@@ -234,27 +238,31 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 };
 
 /** x ← x · min(1, max_norm / (norm + 1e-6)), the factor taken from the GPU-side norm. */
-const CLIP_SCALE: KernelSpec = {
-  name: 'clip_scale',
-  storage: [
-    { name: 'X', access: 'read_write', type: 'array<f32>' },
-    { name: 'Norm', access: 'read', type: 'array<f32>' },
-  ],
-  params: [
-    ['n', 'u32'],
-    ['off', 'u32'],
-    ['off_norm', 'u32'],
-    ['max_norm', 'f32'],
-  ],
-  workgroupSize: [WG],
-  code: `
+function clipScaleSpec(width: 1 | 4): KernelSpec {
+  const t = floatType(width);
+  return {
+    name: 'clip_scale',
+    variant: t,
+    storage: [
+      { name: 'X', access: 'read_write', type: `array<${t}>` },
+      { name: 'Norm', access: 'read', type: 'array<f32>' },
+    ],
+    params: [
+      ['n', 'u32'],
+      ['off', 'u32'],
+      ['off_norm', 'u32'],
+      ['max_norm', 'f32'],
+    ],
+    workgroupSize: [WG],
+    code: `
 @compute @workgroup_size(WG_X)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${LINEAR_INDEX};
   if (i >= p.n) { return; }
   X[p.off + i] *= min(1.0, p.max_norm / (Norm[p.off_norm] + 1e-6));
 }`,
-};
+  };
+}
 
 /** √(Σ over tensors of Σ x²) as a scalar (shape []) tensor; no read-back. */
 export function launchGlobalNorm(device: Tensor['device'], xs: readonly Tensor[]): Tensor {
@@ -262,12 +270,14 @@ export function launchGlobalNorm(device: Tensor['device'], xs: readonly Tensor[]
     if (x.dtype !== 'f32') throw new Error(`globalNorm: expected f32 tensors, got ${x}`);
     return x.isContiguous() ? x : launchCopy(x);
   });
-  const chunks = parts.map((x) => Math.ceil(x.size / NORM_CHUNK));
+  const widths = parts.map((x) => vectorWidth(x.size, [x.offset]));
+  const chunks = parts.map((x, k) => Math.ceil(x.size / widths[k]! / NORM_CHUNK));
   const total = chunks.reduce((a, b) => a + b, 0);
   const partials = empty(device, [Math.max(1, total)], 'f32', 'norm_partials');
   let base = 0;
   parts.forEach((x, k) => {
-    if (chunks[k]! > 0) device.dispatch(SUMSQ_PARTIAL, [x.buffer, partials.buffer], [x.size, x.offset, chunks[k]!, base], grid1d(chunks[k]!, 1));
+    const w = widths[k]!;
+    if (chunks[k]! > 0) device.dispatch(sumsqSpec(w), [x.buffer, partials.buffer], [x.size / w, x.offset / w, chunks[k]!, base], grid1d(chunks[k]!, 1));
     base += chunks[k]!;
   });
   const norm = empty(device, [], 'f32', 'global_norm');
@@ -282,6 +292,7 @@ export function launchClipScale(xs: readonly Tensor[], norm: Tensor, maxNorm: nu
   if (norm.size !== 1 || norm.dtype !== 'f32') throw new Error(`clipScale: norm must be one f32 value, got ${norm}`);
   for (const x of xs) {
     if (x.dtype !== 'f32' || !x.isContiguous()) throw new Error(`clipScale: tensors scaled in place must be contiguous f32, got ${x}`);
-    if (x.size > 0) x.device.dispatch(CLIP_SCALE, [x.buffer, norm.buffer], [x.size, x.offset, norm.offset, maxNorm], grid1d(x.size, WG));
+    const w = vectorWidth(x.size, [x.offset]);
+    if (x.size > 0) x.device.dispatch(clipScaleSpec(w), [x.buffer, norm.buffer], [x.size / w, x.offset / w, norm.offset, maxNorm], grid1d(x.size / w, WG));
   }
 }

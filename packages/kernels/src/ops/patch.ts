@@ -15,48 +15,62 @@ const PARAMS: [string, 'u32'][] = [
   ['h', 'u32'],
   ['w', 'u32'],
   ['ps', 'u32'],
+  ['pw', 'u32'],
   ['gh', 'u32'],
   ['gw', 'u32'],
   ['off', 'u32'],
 ];
 
-/** One invocation per patch element: out[b, py·gw + px, (c·P + ky)·P + kx] = img[b, c, py·P + ky, px·P + kx]. */
-const IM2COL: KernelSpec = {
-  name: 'im2col',
-  storage: [
-    { name: 'Img', access: 'read', type: 'array<f32>' },
-    { name: 'Out', access: 'read_write', type: 'array<f32>' },
-  ],
-  params: PARAMS,
-  workgroupSize: [WG],
-  code: `
+// Both kernels address along x in units of `width` floats (w = W/width, pw = P/width): vec4 when
+// P, W and the offset are multiples of 4, so that one invocation moves 4 pixels of a patch row.
+function floatType(width: 1 | 4): string {
+  return width === 4 ? 'vec4<f32>' : 'f32';
+}
+
+/** One invocation per patch unit: out[b, py·gw + px, (c·P + ky)·P + kx] = img[b, c, py·P + ky, px·P + kx]. */
+function im2colSpec(width: 1 | 4): KernelSpec {
+  const t = floatType(width);
+  return {
+    name: 'im2col',
+    variant: t,
+    storage: [
+      { name: 'Img', access: 'read', type: `array<${t}>` },
+      { name: 'Out', access: 'read_write', type: `array<${t}>` },
+    ],
+    params: PARAMS,
+    workgroupSize: [WG],
+    code: `
 @compute @workgroup_size(WG_X)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${LINEAR_INDEX};
   if (i >= p.n) { return; }
-  let pp = p.ps * p.ps;
-  let cols = p.c * pp;
+  let per_channel = p.ps * p.pw;
+  let cols = p.c * per_channel;
   let col = i % cols;
   let bn = i / cols;
   let n = bn % (p.gh * p.gw);
   let b = bn / (p.gh * p.gw);
-  let ch = col / pp;
-  let y = (n / p.gw) * p.ps + (col % pp) / p.ps;
-  let x = (n % p.gw) * p.ps + col % p.ps;
+  let ch = col / per_channel;
+  let y = (n / p.gw) * p.ps + (col % per_channel) / p.pw;
+  let x = (n % p.gw) * p.pw + col % p.pw;
   Out[i] = Img[p.off + ((b * p.c + ch) * p.h + y) * p.w + x];
 }`,
-};
+  };
+}
 
-/** One invocation per image element: the inverse permutation of im2col, 0 outside the patch grid. */
-const COL2IM: KernelSpec = {
-  name: 'col2im',
-  storage: [
-    { name: 'Cols', access: 'read', type: 'array<f32>' },
-    { name: 'Out', access: 'read_write', type: 'array<f32>' },
-  ],
-  params: PARAMS,
-  workgroupSize: [WG],
-  code: `
+/** One invocation per image unit: the inverse permutation of im2col, 0 outside the patch grid. */
+function col2imSpec(width: 1 | 4): KernelSpec {
+  const t = floatType(width);
+  return {
+    name: 'col2im',
+    variant: t,
+    storage: [
+      { name: 'Cols', access: 'read', type: `array<${t}>` },
+      { name: 'Out', access: 'read_write', type: `array<${t}>` },
+    ],
+    params: PARAMS,
+    workgroupSize: [WG],
+    code: `
 @compute @workgroup_size(WG_X)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${LINEAR_INDEX};
@@ -66,13 +80,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let ch = (i / (p.w * p.h)) % p.c;
   let b = i / (p.w * p.h * p.c);
   let py = y / p.ps;
-  let px = x / p.ps;
-  if (py >= p.gh || px >= p.gw) { Out[i] = 0.0; return; }
+  let px = x / p.pw;
+  if (py >= p.gh || px >= p.gw) { Out[i] = ${t}(0.0); return; }
   let row = b * p.gh * p.gw + py * p.gw + px;
-  let col = (ch * p.ps + y % p.ps) * p.ps + x % p.ps;
-  Out[i] = Cols[p.off + row * p.c * p.ps * p.ps + col];
+  let col = (ch * p.ps + y % p.ps) * p.pw + x % p.pw;
+  Out[i] = Cols[p.off + row * p.c * p.ps * p.pw + col];
 }`,
-};
+  };
+}
+
+function widthOf(patch: number, w: number, offset: number): 1 | 4 {
+  return patch % 4 === 0 && w % 4 === 0 && offset % 4 === 0 ? 4 : 1;
+}
 
 export interface PatchGrid {
   b: number;
@@ -100,7 +119,9 @@ export function launchIm2col(images: Tensor, patch: number): Tensor {
   const out = empty(images.device, [g.b, g.gh * g.gw, g.c * patch * patch], 'f32', 'im2col');
   if (out.size === 0) return out;
   const src = images.isContiguous() ? images : launchCopy(images);
-  images.device.dispatch(IM2COL, [src.buffer, out.buffer], [out.size, g.c, g.h, g.w, patch, g.gh, g.gw, src.offset], grid1d(out.size, WG));
+  const u = widthOf(patch, g.w, src.offset);
+  const values = [out.size / u, g.c, g.h, g.w / u, patch, patch / u, g.gh, g.gw, src.offset / u];
+  images.device.dispatch(im2colSpec(u), [src.buffer, out.buffer], values, grid1d(out.size / u, WG));
   if (src !== images) src.dispose();
   return out;
 }
@@ -115,7 +136,9 @@ export function launchCol2im(cols: Tensor, imageShape: readonly number[], patch:
   const out = empty(cols.device, imageShape, 'f32', 'col2im');
   if (out.size === 0) return out;
   const src = cols.isContiguous() ? cols : launchCopy(cols);
-  cols.device.dispatch(COL2IM, [src.buffer, out.buffer], [out.size, g.c, g.h, g.w, patch, g.gh, g.gw, src.offset], grid1d(out.size, WG));
+  const u = widthOf(patch, g.w, src.offset);
+  const values = [out.size / u, g.c, g.h, g.w / u, patch, patch / u, g.gh, g.gw, src.offset / u];
+  cols.device.dispatch(col2imSpec(u), [src.buffer, out.buffer], values, grid1d(out.size / u, WG));
   if (src !== cols) src.dispose();
   return out;
 }
