@@ -17,6 +17,7 @@ const cases: [number, number, number, number, number][] = [
   [2, 3, 7, 5, 2], // H, W not multiples of P: the borders are cut off
   [1, 3, 32, 32, 16],
   [3, 2, 30, 45, 7],
+  [2, 2, 20, 36, 8], // vec4 path with cut-off borders
   [4, 3, 448, 448, 16], // FGVC input
 ];
 
