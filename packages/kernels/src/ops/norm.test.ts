@@ -97,6 +97,25 @@ describe('layerNorm kernels', () => {
     assertClose(await rstd.read(), ref.rstd, { atol: 1e-6, rtol: 1e-5 }, 'rstd');
   });
 
+  it('normalises the last axis of [B, N, D], with gradients for the parameters only', async () => {
+    const shape = [2, 3, 5];
+    const xs = rng.normal(30);
+    const gs = rng.normal(30);
+    const ws = rng.uniform(5, 0.5, 1.5);
+    const w = tensor(dev, ws, [5], { requiresGrad: true });
+    const b = tensor(dev, new Float32Array(5), [5], { requiresGrad: true });
+    const y = scope(() => {
+      const y = layerNorm(tensor(dev, xs, shape), w, b);
+      backward(sum(mul(y, tensor(dev, gs, shape))));
+      return y;
+    });
+    expect(y.shape).toEqual(shape);
+    assertClose(await y.read(), layerNormRef(f64(xs, shape), toF64(ws), new Float64Array(5), 1e-5).y.data, { atol: 2e-5, rtol: 1e-4 }, 'y');
+    const dref = layerNormBackwardRef(f64(gs, shape), f64(xs, shape), toF64(ws), 1e-5);
+    assertClose(await w.grad!.read(), dref.dw, { atol: 1e-5, rtol: 1e-4 }, 'dweight');
+    assertClose(await b.grad!.read(), dref.db, { atol: 1e-5, rtol: 1e-4 }, 'dbias');
+  });
+
   it('names the op and shapes on a weight of the wrong size', () => {
     expect(() => layerNorm(tensor(dev, [1, 2, 3], [1, 3]), tensor(dev, [1, 1], [2]), tensor(dev, [0, 0, 0], [3]))).toThrow(
       /layerNorm: weight must be f32 \[3\] for x \[1, 3\], got f32 \[2\]/,
