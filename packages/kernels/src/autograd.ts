@@ -39,7 +39,7 @@ function owned(t: Tensor): boolean {
 }
 
 function freeNode(node: Node): void {
-  for (const t of node.saved) t.dispose();
+  for (const t of node.saved) t.unpin();
   node.saved = [];
 }
 

@@ -71,7 +71,7 @@ export interface Node {
   readonly inputs: (Tensor | null)[];
   /** Returns the gradient of each input (null where none is needed), given the output's gradient. */
   backward: (grad: Tensor) => (Tensor | null)[];
-  /** Tensors the backward needs; released after it ran. */
+  /** Tensors the backward needs (pinned: they stay usable until it ran, even if disposed). */
   saved: Tensor[];
   /** Creation order: backward runs in reverse of it. */
   readonly seq: number;
@@ -153,6 +153,9 @@ export class Tensor {
   /** Human-readable name (parameter name), used in error messages. */
   name = '';
   private disposed = false;
+  /** Tape entries that need this tensor; dispose() waits for them. */
+  private pins = 0;
+  private disposeRequested = false;
 
   constructor(
     readonly storage: Storage,
@@ -200,8 +203,21 @@ export class Tensor {
     return new Tensor(this.storage.retain(), shape, strides, offset, this.dtype);
   }
 
+  /** Keeps the tensor usable until unpin(), even across dispose() (for tape entries). */
+  pin(): void {
+    this.pins++;
+  }
+
+  unpin(): void {
+    if (--this.pins === 0 && this.disposeRequested) this.dispose();
+  }
+
   dispose(): void {
     if (this.disposed) return;
+    if (this.pins > 0) {
+      this.disposeRequested = true;
+      return;
+    }
     this.disposed = true;
     this.storage.release();
     if (this.grad && !this.grad.disposed) this.grad.dispose();
@@ -268,10 +284,10 @@ export function record(op: string, out: Tensor, inputs: readonly Tensor[], backw
     op,
     inputs: inputs.map((t) => (t.requiresGrad ? t : null)),
     backward,
-    saved: saved.map((t) => t.view(t.shape, t.strides, t.offset)),
+    saved,
     seq: nextSeq++,
   };
-  for (const t of out.node.saved) keep(t);
+  for (const t of saved) t.pin();
   return out;
 }
 
