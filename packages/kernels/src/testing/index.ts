@@ -148,3 +148,4 @@ export * from '../ref/loss.js';
 export * from '../ref/topk.js';
 export * from '../ref/optim.js';
 export * from '../ref/vlfm.js';
+export * from '../ref/matmul.js';

@@ -1,0 +1,83 @@
+// Differentiable matmul and linear layer: forward launch and backward rule side by side.
+//
+// With an activation the backward needs the pre-activation z. The forward kernel writes z next to
+// the output when a gradient will be needed (one extra store per output element, the same memory
+// an unfused bias + activation would hold anyway); recomputing z in backward would cost a second
+// full matmul.
+import { launchBinary, launchCopy } from '../ops/elementwise.js';
+import { type MatmulActivation, type MatmulOptions, launchMatmul, launchMatmulWithPre } from '../ops/matmul.js';
+import { type Tensor, isGradEnabled, record } from '../tensor.js';
+import { reshape } from '../functional.js';
+
+/**
+ * act(alpha · op(A)·op(B) + bias), batched with broadcasting (see launchMatmul). Gradients for A,
+ * B and the bias; a broadcast operand's gradient is summed over the batch it was shared by.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const { transA = false, transB = false, bias, activation, alpha = 1 } = opts;
+  const inputs = bias ? [a, b, bias] : [a, b];
+  const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
+  const { out, pre } = activation && needsGrad ? launchMatmulWithPre(a, b, opts) : { out: launchMatmul(a, b, opts), pre: null };
+  // dA needs B and dB needs A; z only with an activation.
+  const saved = [b.requiresGrad ? a : null, a.requiresGrad ? b : null, pre].filter((t): t is Tensor => t !== null);
+  record(
+    'matmul',
+    out,
+    inputs,
+    (g) => {
+      // The saved views, not the forward's handles: z is disposed below, a and b may be by the caller.
+      const s = [...out.node!.saved];
+      const as = b.requiresGrad ? s.shift()! : null;
+      const bs = a.requiresGrad ? s.shift()! : null;
+      const zs = pre ? s.shift()! : null;
+      const dz = zs ? launchBinary(`${activation!}_grad`, zs, g) : g;
+      const da = bs ? gradA(dz, bs, transA, transB, alpha) : null;
+      const db = as ? gradB(as, dz, a.rank, b.rank, transA, transB, alpha) : null;
+      const dbias = bias?.requiresGrad ? dz : null;
+      if (!dbias && dz !== g) dz.dispose();
+      return [da, db, dbias];
+    },
+    saved,
+  );
+  pre?.dispose();
+  return out;
+}
+
+/** dA of z = alpha · op(A)·op(B): alpha · dz·op(B)ᵀ, or its transpose when A was read transposed. */
+function gradA(dz: Tensor, b: Tensor, transA: boolean, transB: boolean, alpha: number): Tensor {
+  return transA ? launchMatmul(b, dz, { transA: transB, transB: true, alpha }) : launchMatmul(dz, b, { transB: !transB, alpha });
+}
+
+/**
+ * dB of z = alpha · op(A)·op(B): alpha · op(A)ᵀ·dz, or its transpose when B was read transposed.
+ * A 2-D B shared by a batch (a linear layer's weight) gets the batch folded into the inner dim of
+ * one matmul, instead of a gradient per batch entry reduced afterwards.
+ */
+function gradB(a: Tensor, dz: Tensor, rankA: number, rankB: number, transA: boolean, transB: boolean, alpha: number): Tensor {
+  if (rankB === 2 && rankA > 2 && !transA && a.isContiguous()) {
+    const dc = dz.isContiguous() ? dz : launchCopy(dz);
+    const rows = dc.size / dc.shape[dc.rank - 1]!;
+    const a2 = a.view([rows, a.shape[a.rank - 1]!], [a.shape[a.rank - 1]!, 1], a.offset);
+    const d2 = dc.view([rows, dc.shape[dc.rank - 1]!], [dc.shape[dc.rank - 1]!, 1], dc.offset);
+    const r = transB ? launchMatmul(d2, a2, { transA: true, alpha }) : launchMatmul(a2, d2, { transA: true, alpha });
+    a2.dispose();
+    d2.dispose();
+    if (dc !== dz) dc.dispose();
+    return r;
+  }
+  return transB ? launchMatmul(dz, a, { transA: true, transB: transA, alpha }) : launchMatmul(a, dz, { transA: !transA, alpha });
+}
+
+/** y = act(x·Wᵀ + b) with the weight stored (out, in) as in PyTorch; x is (..., in). */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: MatmulActivation): Tensor {
+  if (weight.rank !== 2 || x.shape[x.rank - 1] !== weight.shape[1]) {
+    throw new Error(`linear: input [${x.shape.join(', ')}] does not match weight [${weight.shape.join(', ')}] (out, in)`);
+  }
+  if (x.rank >= 2) return matmul(x, weight, { transB: true, bias, activation });
+  const x2 = reshape(x, [1, x.shape[0]!]);
+  const y2 = matmul(x2, weight, { transB: true, bias, activation });
+  const y = reshape(y2, [weight.shape[0]!]);
+  x2.dispose();
+  y2.dispose();
+  return y;
+}

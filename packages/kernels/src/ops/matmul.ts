@@ -1,0 +1,465 @@
+// Batched matrix multiply out = act(alpha · op(A)·op(B) + bias) with the epilogue fused.
+//
+// Every operand is addressed in place: each logical matrix is either row-major ('n', the column
+// index contiguous) or column-major ('t', a transposed view or an operand asked for transposed),
+// with any leading dimension and up to two broadcast batch dims. Only views with no unit stride
+// in the matrix dims are copied first.
+//
+// Kernel families (kept side by side, each correct on any adapter):
+// - 'rows': for CPU adapters (lavapipe). Register blocking straight from storage, no workgroup
+//   memory. All invocations of a workgroup share the same output columns, so every load of B has
+//   a workgroup-uniform address: lavapipe turns those into one scalar load and a splat, while
+//   loads whose addresses differ per invocation become gathers (its real bottleneck).
+// - 'tiled': for GPUs. Workgroup-memory tiles of A and B, each invocation a TM×TN block.
+import { type KernelSpec } from '../kernel.js';
+import type { Device } from '../runtime.js';
+import { type Shape, type Tensor, empty, shapeStr } from '../tensor.js';
+import { ERF_WGSL, UNARY, launchCopy } from './elementwise.js';
+import { broadcastShapes, coalesce } from './layout.js';
+
+export type MatmulActivation = 'gelu' | 'quick_gelu' | 'relu';
+export type MatmulKernel = 'rows' | 'tiled';
+
+export interface MatmulOptions {
+  /** Use Aᵀ (the last two dims swapped) as the left operand. */
+  transA?: boolean;
+  /** Use Bᵀ as the right operand. */
+  transB?: boolean;
+  /** f32 vector of length N added to every output row. */
+  bias?: Tensor;
+  activation?: MatmulActivation;
+  /** Scales op(A)·op(B) before the bias. */
+  alpha?: number;
+  /** Kernel family; default: the best one for this adapter (see defaultKernel). */
+  kernel?: MatmulKernel;
+}
+
+type Layout = 'n' | 't';
+
+/** One operand as the kernel reads it. */
+interface Operand {
+  t: Tensor;
+  layout: Layout;
+  /** Distance between consecutive rows ('n') or columns ('t'), in elements. */
+  ld: number;
+  rows: number;
+  cols: number;
+}
+
+/** Per-invocation register block and workgroup shape of each family. */
+interface Tiling {
+  wg: number;
+  /** Output rows per invocation. */
+  tm: number;
+  /** Output columns per invocation (multiple of 4). */
+  tn: number;
+}
+
+const ROWS: Tiling = { wg: 8, tm: 4, tn: 16 };
+const TILED = { wgX: 16, wgY: 16, tm: 4, tn: 4, bk: 16 };
+
+/** The kernel family used when none is asked for: CPU adapters get 'rows', GPUs 'tiled'. */
+export function defaultKernel(dev: Device): MatmulKernel {
+  return dev.info.architecture === 'software' || dev.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(dev.info.name) ? 'rows' : 'tiled';
+}
+
+// ---- WGSL generation ----
+
+interface Variant {
+  kernel: MatmulKernel;
+  la: Layout;
+  lb: Layout;
+  /** vec4 loads (every offset, ld and batch stride a multiple of 4 elements). */
+  vec: boolean;
+  /** A / B stored as f16 (accumulation is f32 either way). */
+  fa: boolean;
+  fb: boolean;
+  pre: boolean;
+}
+
+// The epilogue is chosen by uniform parameters, not by variant: it runs once per output, and every
+// variant costs a driver compile (seconds on lavapipe for the unrolled 'rows' kernels).
+const ACTIVATIONS: MatmulActivation[] = ['gelu', 'quick_gelu', 'relu'];
+
+const PARAMS: [string, 'u32' | 'f32'][] = [
+  ['M', 'u32'],
+  ['N', 'u32'],
+  ['K', 'u32'],
+  ['lda', 'u32'],
+  ['ldb', 'u32'],
+  ['off_a', 'u32'],
+  ['off_b', 'u32'],
+  ['sa0', 'u32'],
+  ['sa1', 'u32'],
+  ['sb0', 'u32'],
+  ['sb1', 'u32'],
+  ['bd1', 'u32'],
+  ['off_bias', 'u32'],
+  ['has_bias', 'u32'],
+  ['act', 'u32'],
+  ['alpha', 'f32'],
+];
+
+/** Element index of A[m][k] / B[k][n] from the batch base `base` (elements). */
+function indexA(v: Variant, m: string, k: string): string {
+  return v.la === 'n' ? `base_a + (${m}) * p.lda + (${k})` : `base_a + (${k}) * p.lda + (${m})`;
+}
+function indexB(v: Variant, k: string, n: string): string {
+  return v.lb === 'n' ? `base_b + (${k}) * p.ldb + (${n})` : `base_b + (${n}) * p.ldb + (${k})`;
+}
+
+function storage(v: Variant): KernelSpec['storage'] {
+  const ty = (f16: boolean) => (v.vec ? `array<vec4<${f16 ? 'f16' : 'f32'}>>` : `array<${f16 ? 'f16' : 'f32'}>`);
+  const s: KernelSpec['storage'] = [
+    { name: 'A', access: 'read', type: ty(v.fa) },
+    { name: 'B', access: 'read', type: ty(v.fb) },
+    { name: 'Bias', access: 'read', type: 'array<f32>' },
+    { name: 'Out', access: 'read_write', type: 'array<f32>' },
+  ];
+  if (v.pre) s.push({ name: 'Pre', access: 'read_write', type: 'array<f32>' });
+  return s;
+}
+
+/** WGSL shared by every family: batch bases, scalar loads, the epilogue. */
+function common(v: Variant): string {
+  const rd = (arr: string, idx: string) => (v.vec ? `f32(${arr}[(${idx}) >> 2u][(${idx}) & 3u])` : `f32(${arr}[${idx}])`);
+  const acts = ACTIVATIONS.map((a, i) => `case ${i + 1}u: { y = ${UNARY[a]}; }`).join('\n    ');
+  return `${ERF_WGSL}
+fn batch_bases(z: u32) -> vec2<u32> {
+  let z0 = z / p.bd1;
+  let z1 = z - z0 * p.bd1;
+  return vec2<u32>(p.off_a + z0 * p.sa0 + z1 * p.sa1, p.off_b + z0 * p.sb0 + z1 * p.sb1);
+}
+fn load_a(base_a: u32, m: u32, k: u32) -> f32 { return ${rd('A', indexA(v, 'm', 'k'))}; }
+fn load_b(base_b: u32, k: u32, n: u32) -> f32 { return ${rd('B', indexB(v, 'k', 'n'))}; }
+fn store(z: u32, m: u32, n: u32, acc: f32) {
+  let o = (z * p.M + m) * p.N + n;
+  var x = acc * p.alpha;
+  if (p.has_bias != 0u) { x += Bias[p.off_bias + n]; }
+  ${v.pre ? 'Pre[o] = x;' : ''}
+  var y = x;
+  switch p.act {
+    ${acts}
+    default: {}
+  }
+  Out[o] = y;
+}`;
+}
+
+/**
+ * 'rows': invocation i of workgroup (x, y, z) owns rows (y·WG + i)·TM .. +TM and columns
+ * x·TN .. +TN. K runs in chunks of 4: A gives TM vec4 over k, B gives 4 × TN/4 vec4 over n (the
+ * transposed layouts load vec4 along their contiguous dim and transpose in registers, which is
+ * free: vec4 components are separate registers on every target). Rows and columns past the edge
+ * are clamped for loading and skipped at the store, so the hot loop has no bounds checks.
+ */
+function rowsCode(v: Variant, t: Tiling): string {
+  const { tm, tn } = t;
+  const jn = tn / 4;
+  const L: string[] = [];
+  const rng = (n: number) => [...Array(n).keys()];
+  const va = (arr: 'A' | 'B', idx: string) => ((arr === 'A' ? v.fa : v.fb) ? `vec4<f32>(${arr}[(${idx}) >> 2u])` : `${arr}[(${idx}) >> 2u]`);
+  // Row / column indices, clamped into the matrix.
+  for (const i of rng(tm)) L.push(`  let mi${i} = min(m0 + ${i}u, p.M - 1u);`);
+  if (v.la === 't' && v.vec) for (const g of rng(tm / 4)) L.push(`  let mg${g} = min(m0 + ${4 * g}u, (p.M - 1u) & ~3u);`);
+  if (v.lb === 'n' && v.vec) for (const j of rng(jn)) L.push(`  let ng${j} = min(n0 + ${4 * j}u, (p.N - 1u) & ~3u);`);
+  else for (const j of rng(tn)) L.push(`  let nj${j} = min(n0 + ${j}u, p.N - 1u);`);
+  for (const i of rng(tm)) for (const j of rng(jn)) L.push(`  var acc${i}_${j} = vec4<f32>(0.0);`);
+  L.push(`  let k4 = p.K & ~3u;`, `  for (var k = 0u; k < k4; k += 4u) {`);
+  // A chunk: a<i> = A[m_i][k..k+4].
+  if (!v.vec) {
+    for (const i of rng(tm)) L.push(`    let a${i} = vec4<f32>(${rng(4).map((q) => `load_a(base_a, mi${i}, k + ${q}u)`).join(', ')});`);
+  } else if (v.la === 'n') {
+    for (const i of rng(tm)) L.push(`    let a${i} = ${va('A', indexA(v, `mi${i}`, 'k'))};`);
+  } else {
+    for (const g of rng(tm / 4)) {
+      for (const q of rng(4)) L.push(`    let at${g}_${q} = ${va('A', indexA(v, `mg${g}`, `k + ${q}u`))};`);
+      for (const c of rng(4)) L.push(`    let a${4 * g + c} = vec4<f32>(${rng(4).map((q) => `at${g}_${q}[${c}]`).join(', ')});`);
+    }
+  }
+  // B chunk: b<q>_<j> = B[k+q][n0+4j .. +4].
+  if (!v.vec) {
+    for (const q of rng(4)) {
+      for (const j of rng(jn)) L.push(`    let b${q}_${j} = vec4<f32>(${rng(4).map((c) => `load_b(base_b, k + ${q}u, nj${4 * j + c})`).join(', ')});`);
+    }
+  } else if (v.lb === 'n') {
+    for (const q of rng(4)) for (const j of rng(jn)) L.push(`    let b${q}_${j} = ${va('B', indexB(v, `k + ${q}u`, `ng${j}`))};`);
+  } else {
+    for (const c of rng(tn)) L.push(`    let bt${c} = ${va('B', indexB(v, 'k', `nj${c}`))};`);
+    for (const q of rng(4)) {
+      for (const j of rng(jn)) L.push(`    let b${q}_${j} = vec4<f32>(${rng(4).map((c) => `bt${4 * j + c}[${q}]`).join(', ')});`);
+    }
+  }
+  for (const q of rng(4)) for (const i of rng(tm)) for (const j of rng(jn)) L.push(`    acc${i}_${j} += a${i}[${q}] * b${q}_${j};`);
+  L.push(`  }`);
+  // The last K % 4 steps, one k at a time.
+  L.push(`  for (var k = k4; k < p.K; k++) {`);
+  for (const j of rng(jn)) {
+    const cols = rng(4).map((c) => (v.lb === 'n' && v.vec ? `min(ng${j} + ${c}u, p.N - 1u)` : `nj${4 * j + c}`));
+    L.push(`    let b_${j} = vec4<f32>(${cols.map((n) => `load_b(base_b, k, ${n})`).join(', ')});`);
+  }
+  for (const i of rng(tm)) {
+    L.push(`    let a${i} = load_a(base_a, mi${i}, k);`);
+    for (const j of rng(jn)) L.push(`    acc${i}_${j} += a${i} * b_${j};`);
+  }
+  L.push(`  }`);
+  // One store site in a loop: the epilogue (with every activation) is emitted once, not per output.
+  L.push(`  let res = array<vec4<f32>, ${tm * jn}>(${rng(tm).flatMap((i) => rng(jn).map((j) => `acc${i}_${j}`)).join(', ')});`);
+  L.push(`  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`);
+  L.push(`    for (var j = 0u; j < ${tn}u && n0 + j < p.N; j++) { store(z, m0 + i, n0 + j, res[i * ${jn}u + j / 4u][j % 4u]); }`);
+  L.push(`  }`);
+  return `${common(v)}
+@compute @workgroup_size(WG_X)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let z = wid.z;
+  let bases = batch_bases(z);
+  let base_a = bases.x;
+  let base_b = bases.y;
+  let n0 = wid.x * ${tn}u;
+  let m0 = (wid.y * WG_X + lid.x) * ${tm}u;
+${L.join('\n')}
+}`;
+}
+
+/**
+ * 'tiled': a WG_Y·TM × WG_X·TN output tile per workgroup; A and B pass through workgroup memory
+ * BK deep, loaded with bounds checks so that any shape and layout works. Invocation (x, y) owns
+ * rows y + WG_Y·i and columns x + WG_X·j: neighbouring invocations read neighbouring words of
+ * the B tile and write neighbouring outputs.
+ */
+function tiledCode(v: Variant): string {
+  const { wgX, wgY, tm, tn, bk } = TILED;
+  const bm = wgY * tm;
+  const bn = wgX * tn;
+  const threads = wgX * wgY;
+  const rng = (n: number) => [...Array(n).keys()];
+  // Tile-local coordinates of loaded element e: the contiguous dim of each layout varies fastest.
+  const aCoord = v.la === 'n' ? ['e / BK', 'e % BK'] : ['e % BM', 'e / BM'];
+  const bCoord = v.lb === 'n' ? ['e / BN', 'e % BN'] : ['e % BK', 'e / BK'];
+  const L: string[] = [];
+  for (const i of rng(tm)) for (const j of rng(tn)) L.push(`  var c${i}_${j} = 0.0;`);
+  L.push(`  for (var k0 = 0u; k0 < p.K; k0 += BK) {`);
+  L.push(`    for (var e = li; e < BM * BK; e += ${threads}u) {`);
+  L.push(`      let mm = ${aCoord[0]}; let kk = ${aCoord[1]};`);
+  L.push(`      let m = m0 + mm; let k = k0 + kk;`);
+  L.push(`      ta[kk * BM + mm] = select(0.0, load_a(base_a, min(m, p.M - 1u), min(k, p.K - 1u)), m < p.M && k < p.K);`);
+  L.push(`    }`);
+  L.push(`    for (var e = li; e < BK * BN; e += ${threads}u) {`);
+  L.push(`      let kk = ${bCoord[0]}; let nn = ${bCoord[1]};`);
+  L.push(`      let k = k0 + kk; let n = n0 + nn;`);
+  L.push(`      tb[kk * BN + nn] = select(0.0, load_b(base_b, min(k, p.K - 1u), min(n, p.N - 1u)), n < p.N && k < p.K);`);
+  L.push(`    }`);
+  L.push(`    workgroupBarrier();`);
+  L.push(`    for (var kk = 0u; kk < BK; kk++) {`);
+  for (const i of rng(tm)) L.push(`      let a${i} = ta[kk * BM + lid.y + ${i * wgY}u];`);
+  for (const j of rng(tn)) L.push(`      let b${j} = tb[kk * BN + lid.x + ${j * wgX}u];`);
+  for (const i of rng(tm)) for (const j of rng(tn)) L.push(`      c${i}_${j} += a${i} * b${j};`);
+  L.push(`    }`, `    workgroupBarrier();`, `  }`);
+  L.push(`  let res = array<f32, ${tm * tn}>(${rng(tm).flatMap((i) => rng(tn).map((j) => `c${i}_${j}`)).join(', ')});`);
+  L.push(`  for (var i = 0u; i < ${tm}u; i++) {`);
+  L.push(`    for (var j = 0u; j < ${tn}u; j++) {`);
+  L.push(`      let m = m0 + lid.y + i * WG_Y; let n = n0 + lid.x + j * WG_X;`);
+  L.push(`      if (m < p.M && n < p.N) { store(z, m, n, res[i * ${tn}u + j]); }`);
+  L.push(`    }`, `  }`);
+  return `${common(v)}
+const BM = ${bm}u;
+const BN = ${bn}u;
+const BK = ${bk}u;
+var<workgroup> ta: array<f32, ${bm * bk}>;
+var<workgroup> tb: array<f32, ${bk * bn}>;
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let z = wid.z;
+  let bases = batch_bases(z);
+  let base_a = bases.x;
+  let base_b = bases.y;
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+${L.join('\n')}
+}`;
+}
+
+function variantKey(v: Variant): string {
+  return [v.kernel, v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : ''].filter(Boolean).join('-');
+}
+
+const specs = new Map<string, KernelSpec>();
+
+function matmulSpec(v: Variant): KernelSpec {
+  const key = variantKey(v);
+  let s = specs.get(key);
+  if (!s) {
+    s = {
+      name: 'matmul',
+      variant: key,
+      storage: storage(v),
+      params: PARAMS,
+      workgroupSize: v.kernel === 'rows' ? [ROWS.wg] : [TILED.wgX, TILED.wgY],
+      enable: v.fa || v.fb ? ['f16'] : [],
+      code: v.kernel === 'rows' ? rowsCode(v, ROWS) : tiledCode(v),
+    };
+    specs.set(key, s);
+  }
+  return s;
+}
+
+// ---- operands ----
+
+/** How the kernel reads `x` as the logical matrix op(x) (rows × cols), or null if it cannot in place. */
+function operandOf(x: Tensor, trans: boolean): Operand | null {
+  const r = x.rank;
+  const [pr, pc] = [x.shape[r - 2]!, x.shape[r - 1]!];
+  const [rows, cols] = trans ? [pc, pr] : [pr, pc];
+  const sr = trans ? x.strides[r - 1]! : x.strides[r - 2]!;
+  const sc = trans ? x.strides[r - 2]! : x.strides[r - 1]!;
+  // The stride of a size-1 dim is never used: there pick an ld that keeps vec4 alignment.
+  if ((cols === 1 || sc === 1) && (rows === 1 || sr >= cols)) {
+    return { t: x, layout: 'n', ld: rows === 1 ? Math.ceil(cols / 4) * 4 : sr, rows, cols };
+  }
+  if ((rows === 1 || sr === 1) && (cols === 1 || sc >= rows)) {
+    return { t: x, layout: 't', ld: cols === 1 ? Math.ceil(rows / 4) * 4 : sc, rows, cols };
+  }
+  return null;
+}
+
+function checkOperands(a: Tensor, b: Tensor, opts: MatmulOptions): void {
+  const what = () => `matmul: ${a.dtype}${shapeStr(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${b.dtype}${shapeStr(b.shape)}${opts.transB ? 'ᵀ' : ''}`;
+  if (a.rank < 2 || b.rank < 2) throw new Error(`${what()}: operands need at least 2 dims`);
+  if (a.device !== b.device) throw new Error(`${what()}: operands live on different devices`);
+  for (const t of [a, b]) if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new Error(`${what()}: operands must be f32 or f16`);
+  if ((a.dtype === 'f16' || b.dtype === 'f16') && !a.device.has('shader-f16')) {
+    throw new Error(`${what()}: f16 operands need the 'shader-f16' feature, which this adapter lacks`);
+  }
+  const k1 = opts.transA ? a.shape[a.rank - 2]! : a.shape[a.rank - 1]!;
+  const k2 = opts.transB ? b.shape[b.rank - 1]! : b.shape[b.rank - 2]!;
+  if (k1 !== k2) throw new Error(`${what()}: inner dims ${k1} and ${k2} differ`);
+  if (opts.bias) {
+    const n = opts.transB ? b.shape[b.rank - 2]! : b.shape[b.rank - 1]!;
+    if (opts.bias.dtype !== 'f32' || opts.bias.size !== n || !opts.bias.isContiguous()) {
+      throw new Error(`${what()}: bias must be a contiguous f32 tensor of ${n} elements, got ${opts.bias.dtype}${shapeStr(opts.bias.shape)}`);
+    }
+  }
+}
+
+interface Launch {
+  out: Tensor;
+  /** The pre-activation, when asked for. */
+  pre: Tensor | null;
+}
+
+/** Strides of the batch dims of `x` as broadcast to `batch` (0 where broadcast). */
+function batchStrides(x: Tensor, batch: number[]): number[] {
+  const lead = batch.length - (x.rank - 2);
+  return batch.map((d, i) => (i < lead || x.shape[i - lead] === 1 ? 0 : x.strides[i - lead]!));
+}
+
+/** The batch broadcast of A and B as two levels (outer, inner) of (dim, strideA, strideB), or null. */
+function batchLevels(a: Tensor, b: Tensor, batch: number[]): { d: number[]; sa: number[]; sb: number[] } | null {
+  const l = coalesce('matmul', batch, [batchStrides(a, batch), batchStrides(b, batch)]);
+  const live = [...l.dims.keys()].filter((i) => l.dims[i] !== 1);
+  if (live.length > 2) return null;
+  while (live.length < 2) live.unshift(-1);
+  return {
+    d: live.map((i) => (i < 0 ? 1 : l.dims[i]!)),
+    sa: live.map((i) => (i < 0 ? 0 : l.strides[0]![i]!)),
+    sb: live.map((i) => (i < 0 ? 0 : l.strides[1]![i]!)),
+  };
+}
+
+function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): Launch {
+  checkOperands(a, b, opts);
+  const dev = a.device;
+  const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const temps: Tensor[] = [];
+  let oa = operandOf(a, Boolean(opts.transA));
+  if (!oa) {
+    const c = launchCopy(a);
+    temps.push(c);
+    oa = operandOf(c, Boolean(opts.transA))!;
+  }
+  let ob = operandOf(b, Boolean(opts.transB));
+  if (!ob) {
+    const c = launchCopy(b);
+    temps.push(c);
+    ob = operandOf(c, Boolean(opts.transB))!;
+  }
+  let levels = batchLevels(oa.t, ob.t, batch);
+  if (!levels) {
+    // More than two batch levels survive coalescing: materialise both at the broadcast shape.
+    const ea = launchCopy(oa.t, [...batch, ...oa.t.shape.slice(-2)]);
+    const eb = launchCopy(ob.t, [...batch, ...ob.t.shape.slice(-2)]);
+    temps.push(ea, eb);
+    oa = operandOf(ea, Boolean(opts.transA))!;
+    ob = operandOf(eb, Boolean(opts.transB))!;
+    levels = batchLevels(ea, eb, batch)!;
+  }
+  let M = oa.rows;
+  const K = oa.cols;
+  const N = ob.cols;
+  const outShape: Shape = [...batch, M, N];
+  const { d, sa, sb } = levels;
+  if (sb[0] === 0 && sb[1] === 0 && oa.layout === 'n' && (d[1] === 1 || sa[1] === M * oa.ld) && (d[0] === 1 || sa[0] === d[1]! * M * oa.ld)) {
+    // B is shared by the whole batch and A's rows run on across it: one taller matrix.
+    M *= d[0]! * d[1]!;
+    levels = { d: [1, 1], sa: [0, 0], sb: [0, 0] };
+  }
+  const out = empty(dev, outShape, 'f32', 'matmul');
+  const pre = savePre ? empty(dev, outShape, 'f32', 'matmul_pre') : null;
+  const nBatch = levels.d[0]! * levels.d[1]!;
+  if (out.size > 0) {
+    const kernel = opts.kernel ?? defaultKernel(dev);
+    const aligned = [oa.t.offset, ob.t.offset, oa.ld, ob.ld, ...levels.sa, ...levels.sb].every((x) => x % 4 === 0);
+    const v: Variant = {
+      kernel,
+      la: oa.layout,
+      lb: ob.layout,
+      vec: kernel === 'rows' && aligned,
+      fa: oa.t.dtype === 'f16',
+      fb: ob.t.dtype === 'f16',
+      pre: savePre,
+    };
+    const groups: [number, number, number] =
+      kernel === 'rows'
+        ? [Math.ceil(N / ROWS.tn), Math.ceil(M / (ROWS.wg * ROWS.tm)), nBatch]
+        : [Math.ceil(N / (TILED.wgX * TILED.tn)), Math.ceil(M / (TILED.wgY * TILED.tm)), nBatch];
+    const params = [
+      M,
+      N,
+      K,
+      oa.ld,
+      ob.ld,
+      oa.t.offset,
+      ob.t.offset,
+      levels.sa[0]!,
+      levels.sa[1]!,
+      levels.sb[0]!,
+      levels.sb[1]!,
+      levels.d[1]!,
+      opts.bias?.offset ?? 0,
+      opts.bias ? 1 : 0,
+      opts.activation ? ACTIVATIONS.indexOf(opts.activation) + 1 : 0,
+      opts.alpha ?? 1,
+    ];
+    const buffers = [oa.t.buffer, ob.t.buffer, opts.bias?.buffer ?? oa.t.buffer, out.buffer];
+    if (pre) buffers.push(pre.buffer);
+    dev.dispatch(matmulSpec(v), buffers, params, groups);
+  }
+  for (const t of temps) t.dispose();
+  return { out, pre };
+}
+
+/**
+ * act(alpha · op(A)·op(B) + bias) as a new contiguous f32 tensor of shape (...batch, M, N).
+ * A is (...batchA, M, K) (or (..., K, M) with transA), B is (...batchB, K, N) (or (..., N, K)
+ * with transB); batch dims broadcast. Each operand f32 or f16 (f16 needs 'shader-f16'); the
+ * accumulation and the output are f32.
+ */
+export function launchMatmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  return launch(a, b, opts, false).out;
+}
+
+/** launchMatmul that also returns the pre-activation alpha · op(A)·op(B) + bias, for backward. */
+export function launchMatmulWithPre(a: Tensor, b: Tensor, opts: MatmulOptions): { out: Tensor; pre: Tensor } {
+  const r = launch(a, b, opts, true);
+  return { out: r.out, pre: r.pre! };
+}
