@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Device, backward, tensor } from '../index.js';
-import { im2col } from '../nn/patch.js';
+import { im2col, patchEmbed } from '../nn/patch.js';
 import { Rng, assertClose, col2imRef, dot, f64, im2colRef, numericGrad, patchConvBackwardRef, patchConvRef, testDevice, toF64 } from '../testing/index.js';
 import { launchCol2im, launchIm2col } from './patch.js';
 
@@ -90,5 +90,38 @@ describe('patch convolution reference', () => {
     assertClose(got.dimg.data, numericGrad((x) => loss(x, weight, bias), img), tol, 'dimg');
     assertClose(got.dweight.data, numericGrad((x) => loss(img, x, bias), weight), tol, 'dweight');
     assertClose(got.dbias.data, numericGrad((x) => loss(img, weight, x), bias), tol, 'dbias');
+  });
+});
+
+describe('patchEmbed', () => {
+  // [B, C, H, W, P, D]
+  const embedCases: [number, number, number, number, number, number][] = [
+    [1, 1, 1, 1, 1, 1],
+    [2, 3, 32, 32, 16, 24],
+    [1, 3, 30, 45, 7, 5],
+  ];
+  for (const [b, c, h, w, p, d] of embedCases) {
+    it(`images [${b}, ${c}, ${h}, ${w}], weight [${d}, ${c}, ${p}, ${p}]: forward and backward`, async () => {
+      const img = rng.uniform(b * c * h * w);
+      const wt = rng.uniform(d * c * p * p, -0.2, 0.2);
+      const bias = rng.uniform(d);
+      const ti = tensor(dev, img, [b, c, h, w], { requiresGrad: true });
+      const tw = tensor(dev, wt, [d, c, p, p], { requiresGrad: true });
+      const tb = tensor(dev, bias, [d], { requiresGrad: true });
+      const out = patchEmbed(ti, tw, tb, p);
+      const want = patchConvRef(f64(img, [b, c, h, w]), f64(wt, [d, c, p, p]), f64(bias, [d]));
+      expect(out.shape).toEqual(want.shape);
+      assertClose(await out.read(), want.data, { atol: 1e-5, rtol: 1e-4 }, 'y');
+      const dy = rng.uniform(want.data.length);
+      backward(out, tensor(dev, dy, want.shape));
+      const grads = patchConvBackwardRef(f64(img, [b, c, h, w]), f64(wt, [d, c, p, p]), f64(dy, want.shape));
+      assertClose(await ti.grad!.read(), grads.dimg.data, { atol: 1e-5, rtol: 1e-4 }, 'dimages');
+      assertClose(await tw.grad!.read(), grads.dweight.data, { atol: 1e-4, rtol: 1e-4 }, 'dweight');
+      assertClose(await tb.grad!.read(), grads.dbias.data, { atol: 1e-4, rtol: 1e-4 }, 'dbias');
+    });
+  }
+
+  it('names the shapes when the weight does not fit', () => {
+    expect(() => patchEmbed(tensor(dev, new Float32Array(16), [1, 1, 4, 4]), tensor(dev, new Float32Array(8), [2, 1, 2, 2]), undefined, 3)).toThrow(/patchEmbed: images \[1, 1, 4, 4\], weight \[2, 1, 2, 2\], bias none do not fit patch 3/);
   });
 });
