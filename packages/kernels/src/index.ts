@@ -52,3 +52,4 @@ export { type OptimizerState, type ParamEntry, type ParamList, type ParamSlot, O
 export { AdamW, type AdamWOptions } from './optim/adamw.js';
 export { SGD, type SgdOptions } from './optim/sgd.js';
 export { clipGradNorm, gradNorm } from './optim/clip.js';
+export { im2col, patchEmbed } from './nn/patch.js';
