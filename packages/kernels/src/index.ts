@@ -30,6 +30,7 @@ export { BINARY, type BinaryOp, UNARY, type UnaryOp, launchAccumulate, launchAss
 export { launchSum } from './ops/reduce.js';
 export { launchCast } from './ops/cast.js';
 export { type CheckResult, selfCheck } from './self-check.js';
+export { Rng } from './rng.js';
 export { launchGatherRows, launchScatterAddRows } from './ops/gather.js';
 export { embedding, gatherRows } from './nn/embedding.js';
 export { type LayerNormGrads, type LayerNormOut, launchL2Normalize, launchL2NormalizeBackward, launchLayerNorm, launchLayerNormBackward } from './ops/norm.js';

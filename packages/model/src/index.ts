@@ -1,2 +1,3 @@
 export * from './config.js';
+export * from './module.js';
 export * from './weights/safetensors.js';
