@@ -39,7 +39,7 @@ export { type CrossEntropyOut, launchCrossEntropy, launchCrossEntropyBackward } 
 export { l2Normalize, layerNorm } from './nn/norm.js';
 export { logSoftmax, softmax } from './nn/softmax.js';
 export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';
-export { type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel, launchMatmul, launchMatmulWithPre } from './ops/matmul.js';
+export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel, fixedSubgroupSize, launchMatmul, launchMatmulWithPre } from './ops/matmul.js';
 export { linear, matmul } from './nn/matmul.js';
 export { type AttentionForward, type AttentionGrads, type AttentionOptions, MAX_HEAD_DIM, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention.js';
 export { attention, attentionWithLse, clsAttentionScores } from './nn/attention.js';

@@ -6,11 +6,13 @@
 // in the matrix dims are copied first.
 //
 // Kernel families (kept side by side, each correct on any adapter):
-// - 'rows': for CPU adapters (lavapipe). Register blocking straight from storage, no workgroup
-//   memory. All invocations of a workgroup share the same output columns, so every load of B has
-//   a workgroup-uniform address: lavapipe turns those into one scalar load and a splat, while
-//   loads whose addresses differ per invocation become gathers (its real bottleneck).
-// - 'tiled': for GPUs. Workgroup-memory tiles of A and B, each invocation a TM×TN block.
+// - 'subgroup': for CPU adapters (lavapipe) with a fixed subgroup size. One subgroup per
+//   workgroup, each lane a 4-row × 2·SG-column block straight from storage; the lanes load B's
+//   chunk cooperatively (a vec4 each) and broadcast it to each other. Needs vec4-aligned operands
+//   and falls back to 'rows' otherwise.
+// - 'rows': for CPU adapters without subgroups. Register blocking straight from storage, no
+//   workgroup memory; all invocations of a workgroup share the same output columns.
+// - 'tiled': for GPUs. Workgroup-memory tiles of A and B, each invocation a 4×4 block.
 import { type KernelSpec } from '../kernel.js';
 import type { Device } from '../runtime.js';
 import { type Shape, type Tensor, empty, shapeStr } from '../tensor.js';
@@ -18,7 +20,49 @@ import { ERF_WGSL, UNARY, launchCopy } from './elementwise.js';
 import { broadcastShapes, coalesce } from './layout.js';
 
 export type MatmulActivation = 'gelu' | 'quick_gelu' | 'relu';
-export type MatmulKernel = 'rows' | 'tiled';
+/** Per-invocation register block and workgroup shape of each family. */
+interface Tiling {
+  wg: number;
+  /** Output rows per invocation. */
+  tm: number;
+  /** Output columns per invocation (multiple of 4). */
+  tn: number;
+}
+
+// GFLOP/s at 1024³ on lavapipe (2 cores, AVX2), f32, A·Bᵀ / A·B, as flops per 2 cores of process
+// CPU time (other jobs shared the cores; the FMA ceiling measured the same way was 65-75):
+//   subgroup  4×16 per lane ............ 36 / 34   <- default on CPU adapters with fixed subgroups
+//   subgroup  2×32, 2×16 ............... 26 / 34, 27 / 29
+//   subgroup  8×8, 4×8, 1×32, 4×32 ..... 22 / 23, 22 / 19, - / 22, - / 22
+//   rows      4×8, workgroup 64 ........ 13.5      <- CPU adapters without subgroups
+//   rows      4×16, workgroup 8 ........ 8.6       (64 accumulators: spills; as the first quick kernel)
+//   rows      8×8, 2×8, 2×4, 1×12, 1×8 . 5.7, 4.2, 9.6, 6.3, 4.1
+//   tiled     64×64 tile, 4×4 .......... 3.8 / 2.7 (workgroup memory buys nothing on a CPU)
+// Every scalar of an invocation is a full 8-lane register on lavapipe, so a register block of
+// 16+ outputs spills; what pays is loading memory with few instructions: a load whose address
+// differs per lane is one gather for 8 values, a uniform one is a scalar load per value. The
+// subgroup kernels get B by gathers and hand it to every lane with subgroupBroadcast.
+
+/** Register-blocked families straight from storage, by tiling. */
+const ROWS_TILINGS = {
+  rows: { wg: 64, tm: 4, tn: 8 },
+} satisfies Record<string, Tiling>;
+type RowsKernel = keyof typeof ROWS_TILINGS;
+/** Subgroup families: output rows per lane, and columns per workgroup in units of the subgroup size. */
+const SUBGROUP_TILES = { subgroup: [4, 2] } as const;
+type SubgroupKernel = keyof typeof SUBGROUP_TILES;
+export type MatmulKernel = RowsKernel | SubgroupKernel | 'tiled';
+export const MATMUL_KERNELS: readonly MatmulKernel[] = ['subgroup', 'rows', 'tiled'];
+
+/**
+ * The subgroup size the subgroup kernels are compiled for, or 0 where they cannot run: they need
+ * 'subgroups' and a size the adapter fixes (min = max), since the lanes that share B are named by
+ * constant ids.
+ */
+export function fixedSubgroupSize(dev: Device): number {
+  const { subgroupMinSize: lo, subgroupMaxSize: hi } = dev.info;
+  return dev.has('subgroups') && lo === hi && [4, 8, 16].includes(lo) ? lo : 0;
+}
 
 export interface MatmulOptions {
   /** Use Aᵀ (the last two dims swapped) as the left operand. */
@@ -46,27 +90,23 @@ interface Operand {
   cols: number;
 }
 
-/** Per-invocation register block and workgroup shape of each family. */
-interface Tiling {
-  wg: number;
-  /** Output rows per invocation. */
-  tm: number;
-  /** Output columns per invocation (multiple of 4). */
-  tn: number;
-}
-
-const ROWS: Tiling = { wg: 8, tm: 4, tn: 16 };
 const TILED = { wgX: 16, wgY: 16, tm: 4, tn: 4, bk: 16 };
 
-/** The kernel family used when none is asked for: CPU adapters get 'rows', GPUs 'tiled'. */
+/** The kernel family used when none is asked for: see the table above. */
 export function defaultKernel(dev: Device): MatmulKernel {
-  return dev.info.architecture === 'software' || dev.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(dev.info.name) ? 'rows' : 'tiled';
+  const cpu = dev.info.architecture === 'software' || dev.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(dev.info.name);
+  if (!cpu) return 'tiled';
+  return fixedSubgroupSize(dev) ? 'subgroup' : 'rows';
 }
 
 // ---- WGSL generation ----
 
 interface Variant {
   kernel: MatmulKernel;
+  /** Register tiling of the rows and subgroup families. */
+  tiling: Tiling | null;
+  /** Subgroup size of the subgroup families, else 0. */
+  sg: number;
   la: Layout;
   lb: Layout;
   /** vec4 loads (every offset, ld and batch stride a multiple of 4 elements). */
@@ -153,7 +193,7 @@ fn store(z: u32, m: u32, n: u32, acc: f32) {
  * free: vec4 components are separate registers on every target). Rows and columns past the edge
  * are clamped for loading and skipped at the store, so the hot loop has no bounds checks.
  */
-function rowsCode(v: Variant, t: Tiling): string {
+function rowsCode(v: Variant, t: Tiling, sg = 0): string {
   const { tm, tn } = t;
   const jn = tn / 4;
   const L: string[] = [];
@@ -182,6 +222,22 @@ function rowsCode(v: Variant, t: Tiling): string {
     for (const q of rng(4)) {
       for (const j of rng(jn)) L.push(`    let b${q}_${j} = vec4<f32>(${rng(4).map((c) => `load_b(base_b, k + ${q}u, nj${4 * j + c})`).join(', ')});`);
     }
+  } else if (sg && v.lb === 'n') {
+    // Each lane loads one vec4 of the 4 × TN chunk (TN / SG rounds); its owner broadcasts it.
+    const perRow = jn;
+    const rowsPerRound = sg / perRow;
+    L.push(`    let kr = k + lane / ${perRow}u;`, `    let ng = min(n0 + 4u * (lane % ${perRow}u), (p.N - 1u) & ~3u);`);
+    for (const r of rng(tn / sg)) L.push(`    let bl${r} = ${va('B', indexB(v, `kr + ${r * rowsPerRound}u`, 'ng'))};`);
+    for (const q of rng(4)) {
+      for (const j of rng(jn)) L.push(`    let b${q}_${j} = subgroupBroadcast(bl${Math.floor(q / rowsPerRound)}, ${(q % rowsPerRound) * perRow + j}u);`);
+    }
+  } else if (sg) {
+    // Lane l loads columns n0 + l + r·SG over the 4 k of the chunk; their owner broadcasts them.
+    for (const r of rng(tn / sg)) L.push(`    let bl${r} = ${va('B', indexB(v, 'k', `min(n0 + lane + ${r * sg}u, p.N - 1u)`))};`);
+    for (const c of rng(tn)) L.push(`    let bt${c} = subgroupBroadcast(bl${Math.floor(c / sg)}, ${c % sg}u);`);
+    for (const q of rng(4)) {
+      for (const j of rng(jn)) L.push(`    let b${q}_${j} = vec4<f32>(${rng(4).map((c) => `bt${4 * j + c}[${q}]`).join(', ')});`);
+    }
   } else if (v.lb === 'n') {
     for (const q of rng(4)) for (const j of rng(jn)) L.push(`    let b${q}_${j} = ${va('B', indexB(v, `k + ${q}u`, `ng${j}`))};`);
   } else {
@@ -190,7 +246,7 @@ function rowsCode(v: Variant, t: Tiling): string {
       for (const j of rng(jn)) L.push(`    let b${q}_${j} = vec4<f32>(${rng(4).map((c) => `bt${4 * j + c}[${q}]`).join(', ')});`);
     }
   }
-  for (const q of rng(4)) for (const i of rng(tm)) for (const j of rng(jn)) L.push(`    acc${i}_${j} += a${i}[${q}] * b${q}_${j};`);
+  for (const i of rng(tm)) for (const j of rng(jn)) for (const q of rng(4)) L.push(`    acc${i}_${j} += a${i}[${q}] * b${q}_${j};`);
   L.push(`  }`);
   // The last K % 4 steps, one k at a time.
   L.push(`  for (var k = k4; k < p.K; k++) {`);
@@ -210,13 +266,13 @@ function rowsCode(v: Variant, t: Tiling): string {
   L.push(`  }`);
   return `${common(v)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) lane: u32' : ''}) {
   let z = wid.z;
   let bases = batch_bases(z);
   let base_a = bases.x;
   let base_b = bases.y;
   let n0 = wid.x * ${tn}u;
-  let m0 = (wid.y * WG_X + lid.x) * ${tm}u;
+  let m0 = (wid.y * WG_X + ${sg ? 'lane' : 'lid.x'}) * ${tm}u;
 ${L.join('\n')}
 }`;
 }
@@ -280,7 +336,7 @@ ${L.join('\n')}
 }
 
 function variantKey(v: Variant): string {
-  return [v.kernel, v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : ''].filter(Boolean).join('-');
+  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : ''].filter(Boolean).join('-');
 }
 
 const specs = new Map<string, KernelSpec>();
@@ -294,9 +350,9 @@ function matmulSpec(v: Variant): KernelSpec {
       variant: key,
       storage: storage(v),
       params: PARAMS,
-      workgroupSize: v.kernel === 'rows' ? [ROWS.wg] : [TILED.wgX, TILED.wgY],
-      enable: v.fa || v.fb ? ['f16'] : [],
-      code: v.kernel === 'rows' ? rowsCode(v, ROWS) : tiledCode(v),
+      workgroupSize: v.tiling ? [v.tiling.wg] : [TILED.wgX, TILED.wgY],
+      enable: [...(v.fa || v.fb ? ['f16' as const] : []), ...(v.sg ? ['subgroups' as const] : [])],
+      code: v.tiling ? rowsCode(v, v.tiling, v.sg) : tiledCode(v),
     };
     specs.set(key, s);
   }
@@ -407,21 +463,27 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
   const pre = savePre ? empty(dev, outShape, 'f32', 'matmul_pre') : null;
   const nBatch = levels.d[0]! * levels.d[1]!;
   if (out.size > 0) {
-    const kernel = opts.kernel ?? defaultKernel(dev);
     const aligned = [oa.t.offset, ob.t.offset, oa.ld, ob.ld, ...levels.sa, ...levels.sb].every((x) => x % 4 === 0);
+    let kernel = opts.kernel ?? defaultKernel(dev);
+    const sg = kernel in SUBGROUP_TILES && aligned ? fixedSubgroupSize(dev) : 0;
+    // Subgroup kernels read B with vec4 loads only; elsewhere their rows sibling does the work.
+    if (kernel in SUBGROUP_TILES && !sg) kernel = 'rows';
+    const st = SUBGROUP_TILES[kernel as SubgroupKernel];
+    const tiling: Tiling | null = sg ? { wg: sg, tm: st[0], tn: st[1] * sg } : kernel === 'tiled' ? null : ROWS_TILINGS[kernel as RowsKernel];
     const v: Variant = {
       kernel,
+      tiling,
+      sg,
       la: oa.layout,
       lb: ob.layout,
-      vec: kernel === 'rows' && aligned,
+      vec: tiling !== null && aligned,
       fa: oa.t.dtype === 'f16',
       fb: ob.t.dtype === 'f16',
       pre: savePre,
     };
-    const groups: [number, number, number] =
-      kernel === 'rows'
-        ? [Math.ceil(N / ROWS.tn), Math.ceil(M / (ROWS.wg * ROWS.tm)), nBatch]
-        : [Math.ceil(N / (TILED.wgX * TILED.tn)), Math.ceil(M / (TILED.wgY * TILED.tm)), nBatch];
+    const groups: [number, number, number] = tiling
+      ? [Math.ceil(N / tiling.tn), Math.ceil(M / (tiling.wg * tiling.tm)), nBatch]
+      : [Math.ceil(N / (TILED.wgX * TILED.tn)), Math.ceil(M / (TILED.wgY * TILED.tm)), nBatch];
     const params = [
       M,
       N,
