@@ -1,3 +1,4 @@
 export * from './config.js';
 export * from './module.js';
 export * from './weights/safetensors.js';
+export { ClipTokenizer, type TokenBatch, TokenizerError } from './tokenizer.js';
