@@ -1,5 +1,7 @@
 // Timing on the GPU: warm-up first (the first dispatch of a pipeline includes the driver's
-// compile), then repeats of `inner` calls each, timed from submit to completion; the median wins.
+// compile), then repeats of `inner` calls each; the median wins. With 'timestamp-query' the GPU's
+// own timestamps bracket the work (no submit or read-back latency in the number); otherwise the
+// wall clock from the first recorded call to completion.
 import type { Device } from '@mpfgvc/kernels';
 
 export interface TimingOptions {
@@ -7,12 +9,26 @@ export interface TimingOptions {
   repeats?: number;
   /** Calls of `fn` per timed submit, so that launch overhead is spread. */
   inner?: number;
+  /** Use the wall clock even where GPU timestamps exist (for end-to-end timings that include the host). */
+  wallClock?: boolean;
 }
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const querySets = new WeakMap<Device, GPUQuerySet>();
+
+function querySet(dev: Device): GPUQuerySet | undefined {
+  if (!dev.has('timestamp-query')) return undefined;
+  let qs = querySets.get(dev);
+  if (!qs) {
+    qs = dev.gpu.createQuerySet({ type: 'timestamp', count: 2, label: 'bench' });
+    querySets.set(dev, qs);
+  }
+  return qs;
 }
 
 /** Median seconds per call of `fn`, which records GPU work on `dev`. */
@@ -22,8 +38,23 @@ export async function timeGpu(dev: Device, fn: () => void, opts: TimingOptions =
     fn();
     await dev.sync();
   }
+  let qs = opts.wallClock ? undefined : querySet(dev);
   const times: number[] = [];
   for (let r = 0; r < repeats; r++) {
+    if (qs) {
+      dev.timestamp(qs, 0);
+      for (let i = 0; i < inner; i++) fn();
+      dev.timestamp(qs, 1);
+      const [t0, t1] = await dev.readTimestamps(qs, 2);
+      const ns = Number(t1! - t0!);
+      // Timestamps are quantised (Dawn coarsens them; software drivers tick slowly): spans under
+      // a millisecond are timed by the wall clock instead.
+      if (ns >= 1e6) {
+        times.push(ns / 1e9 / inner);
+        continue;
+      }
+      qs = undefined;
+    }
     const t0 = performance.now();
     for (let i = 0; i < inner; i++) fn();
     await dev.sync();

@@ -234,6 +234,24 @@ export class Device {
     this.afterSubmit.push(() => staging.destroy());
   }
 
+  /**
+   * Records a GPU timestamp at this point of the command stream into `querySet[index]` (devices
+   * with 'timestamp-query'): an empty compute pass whose beginning is timed.
+   */
+  timestamp(querySet: GPUQuerySet, index: number): void {
+    const pass = this.commandEncoder().beginComputePass({ label: 'timestamp', timestampWrites: { querySet, beginningOfPassWriteIndex: index } });
+    pass.end();
+  }
+
+  /** The first `count` timestamps of `querySet`, in nanoseconds (flushes). */
+  async readTimestamps(querySet: GPUQuerySet, count: number): Promise<BigInt64Array> {
+    const resolved = this.gpu.createBuffer({ size: 8 * count, usage: 0x200 /* QUERY_RESOLVE */ | 0x4 /* COPY_SRC */, label: 'timestamps' });
+    this.commandEncoder().resolveQuerySet(querySet, 0, count, resolved, 0);
+    const data = await this.read(resolved, 0, 8 * count);
+    resolved.destroy();
+    return new BigInt64Array(data);
+  }
+
   /** Submits everything recorded so far. */
   flush(): void {
     if (!this.encoder) return;
