@@ -119,6 +119,27 @@ export function readF32(st: Safetensors, key: string, expectShape?: readonly num
   return out;
 }
 
+/** An integer tensor's values (I32, or I64 within the i32 range) as Int32Array. */
+export function readI32(st: Safetensors, key: string, expectShape?: readonly number[]): Int32Array {
+  const e = st.tensors.get(key);
+  if (!e) throw new WeightsError(`${st.source}: missing tensor '${key}'`);
+  if (expectShape && (expectShape.length !== e.shape.length || expectShape.some((d, i) => d !== e.shape[i]))) {
+    throw new WeightsError(`${st.source}: tensor '${key}' has shape [${e.shape.join(', ')}], expected [${expectShape.join(', ')}]`);
+  }
+  const dv = new DataView(e.bytes.buffer, e.bytes.byteOffset, e.bytes.byteLength);
+  const n = e.shape.reduce((a, b) => a * b, 1);
+  const out = new Int32Array(n);
+  if (e.dtype === 'I32') for (let i = 0; i < n; i++) out[i] = dv.getInt32(4 * i, true);
+  else if (e.dtype === 'I64') {
+    for (let i = 0; i < n; i++) {
+      const v = dv.getBigInt64(8 * i, true);
+      if (v < -2147483648n || v > 2147483647n) throw new WeightsError(`${st.source}: tensor '${key}' value ${v} does not fit in i32`);
+      out[i] = Number(v);
+    }
+  } else throw new WeightsError(`${st.source}: tensor '${key}' is ${e.dtype}, expected I32 or I64`);
+  return out;
+}
+
 /** A tensor's values as 16-bit floats (raw f16 bits), converting F32/BF16/F64 with round-to-nearest-even. */
 export function readF16Bits(st: Safetensors, key: string, expectShape?: readonly number[]): Uint16Array {
   const e = st.tensors.get(key);
