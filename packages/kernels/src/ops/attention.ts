@@ -88,10 +88,10 @@ function resolve(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOpt
   return { B, H, Nq, Nk, d, scale: opts.scale ?? 1 / Math.sqrt(d), keyLength, causal };
 }
 
-/** Rows per tile in workgroup memory: two tiles of `rows × d` floats stay within 16 KiB. */
+/** Rows per tile in workgroup memory: a multiple of the 8-row step; two tiles stay within 16 KiB. */
 function tileRows(d: number): number {
   let r = 32;
-  while (r > 1 && r * d > 2048) r >>= 1;
+  while (r > 8 && r * d > 2048) r >>= 1;
   return r;
 }
 
@@ -115,6 +115,7 @@ function rowFn(n: string): string {
 }
 
 const COMMON_PARAMS: [string, 'u32' | 'f32'][] = [
+  ['d4', 'u32'],
   ['heads', 'u32'],
   ['nq', 'u32'],
   ['nk', 'u32'],
@@ -126,7 +127,67 @@ const COMMON_PARAMS: [string, 'u32' | 'f32'][] = [
 // Scores are kept in base 2 (pre-multiplied by log2 e) so every exponential is one exp2.
 const MASKED = '-1.0e30';
 
+// The per-row vectors (q, o, dq, k, v, ...) are vec4 arrays walked by loops over D/4 with
+// uniform indices, and each step handles 8 tile rows: every register load is then shared by 8
+// dot products or 8 multiply-adds. (Fully unrolled straight-line code would keep them in SIMD
+// registers but takes a CPU adapter's compiler minutes per pipeline; the loop bound is a uniform
+// parameter, not the constant D4, so that the compiler does not unroll them either.)
+const range = (n: number) => [...Array(n).keys()];
+
+/** `var <name>: array<vec4<f32>, D4>` with element c set to `init` (a WGSL expression of c). */
+function regs(name: string, init: string): string {
+  return `  var ${name}: array<vec4<f32>, D4>;\n  for (var c = 0u; c < p.d4; c++) { ${name}[c] = ${init}; }`;
+}
+
+/** Dot products of 8 consecutive tile rows g..g+7 with a register array, as `<name>_a`, `<name>_b`. */
+function rowDots8(name: string, reg: string, tile: string): string {
+  const four = (o: number) => `vec4<f32>(${range(4).map((t) => `dot(r, ${tile}[(g + ${o + t}u) * D4 + c])`).join(', ')})`;
+  return `        var ${name}_a = vec4<f32>(0.0);
+        var ${name}_b = vec4<f32>(0.0);
+        for (var c = 0u; c < p.d4; c++) {
+          let r = ${reg}[c];
+          ${name}_a += ${four(0)};
+          ${name}_b += ${four(4)};
+        }`;
+}
+
+/** reg[c] = reg[c]·scale + Σ_t w_t · tile[(g+t)·D4 + c] over 8 rows, weights `<w>a`, `<w>b`. */
+function accumulate8(reg: string, tile: string, w: string, scale?: string): string {
+  const terms = range(8).map((t) => `${w}${t < 4 ? 'a' : 'b'}.${'xyzw'[t % 4]} * ${tile}[(g + ${t}u) * D4 + c]`);
+  return `        for (var c = 0u; c < p.d4; c++) { ${reg}[c] = ${scale ? `${reg}[c] * ${scale}` : `${reg}[c]`} + ${terms.join(' + ')}; }`;
+}
+
+/** Stores register array `reg` (times `factor`) to `buffer` at row address `at`, dropping lanes past D. */
+function storeRow(buffer: string, at: string, reg: string, factor: string, d: number): string {
+  const lanes = range(4)
+    .map((t) => (d % 4 === 0 ? `${buffer}[${at} + 4u * c + ${t}u] = v[${t}];` : `if (4u * c + ${t}u < D) { ${buffer}[${at} + 4u * c + ${t}u] = v[${t}]; }`))
+    .join(' ');
+  return `    for (var c = 0u; c < p.d4; c++) { let v = ${reg}[c]${factor}; ${lanes} }`;
+}
+
+/** WGSL: `fn ld_<B>(a: u32, c: u32) -> vec4<f32>`, elements c..c+3 of a row at a (zeros past D). */
+function loader(buffer: string, d: number): string {
+  const lane = (t: number) => (d % 4 === 0 || t === 0 ? `${buffer}[a + ${t}u]` : `select(0.0, ${buffer}[a + ${t}u], c + ${t}u < D)`);
+  return `fn ld_${buffer}(a: u32, c: u32) -> vec4<f32> { return vec4<f32>(${range(4).map(lane).join(', ')}); }`;
+}
+
+/** Cooperative load of rows r0.. of a (b, h) operand into a vec4 tile; rows ≥ count are zero. */
+function loadTile(tile: string, buffer: string, at: string, rowsConst: string, count: string, scale = ''): string {
+  return `    for (var e = lid.x; e < ${rowsConst} * D4; e += WG_X) {
+      let rr = e / D4;
+      let c = (e % D4) * 4u;
+      var val = vec4<f32>(0.0);
+      if (rr < ${count}) { val = ld_${buffer}(${at}(b, h, r0 + rr) + c, c)${scale}; }
+      ${tile}[e] = val;
+    }`;
+}
+
+function headerConsts(d: number, tile: number): string {
+  return `const D: u32 = ${d}u;\nconst D4: u32 = ${Math.ceil(d / 4)}u;\nconst BT: u32 = ${tile}u;`;
+}
+
 function forwardSpec(d: number, bc: number, br: number): KernelSpec {
+  const d4 = Math.ceil(d / 4);
   return {
     name: 'attention_forward',
     variant: `d${d}_bc${bc}`,
@@ -140,14 +201,16 @@ function forwardSpec(d: number, bc: number, br: number): KernelSpec {
     params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
     workgroupSize: [br],
     code: `
-const D: u32 = ${d}u;
-const BC: u32 = ${bc}u;
-var<workgroup> Ks: array<f32, ${bc * d}>;
-var<workgroup> Vs: array<f32, ${bc * d}>;
+${headerConsts(d, bc)}
+var<workgroup> Ks: array<vec4<f32>, ${bc * d4}>;
+var<workgroup> Vs: array<vec4<f32>, ${bc * d4}>;
 ${rowFn('q')}
 ${rowFn('k')}
 ${rowFn('v')}
 ${rowFn('o')}
+${loader('Q', d)}
+${loader('K', d)}
+${loader('V', d)}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;
@@ -155,49 +218,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let row0 = wid.x * WG_X;
   let i = row0 + lid.x;
   let valid = i < p.nq;
-  var q: array<f32, D>;
-  var o: array<f32, D>;
   let qa = q_at(b, h, min(i, p.nq - 1u));
-  for (var c = 0u; c < D; c++) { q[c] = Q[qa + c] * p.scale_log2; o[c] = 0.0; }
+${regs('q', 'ld_Q(qa + 4u * c, 4u * c) * p.scale_log2')}
+${regs('o', 'vec4<f32>(0.0)')}
   var m = ${MASKED};
   var l = 0.0;
+  // Keys this row may see: j < lim. The block's loop bound is the largest lim of its rows.
   var kend = p.key_len;
-  if (p.causal != 0u) { kend = min(kend, min(row0 + WG_X, p.nq)); }
-  for (var j0 = 0u; j0 < kend; j0 += BC) {
-    let nj = min(BC, kend - j0);
-    for (var e = lid.x; e < nj * D; e += WG_X) {
-      let jj = e / D;
-      let c = e % D;
-      Ks[e] = K[k_at(b, h, j0 + jj) + c];
-      Vs[e] = V[v_at(b, h, j0 + jj) + c];
-    }
+  var lim = p.key_len;
+  if (p.causal != 0u) {
+    kend = min(kend, min(row0 + WG_X, p.nq));
+    lim = min(lim, i + 1u);
+  }
+  for (var j0 = 0u; j0 < kend; j0 += BT) {
+    let nj = min(BT, kend - j0);
+    let r0 = j0;
+${loadTile('Ks', 'K', 'k_at', 'BT', 'nj')}
+${loadTile('Vs', 'V', 'v_at', 'BT', 'nj')}
     workgroupBarrier();
     if (valid) {
-      var s: array<f32, BC>;
-      var mt = m;
-      for (var jj = 0u; jj < nj; jj++) {
-        var acc = 0.0;
-        for (var c = 0u; c < D; c++) { acc += q[c] * Ks[jj * D + c]; }
-        if (p.causal != 0u && j0 + jj > i) { acc = ${MASKED}; }
-        s[jj] = acc;
-        mt = max(mt, acc);
+      for (var g = 0u; g < nj; g += 8u) {
+${rowDots8('s', 'q', 'Ks')}
+        let ja = vec4<u32>(j0 + g) + vec4<u32>(0u, 1u, 2u, 3u);
+        let sa = select(vec4<f32>(${MASKED}), s_a, ja < vec4<u32>(lim));
+        let sb = select(vec4<f32>(${MASKED}), s_b, ja + vec4<u32>(4u) < vec4<u32>(lim));
+        let mt = max(m, max(max(max(sa.x, sa.y), max(sa.z, sa.w)), max(max(sb.x, sb.y), max(sb.z, sb.w))));
+        let alpha = exp2(m - mt);
+        let pa = exp2(sa - vec4<f32>(mt));
+        let pb = exp2(sb - vec4<f32>(mt));
+        l = l * alpha + dot(pa, vec4<f32>(1.0)) + dot(pb, vec4<f32>(1.0));
+${accumulate8('o', 'Vs', 'p', 'alpha')}
+        m = mt;
       }
-      let alpha = exp2(m - mt);
-      l *= alpha;
-      for (var c = 0u; c < D; c++) { o[c] *= alpha; }
-      for (var jj = 0u; jj < nj; jj++) {
-        let pj = exp2(s[jj] - mt);
-        l += pj;
-        for (var c = 0u; c < D; c++) { o[c] += pj * Vs[jj * D + c]; }
-      }
-      m = mt;
     }
     workgroupBarrier();
   }
   if (valid) {
     let oa = o_at(b, h, i);
     let inv = 1.0 / l;
-    for (var c = 0u; c < D; c++) { O[oa + c] = o[c] * inv; }
+${storeRow('O', 'oa', 'o', ' * inv', d)}
     Lse[p.lse_off + (b * p.heads + h) * p.nq + i] = (m + log2(l)) * ${Math.LN2};
   }
 }`,
@@ -205,6 +264,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 function backwardQuerySpec(d: number, bc: number, br: number): KernelSpec {
+  const d4 = Math.ceil(d / 4);
   return {
     name: 'attention_backward_dq',
     variant: `d${d}_bc${bc}`,
@@ -231,16 +291,20 @@ function backwardQuerySpec(d: number, bc: number, br: number): KernelSpec {
     ],
     workgroupSize: [br],
     code: `
-const D: u32 = ${d}u;
-const BC: u32 = ${bc}u;
-var<workgroup> Ks: array<f32, ${bc * d}>;
-var<workgroup> Vs: array<f32, ${bc * d}>;
+${headerConsts(d, bc)}
+var<workgroup> Ks: array<vec4<f32>, ${bc * d4}>;
+var<workgroup> Vs: array<vec4<f32>, ${bc * d4}>;
 ${rowFn('q')}
 ${rowFn('k')}
 ${rowFn('v')}
 ${rowFn('o')}
 ${rowFn('do')}
 ${rowFn('dq')}
+${loader('Q', d)}
+${loader('K', d)}
+${loader('V', d)}
+${loader('O', d)}
+${loader('DO', d)}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;
@@ -249,51 +313,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let i = row0 + lid.x;
   let valid = i < p.nq;
   let ic = min(i, p.nq - 1u);
-  var q: array<f32, D>;
-  var g: array<f32, D>;
-  var dq: array<f32, D>;
   let qa = q_at(b, h, ic);
   let oa = o_at(b, h, ic);
   let ga = do_at(b, h, ic);
+${regs('q', 'ld_Q(qa + 4u * c, 4u * c) * p.scale_log2')}
+${regs('gr', 'ld_DO(ga + 4u * c, 4u * c)')}
+${regs('dq', 'vec4<f32>(0.0)')}
   var delta = 0.0;
-  for (var c = 0u; c < D; c++) {
-    q[c] = Q[qa + c] * p.scale_log2;
-    g[c] = DO[ga + c];
-    delta += g[c] * O[oa + c];
-    dq[c] = 0.0;
-  }
+  for (var c = 0u; c < p.d4; c++) { delta += dot(gr[c], ld_O(oa + 4u * c, 4u * c)); }
   let row = (b * p.heads + h) * p.nq + ic;
-  let lse2 = Lse[p.lse_off + row] * ${LOG2E};
+  let lse2 = vec4<f32>(Lse[p.lse_off + row] * ${LOG2E});
   var kend = p.key_len;
-  if (p.causal != 0u) { kend = min(kend, min(row0 + WG_X, p.nq)); }
-  for (var j0 = 0u; j0 < kend; j0 += BC) {
-    let nj = min(BC, kend - j0);
-    for (var e = lid.x; e < nj * D; e += WG_X) {
-      let jj = e / D;
-      let c = e % D;
-      Ks[e] = K[k_at(b, h, j0 + jj) + c];
-      Vs[e] = V[v_at(b, h, j0 + jj) + c];
-    }
+  var lim = p.key_len;
+  if (p.causal != 0u) {
+    kend = min(kend, min(row0 + WG_X, p.nq));
+    lim = min(lim, i + 1u);
+  }
+  for (var j0 = 0u; j0 < kend; j0 += BT) {
+    let nj = min(BT, kend - j0);
+    let r0 = j0;
+${loadTile('Ks', 'K', 'k_at', 'BT', 'nj')}
+${loadTile('Vs', 'V', 'v_at', 'BT', 'nj')}
     workgroupBarrier();
     if (valid) {
-      for (var jj = 0u; jj < nj; jj++) {
-        var s = 0.0;
-        var dp = 0.0;
-        for (var c = 0u; c < D; c++) {
-          s += q[c] * Ks[jj * D + c];
-          dp += g[c] * Vs[jj * D + c];
-        }
-        var pr = exp2(s - lse2);
-        if (p.causal != 0u && j0 + jj > i) { pr = 0.0; }
-        let ds = pr * (dp - delta);
-        for (var c = 0u; c < D; c++) { dq[c] += ds * Ks[jj * D + c]; }
+      for (var g = 0u; g < nj; g += 8u) {
+${rowDots8('s', 'q', 'Ks')}
+${rowDots8('t', 'gr', 'Vs')}
+        let ja = vec4<u32>(j0 + g) + vec4<u32>(0u, 1u, 2u, 3u);
+        let pa = select(vec4<f32>(0.0), exp2(s_a - lse2), ja < vec4<u32>(lim));
+        let pb = select(vec4<f32>(0.0), exp2(s_b - lse2), ja + vec4<u32>(4u) < vec4<u32>(lim));
+        let wa = pa * (t_a - vec4<f32>(delta));
+        let wb = pb * (t_b - vec4<f32>(delta));
+${accumulate8('dq', 'Ks', 'w')}
       }
     }
     workgroupBarrier();
   }
   if (valid) {
     let da = dq_at(b, h, i);
-    for (var c = 0u; c < D; c++) { DQ[da + c] = dq[c] * p.scale; }
+${storeRow('DQ', 'da', 'dq', ' * p.scale', d)}
     Delta[row] = delta;
   }
 }`,
@@ -301,6 +359,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 function backwardKeySpec(d: number, bq: number, br: number): KernelSpec {
+  const d4 = Math.ceil(d / 4);
   return {
     name: 'attention_backward_dkv',
     variant: `d${d}_bq${bq}`,
@@ -327,10 +386,9 @@ function backwardKeySpec(d: number, bq: number, br: number): KernelSpec {
     ],
     workgroupSize: [br],
     code: `
-const D: u32 = ${d}u;
-const BQ: u32 = ${bq}u;
-var<workgroup> Qs: array<f32, ${bq * d}>;
-var<workgroup> Gs: array<f32, ${bq * d}>;
+${headerConsts(d, bq)}
+var<workgroup> Qs: array<vec4<f32>, ${bq * d4}>;
+var<workgroup> Gs: array<vec4<f32>, ${bq * d4}>;
 var<workgroup> Ls: array<f32, ${bq}>;
 var<workgroup> Ds: array<f32, ${bq}>;
 ${rowFn('q')}
@@ -339,6 +397,10 @@ ${rowFn('v')}
 ${rowFn('do')}
 ${rowFn('dk')}
 ${rowFn('dv')}
+${loader('Q', d)}
+${loader('K', d)}
+${loader('V', d)}
+${loader('DO', d)}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;
@@ -348,56 +410,68 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let valid = j < p.nk;
   let live = j < p.key_len;
   let jc = min(j, p.nk - 1u);
-  var k: array<f32, D>;
-  var v: array<f32, D>;
-  var dk: array<f32, D>;
-  var dv: array<f32, D>;
   let ka = k_at(b, h, jc);
   let va = v_at(b, h, jc);
-  for (var c = 0u; c < D; c++) { k[c] = K[ka + c]; v[c] = V[va + c]; dk[c] = 0.0; dv[c] = 0.0; }
+${regs('k', 'ld_K(ka + 4u * c, 4u * c)')}
+${regs('v', 'ld_V(va + 4u * c, 4u * c)')}
+${regs('dk', 'vec4<f32>(0.0)')}
+${regs('dv', 'vec4<f32>(0.0)')}
   let rows = (b * p.heads + h) * p.nq;
-  // Keys past key_len get no gradient; causal rows before the block's first key see none of it.
+  // Keys past key_len get no gradient; with the causal mask, query rows before the block's
+  // first key see none of it.
   var i0 = 0u;
   if (p.causal != 0u) { i0 = col0; }
   var iend = p.nq;
   if (col0 >= p.key_len) { iend = 0u; }
-  for (var t0 = i0; t0 < iend; t0 += BQ) {
-    let ni = min(BQ, iend - t0);
-    for (var e = lid.x; e < ni * D; e += WG_X) {
-      let ii = e / D;
-      let c = e % D;
-      Qs[e] = Q[q_at(b, h, t0 + ii) + c] * p.scale_log2;
-      Gs[e] = DO[do_at(b, h, t0 + ii) + c];
-    }
-    for (var ii = lid.x; ii < ni; ii += WG_X) {
-      Ls[ii] = Lse[p.lse_off + rows + t0 + ii] * ${LOG2E};
-      Ds[ii] = Delta[rows + t0 + ii];
+  for (var t0 = i0; t0 < iend; t0 += BT) {
+    let ni = min(BT, iend - t0);
+    let r0 = t0;
+${loadTile('Qs', 'Q', 'q_at', 'BT', 'ni', ' * p.scale_log2')}
+${loadTile('Gs', 'DO', 'do_at', 'BT', 'ni')}
+    for (var ii = lid.x; ii < BT; ii += WG_X) {
+      var lv = 0.0;
+      var dv = 0.0;
+      if (ii < ni) {
+        lv = Lse[p.lse_off + rows + t0 + ii] * ${LOG2E};
+        dv = Delta[rows + t0 + ii];
+      }
+      Ls[ii] = lv;
+      Ds[ii] = dv;
     }
     workgroupBarrier();
     if (live) {
-      for (var ii = 0u; ii < ni; ii++) {
-        var s = 0.0;
-        var dp = 0.0;
-        for (var c = 0u; c < D; c++) {
-          s += Qs[ii * D + c] * k[c];
-          dp += Gs[ii * D + c] * v[c];
+      for (var g = 0u; g < ni; g += 8u) {
+${rowDots8('s', 'k', 'Qs')}
+${rowDots8('t', 'v', 'Gs')}
+        let ia = vec4<u32>(t0 + g) + vec4<u32>(0u, 1u, 2u, 3u);
+        let ib = ia + vec4<u32>(4u);
+        // Row i sees key j when i < iend (tile tail) and, causally, j ≤ i.
+        var oka = ia < vec4<u32>(iend);
+        var okb = ib < vec4<u32>(iend);
+        if (p.causal != 0u) {
+          oka = oka & (vec4<u32>(j) <= ia);
+          okb = okb & (vec4<u32>(j) <= ib);
         }
-        var pr = exp2(s - Ls[ii]);
-        if (p.causal != 0u && j > t0 + ii) { pr = 0.0; }
-        let ds = pr * (dp - Ds[ii]);
-        for (var c = 0u; c < D; c++) {
-          dv[c] += pr * Gs[ii * D + c];
-          dk[c] += ds * Qs[ii * D + c];
-        }
+        let la = vec4<f32>(Ls[g], Ls[g + 1u], Ls[g + 2u], Ls[g + 3u]);
+        let lb = vec4<f32>(Ls[g + 4u], Ls[g + 5u], Ls[g + 6u], Ls[g + 7u]);
+        let da = vec4<f32>(Ds[g], Ds[g + 1u], Ds[g + 2u], Ds[g + 3u]);
+        let db = vec4<f32>(Ds[g + 4u], Ds[g + 5u], Ds[g + 6u], Ds[g + 7u]);
+        let pa = select(vec4<f32>(0.0), exp2(s_a - la), oka);
+        let pb = select(vec4<f32>(0.0), exp2(s_b - lb), okb);
+        let wa = pa * (t_a - da);
+        let wb = pb * (t_b - db);
+${accumulate8('dv', 'Gs', 'p')}
+${accumulate8('dk', 'Qs', 'w')}
       }
     }
     workgroupBarrier();
   }
   if (valid) {
-    let ka2 = dk_at(b, h, j);
-    let va2 = dv_at(b, h, j);
+    let kd = dk_at(b, h, j);
+    let vd = dv_at(b, h, j);
     // dk accumulated ds·(scale·log2e·q): scale/(scale·log2e) = ln 2 restores scale·ds·q.
-    for (var c = 0u; c < D; c++) { DK[ka2 + c] = dk[c] * ${Math.LN2}; DV[va2 + c] = dv[c]; }
+${storeRow('DK', 'kd', 'dk', ` * ${Math.LN2}`, d)}
+${storeRow('DV', 'vd', 'dv', '', d)}
   }
 }`,
   };
@@ -423,7 +497,7 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   q.device.dispatch(
     spec,
     [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer],
-    [r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset],
+    [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset],
     [Math.ceil(r.Nq / br), r.B * r.H, 1],
   );
   release(Q, K, V);
@@ -466,7 +540,7 @@ export function launchAttentionBackward(
   const dk = headsLast(k, r.Nk, 'attention_dk');
   const dv = headsLast(v, r.Nk, 'attention_dv');
   const delta = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_delta');
-  const common = [r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, r.scale];
+  const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, r.scale];
   const brq = blockRows(r.Nq);
   q.device.dispatch(
     backwardQuerySpec(r.d, tileRows(r.d), brq),
