@@ -1,5 +1,17 @@
 export * from './config.js';
 export * from './module.js';
 export * from './weights/safetensors.js';
+export {
+  type ImagePreprocessing,
+  type ViTCheckpointFamily,
+  type ViTFamily,
+  detectViTFamily,
+  parsePreprocessorConfig,
+  visualProjection,
+  vitConfigFromCheckpoint,
+  vitWeightSource,
+} from './weights/vit-weights.js';
+export { bicubicResize, resizePosEmbed, squareGrid } from './pos-embed.js';
+export { DEFAULT_SSVP_K, type ViTForwardOptions, type ViTOutput, VisionTransformer } from './vit.js';
 export { ClipTokenizer, type TokenBatch, TokenizerError } from './tokenizer.js';
 export { VLFM } from './vlfm.js';

@@ -1,0 +1,266 @@
+// The image encoder I(·): a pre-norm Vision Transformer with SsVP (DESIGN.md §1) at the input of
+// its last layer. Parameter names are timm's (`blocks.3.attn.qkv.weight`), so a timm checkpoint
+// loads by name and the other families (weights/vit-weights.ts) are a name mapping.
+//
+// Only the CLS output of the last block is used (E_V), so that block computes its queries,
+// projection and MLP for the CLS row alone; its keys and values still cover every token.
+import {
+  type Device,
+  type MatmulActivation,
+  type Rng,
+  type Tensor,
+  add,
+  concat,
+  empty,
+  expand,
+  launchAssign,
+  launchAttention,
+  launchAttentionBackward,
+  launchClsAttentionScores,
+  launchFill,
+  layerNorm,
+  linear,
+  patchEmbed,
+  permute,
+  record,
+  reshape,
+  scope,
+  shapeStr,
+  slice,
+  ssvpSelect,
+} from '@mpfgvc/kernels';
+import { type ViTConfig, numPatches, validateViT } from './config.js';
+import { Module } from './module.js';
+
+/** SsVP's K when the caller does not say (DESIGN.md §1). */
+export const DEFAULT_SSVP_K = 12;
+
+export interface ViTForwardOptions {
+  /** Tokens SsVP keeps for the last layer; null or 0 runs the plain ViT. Default DEFAULT_SSVP_K. */
+  ssvpK?: number | null;
+}
+
+export interface ViTOutput {
+  /** E_V (B, D_v): the CLS token after the final LayerNorm. */
+  embedding: Tensor;
+  /** SsVP's patch ids (B, K) i32, ascending; absent for the plain ViT. */
+  selected?: Tensor;
+}
+
+class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(dev: Device, rng: Rng, nin: number, nout: number) {
+    super(dev, rng);
+    this.weight = this.param('weight', [nout, nin], { normal: 0.02 });
+    this.bias = this.param('bias', [nout], 'zeros');
+  }
+  forward(x: Tensor, activation?: MatmulActivation): Tensor {
+    return linear(x, this.weight, this.bias, activation);
+  }
+}
+
+class LayerNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  constructor(
+    dev: Device,
+    rng: Rng,
+    dim: number,
+    readonly eps: number,
+  ) {
+    super(dev, rng);
+    this.weight = this.param('weight', [dim], 'ones');
+    this.bias = this.param('bias', [dim], 'zeros');
+  }
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
+
+/** The patch convolution's parameters (`patch_embed.proj`); CLIP's has no bias. */
+class PatchProj extends Module {
+  readonly weight: Tensor;
+  readonly bias?: Tensor;
+  constructor(dev: Device, rng: Rng, cfg: ViTConfig, hasBias: boolean) {
+    super(dev, rng);
+    const fanIn = cfg.channels * cfg.patchSize * cfg.patchSize;
+    this.weight = this.param('weight', [cfg.width, cfg.channels, cfg.patchSize, cfg.patchSize], { normal: 1 / Math.sqrt(fanIn) });
+    if (hasBias) this.bias = this.param('bias', [cfg.width], 'zeros');
+  }
+}
+
+/** A container of named children (`blocks`, `patch_embed`). */
+class Group extends Module {
+  add<M extends Module>(name: string, m: M): M {
+    return this.child(name, m);
+  }
+}
+
+/**
+ * Self-attention over q, k, v read in place from one projection qkv (B, T, 3D) — viewed as
+ * (B, T, 3, H, d) and permuted to (B, H, T, d) by strides alone — for the first `queries` rows.
+ * One tape entry for all three operands, so the backward writes dq, dk and dv straight into one
+ * dqkv (B, T, 3D) instead of summing three zero-padded gradients. With `withScores`, also SsVP's
+ * scores (B, T-1): the CLS query's probabilities over the patch keys, summed over heads.
+ */
+function qkvAttention(qkv: Tensor, heads: number, queries: number, withScores: boolean): { out: Tensor; scores?: Tensor } {
+  const [B, T, D3] = qkv.shape as [number, number, number];
+  const D = D3 / 3;
+  const d = D / heads;
+  if (qkv.rank !== 3 || !qkv.isContiguous() || !Number.isInteger(d)) {
+    throw new Error(`qkvAttention: qkv must be a contiguous (B, T, 3D) with D divisible by ${heads} heads, got ${shapeStr(qkv.shape)}`);
+  }
+  const strides = [T * D3, d, D3, 1];
+  const q = qkv.view([B, heads, queries, d], strides, qkv.offset);
+  const k = qkv.view([B, heads, T, d], strides, qkv.offset + D);
+  const v = qkv.view([B, heads, T, d], strides, qkv.offset + 2 * D);
+  const { out, lse } = launchAttention(q, k, v); // (B, H, queries, d) stored as (B, queries, H, d)
+  const scores = withScores ? launchClsAttentionScores(q, k, lse) : undefined;
+  // q, k, v, out and lse are pinned by the tape entry, so the rule may use them after the disposals below.
+  record(
+    'qkv_attention',
+    out,
+    [qkv],
+    (g) => {
+      const grads = launchAttentionBackward(q, k, v, out, lse, g); // each (B, H, n, d) stored as (B, n, H, d)
+      const dqkv = empty(qkv.device, [B, T, D3], 'f32', 'qkv_attention_grad');
+      if (queries < T) launchFill(dqkv, 0);
+      [grads.dq, grads.dk, grads.dv].forEach((gp, part) => {
+        const n = gp.shape[2]!;
+        const src = gp.view([B, n, D], [n * D, D, 1], gp.offset);
+        const dst = dqkv.view([B, n, D], [T * D3, D3, 1], part * D);
+        launchAssign(dst, src);
+        for (const t of [src, dst, gp]) t.dispose();
+      });
+      return [dqkv];
+    },
+    [q, k, v, out, lse],
+  );
+  for (const t of [q, k, v, lse]) t.dispose();
+  return scores ? { out, scores } : { out };
+}
+
+class Attention extends Module {
+  readonly qkv: Linear;
+  readonly proj: Linear;
+  constructor(dev: Device, rng: Rng, width: number) {
+    super(dev, rng);
+    this.qkv = this.child('qkv', new Linear(dev, rng, width, 3 * width));
+    this.proj = this.child('proj', new Linear(dev, rng, width, width));
+  }
+}
+
+class Mlp extends Module {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(
+    dev: Device,
+    rng: Rng,
+    width: number,
+    hidden: number,
+    readonly activation: MatmulActivation,
+  ) {
+    super(dev, rng);
+    this.fc1 = this.child('fc1', new Linear(dev, rng, width, hidden));
+    this.fc2 = this.child('fc2', new Linear(dev, rng, hidden, width));
+  }
+  forward(x: Tensor): Tensor {
+    return this.fc2.forward(this.fc1.forward(x, this.activation));
+  }
+}
+
+interface BlockOptions {
+  /** Compute only the CLS row's output (B, 1, D). */
+  clsOnly?: boolean;
+  /** Also return SsVP's scores (B, T-1) from this block's attention. */
+  scores?: boolean;
+}
+
+class Block extends Module {
+  readonly norm1: LayerNorm;
+  readonly attn: Attention;
+  readonly norm2: LayerNorm;
+  readonly mlp: Mlp;
+  private readonly heads: number;
+  constructor(dev: Device, rng: Rng, cfg: ViTConfig) {
+    super(dev, rng);
+    this.heads = cfg.heads;
+    this.norm1 = this.child('norm1', new LayerNorm(dev, rng, cfg.width, cfg.layerNormEps));
+    this.attn = this.child('attn', new Attention(dev, rng, cfg.width));
+    this.norm2 = this.child('norm2', new LayerNorm(dev, rng, cfg.width, cfg.layerNormEps));
+    this.mlp = this.child('mlp', new Mlp(dev, rng, cfg.width, cfg.width * cfg.mlpRatio, cfg.activation));
+  }
+
+  /** x (B, T, D) → (B, T, D), or (B, 1, D) with clsOnly. */
+  forward(x: Tensor, opts: BlockOptions = {}): { x: Tensor; scores?: Tensor } {
+    return scope(() => {
+      const [B, T, D] = x.shape as [number, number, number];
+      const rows = opts.clsOnly ? 1 : T;
+      const qkv = this.attn.qkv.forward(this.norm1.forward(x)); // (B, T, 3D)
+      const { out, scores } = qkvAttention(qkv, this.heads, rows, Boolean(opts.scores)); // (B, H, rows, d)
+      const merged = reshape(permute(out, [0, 2, 1, 3]), [B, rows, D]);
+      const h = add(opts.clsOnly ? slice(x, 1, 0, 1) : x, this.attn.proj.forward(merged)); // (B, rows, D)
+      const y = add(h, this.mlp.forward(this.norm2.forward(h)));
+      return scores ? { x: y, scores } : { x: y };
+    });
+  }
+}
+
+/** ViT image encoder with SsVP; returns E_V, the CLS embedding after the final LayerNorm. */
+export class VisionTransformer extends Module {
+  readonly clsToken: Tensor;
+  readonly posEmbed: Tensor;
+  private readonly patch: PatchProj;
+  private readonly normPre?: LayerNorm;
+  private readonly blocks: Block[] = [];
+  private readonly norm: LayerNorm;
+
+  constructor(
+    dev: Device,
+    rng: Rng,
+    readonly config: ViTConfig,
+  ) {
+    super(dev, rng);
+    validateViT(config);
+    const { width } = config;
+    this.clsToken = this.param('cls_token', [1, 1, width], { normal: 1e-6 });
+    this.posEmbed = this.param('pos_embed', [1, numPatches(config) + 1, width], { normal: 0.02 });
+    // As timm: a pre-norm (CLIP) tower has no patch bias.
+    this.patch = this.child('patch_embed', new Group(dev, rng)).add('proj', new PatchProj(dev, rng, config, !config.preNorm));
+    if (config.preNorm) this.normPre = this.child('norm_pre', new LayerNorm(dev, rng, width, config.layerNormEps));
+    const blocks = this.child('blocks', new Group(dev, rng));
+    for (let i = 0; i < config.depth; i++) this.blocks.push(blocks.add(String(i), new Block(dev, rng, config)));
+    this.norm = this.child('norm', new LayerNorm(dev, rng, width, config.layerNormEps));
+  }
+
+  /** images (B, C, S, S), S = config.imageSize, normalised. */
+  forward(images: Tensor, opts: ViTForwardOptions = {}): ViTOutput {
+    const cfg = this.config;
+    const k = opts.ssvpK === undefined ? DEFAULT_SSVP_K : (opts.ssvpK ?? 0);
+    const n = numPatches(cfg);
+    const [B, C, H, W] = images.shape;
+    if (images.rank !== 4 || C !== cfg.channels || H !== cfg.imageSize || W !== cfg.imageSize) {
+      throw new Error(`VisionTransformer: images ${shapeStr(images.shape)}, expected (B, ${cfg.channels}, ${cfg.imageSize}, ${cfg.imageSize})`);
+    }
+    if (k !== 0 && !(Number.isInteger(k) && k >= 1 && k <= n && cfg.depth >= 2)) {
+      throw new Error(`VisionTransformer: ssvpK ${k} needs an integer in [1, ${n}] (the patches) and depth ≥ 2 (depth ${cfg.depth})`);
+    }
+    return scope(() => {
+      const D = cfg.width;
+      const patches = patchEmbed(images, this.patch.weight, this.patch.bias, cfg.patchSize); // (B, N, D)
+      let x = add(concat([expand(this.clsToken, [B!, 1, D]), patches], 1), this.posEmbed); // (B, N+1, D)
+      if (this.normPre) x = this.normPre.forward(x);
+      let selected: Tensor | undefined;
+      const last = cfg.depth - 1;
+      for (let i = 0; i < last; i++) {
+        const r = this.blocks[i]!.forward(x, { scores: k > 0 && i === last - 1 });
+        x = r.x;
+        if (r.scores) ({ tokens: x, ids: selected } = ssvpSelect(x, r.scores, k)); // (B, K+1, D)
+      }
+      const cls = reshape(this.blocks[last]!.forward(x, { clsOnly: true }).x, [B!, D]);
+      const embedding = this.norm.forward(cls); // (B, D)
+      return selected ? { embedding, selected } : { embedding };
+    });
+  }
+}
