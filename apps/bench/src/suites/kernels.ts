@@ -5,6 +5,7 @@ import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import { normRows } from './kernels-norm.js';
 import { miscRows } from './kernels-misc.js';
+import { matmulRows } from './kernels-matmul.js';
 
 export interface SuiteOptions {
   /** Toy sizes for the smoke test: results are produced, timings are not meaningful. */
@@ -92,5 +93,6 @@ export async function kernelsSuite(dev: Device, opts: SuiteOptions = {}): Promis
   const rows = [...(await ceilings(dev, opts)), ...(await elementwise(dev, opts))];
   rows.push(...(await normRows(dev, opts)));
   rows.push(...(await miscRows(dev, opts)));
+  rows.push(...(await matmulRows(dev, opts)));
   return rows;
 }
