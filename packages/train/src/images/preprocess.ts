@@ -1,0 +1,147 @@
+// One image from file to the network's input: decode, crop and resize (training: random resized
+// crop + horizontal flip; evaluation: resize + center crop), normalise, lay out as CHW float32.
+// The same functions run in the loader's workers and, with `workers: 0`, on the main thread.
+import sharp, { type Sharp } from 'sharp';
+import { type RgbImage, decodeRgb } from './decode.js';
+import { sampleRng } from './streams.js';
+import { type Box, DEFAULT_RRC, centerCropPlan, randomResizedCropBox } from './transforms.js';
+
+export type Rgb = [number, number, number];
+
+export const IMAGENET_NORMALIZATION: { mean: Rgb; std: Rgb } = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+export const CLIP_NORMALIZATION: { mean: Rgb; std: Rgb } = {
+  mean: [0.48145466, 0.4578275, 0.40821073],
+  std: [0.26862954, 0.26130258, 0.27577711],
+};
+
+export interface ImageConfig {
+  /** Output side S: images are (3, S, S). */
+  size: number;
+  /** Random resized crop + flip when true; resize + center crop when false. */
+  train: boolean;
+  /** Per-channel mean and std of pixel values in [0, 1]. */
+  mean: Rgb;
+  std: Rgb;
+  /** Random resized crop: area fraction and aspect ratio ranges. */
+  scale: [number, number];
+  ratio: [number, number];
+  /** Probability of a horizontal flip in training. */
+  flipProbability: number;
+  /** Evaluation: the shorter side is resized to floor(size / cropRatio) before the crop. */
+  cropRatio: number;
+  /** Resampling filter: bilinear as torchvision's default, bicubic as CLIP's preprocessing. */
+  interpolation: 'bilinear' | 'bicubic';
+}
+
+export function imageConfig(opts: Partial<ImageConfig> & { size: number; train: boolean }): ImageConfig {
+  const cfg: ImageConfig = {
+    ...IMAGENET_NORMALIZATION,
+    scale: DEFAULT_RRC.scale,
+    ratio: DEFAULT_RRC.ratio,
+    flipProbability: 0.5,
+    cropRatio: 0.875,
+    interpolation: 'bilinear',
+    ...opts,
+  };
+  if (!Number.isInteger(cfg.size) || cfg.size < 1) throw new Error(`imageConfig: size must be a positive integer, got ${cfg.size}`);
+  if (!(cfg.scale[0] > 0 && cfg.scale[0] <= cfg.scale[1] && cfg.scale[1] <= 1)) throw new Error(`imageConfig: scale must satisfy 0 < lo <= hi <= 1, got [${cfg.scale}]`);
+  if (!(cfg.ratio[0] > 0 && cfg.ratio[0] <= cfg.ratio[1])) throw new Error(`imageConfig: ratio must satisfy 0 < lo <= hi, got [${cfg.ratio}]`);
+  if (cfg.std.some((s) => !(s > 0))) throw new Error(`imageConfig: std must be positive, got [${cfg.std}]`);
+  return cfg;
+}
+
+/**
+ * Writes HWC uint8 pixels (size x size) as normalised CHW float32 at out[offset..], mirrored
+ * left-right when `flip`: out[c][y][x] = (p[y][x'][c] / 255 - mean[c]) / std[c].
+ */
+export function normalizeInto(pixels: Uint8Array, size: number, flip: boolean, mean: Rgb, std: Rgb, out: Float32Array, offset: number): void {
+  const plane = size * size;
+  for (let c = 0; c < 3; c++) {
+    const scale = 1 / (255 * std[c]);
+    const bias = -mean[c] / std[c];
+    const base = offset + c * plane;
+    for (let y = 0; y < size; y++) {
+      const row = y * size;
+      for (let x = 0; x < size; x++) {
+        const sx = flip ? size - 1 - x : x;
+        out[base + row + x] = pixels[(row + sx) * 3 + c]! * scale + bias;
+      }
+    }
+  }
+}
+
+/** Crops and resizes a decoded image and writes it normalised into out[offset..]. */
+export async function transformInto(img: RgbImage, cfg: ImageConfig, seed: number, epoch: number, index: number, out: Float32Array, offset: number): Promise<void> {
+  const kernel = cfg.interpolation === 'bicubic' ? 'cubic' : 'linear';
+  const raw = { raw: { width: img.width, height: img.height, channels: 3 as const } };
+  let pipeline: Sharp;
+  let flip = false;
+  if (cfg.train) {
+    const rng = sampleRng(seed, epoch, index);
+    const box: Box = randomResizedCropBox(img.width, img.height, rng, { scale: cfg.scale, ratio: cfg.ratio });
+    flip = rng.next() < cfg.flipProbability;
+    pipeline = sharp(img.data, raw).extract(box).resize(cfg.size, cfg.size, { fit: 'fill', kernel });
+  } else {
+    const plan = centerCropPlan(img.width, img.height, cfg.size, cfg.cropRatio);
+    pipeline = sharp(img.data, raw).resize(plan.resizeWidth, plan.resizeHeight, { fit: 'fill', kernel }).extract(plan.crop);
+  }
+  const pixels = await pipeline.raw().toBuffer();
+  normalizeInto(pixels, cfg.size, flip, cfg.mean, cfg.std, out, offset);
+}
+
+/** One image as a fresh (3, S, S) array. */
+export async function prepareImage(path: string, cfg: ImageConfig, seed: number, epoch: number, index: number): Promise<Float32Array> {
+  const out = new Float32Array(3 * cfg.size * cfg.size);
+  await transformInto(await decodeRgb(path), cfg, seed, epoch, index, out, 0);
+  return out;
+}
+
+export interface BatchTask {
+  seed: number;
+  epoch: number;
+  /** Dataset sample indices (they seed the augmentation) and their files. */
+  indices: number[];
+  paths: string[];
+}
+
+export interface BatchImages {
+  /** (kept, 3, S, S): the readable images, in task order. */
+  images: Float32Array;
+  /** Positions in the task of the images kept. */
+  kept: number[];
+  /** Files that could not be read, with the decoder's message. */
+  skipped: { path: string; reason: string }[];
+}
+
+export class UnreadableImageError extends Error {
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`image pipeline: cannot read ${path}: ${reason}`);
+  }
+}
+
+/** The images of a batch; unreadable ones are skipped and reported, or fatal when `strict`. */
+export async function prepareBatch(cfg: ImageConfig, task: BatchTask, strict: boolean): Promise<BatchImages> {
+  const per = 3 * cfg.size * cfg.size;
+  const images = new Float32Array(task.paths.length * per);
+  const kept: number[] = [];
+  const skipped: { path: string; reason: string }[] = [];
+  for (let i = 0; i < task.paths.length; i++) {
+    const path = task.paths[i]!;
+    let img: RgbImage;
+    try {
+      img = await decodeRgb(path);
+    } catch (e) {
+      const reason = (e as Error).message.split('\n')[0]!;
+      if (strict) throw new UnreadableImageError(path, reason);
+      skipped.push({ path, reason });
+      continue;
+    }
+    await transformInto(img, cfg, task.seed, task.epoch, task.indices[i]!, images, kept.length * per);
+    kept.push(i);
+  }
+  // A view of the filled part: the buffer is transferred whole, nothing is copied.
+  return { images: kept.length === task.paths.length ? images : new Float32Array(images.buffer, 0, kept.length * per), kept, skipped };
+}
