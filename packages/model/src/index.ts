@@ -14,4 +14,7 @@ export {
 export { bicubicResize, resizePosEmbed, squareGrid } from './pos-embed.js';
 export { DEFAULT_SSVP_K, type ViTForwardOptions, type ViTOutput, VisionTransformer } from './vit.js';
 export { ClipTokenizer, type TokenBatch, TokenizerError } from './tokenizer.js';
+export { ClipTextEncoder, validateText } from './text.js';
+export { Datp, type DatpConfig } from './datp.js';
+export { type ClipTextSpec, clipTextWeights, textConfigFromHf, textConfigFromWeights } from './weights/clip-text.js';
 export { VLFM } from './vlfm.js';
