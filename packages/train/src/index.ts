@@ -6,3 +6,26 @@ export { readStanfordDogs } from './datasets/stanford-dogs.js';
 export { readFood101 } from './datasets/food101.js';
 export { type ImageFolderOptions, readImageFolder } from './datasets/image-folder.js';
 export { type MatValue, readMat5 } from './datasets/mat5.js';
+export {
+  BEAKS,
+  type BirdAttributes,
+  type BirdClass,
+  type BirdParts,
+  type BirdScene,
+  EYE_RINGS,
+  MAX_BIRD_CLASSES,
+  type RenderedBird,
+  TAILS,
+  WING_BARS,
+  birdClasses,
+  birdToPixel,
+  generateBird,
+  imageSeed,
+  partDistance,
+  renderBird,
+  sampleScene,
+} from './synth/birds.js';
+export { type Normalization, type SynthBirds, type SynthBirdsOptions, type SynthSplit, makeSynthBirds, rgbToChw } from './synth/dataset.js';
+export { type CubLayoutOptions, type CubLayoutSummary, cubImageName, writeCubLayout } from './synth/cub.js';
+export { type ContactSheet, contactSheet } from './synth/contact-sheet.js';
+export { encodePng } from './synth/png.js';
