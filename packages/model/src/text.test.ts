@@ -24,6 +24,7 @@ const st = parseSafetensors(fixture('text_clip_tiny.safetensors'), 'text_clip_ti
 const tok = ClipTokenizer.fromJson(JSON.parse(fixture('tokenizer-clip-tiny.json').toString('utf8')));
 const spec = textConfigFromWeights(st, { heads: 4 });
 const weightNames = [...st.tensors.keys()].filter((k) => k.startsWith('text_'));
+const TOKEN = 'text_model.embeddings.token_embedding.weight';
 
 function ints(key: string): Int32Array {
   const e = st.tensors.get(key)!;
@@ -77,6 +78,8 @@ describe('ClipTextEncoder', () => {
       text: { vocabSize: 49408, contextLength: 77, width: 512, depth: 12, heads: 8, mlpRatio: 4, activation: 'quick_gelu', layerNormEps: 1e-5 },
       embedDim: 512,
     });
+    // CLIPTextModelWithProjection's config.json has the fields at the top.
+    expect(textConfigFromHf({ model_type: 'clip_text_model', ...hf.text_config, projection_dim: 24 })).toEqual(spec);
     expect(() => textConfigFromHf({ text_config: { hidden_act: 'relu' } })).toThrow('config.json: text_config.hidden_act "relu" is not one of "quick_gelu", "gelu"');
   });
 
@@ -92,7 +95,7 @@ describe('ClipTextEncoder', () => {
     T.dispose();
   });
 
-  it('fails naming the tensor whose shape is wrong, and the missing ones', () => {
+  it('loads prefixed checkpoints; fails naming a wrong shape, the missing keys, an ambiguous prefix', () => {
     const entries: Parameters<typeof serializeSafetensors>[0] = {};
     for (const k of weightNames) entries[k] = { dtype: 'F32', shape: st.tensors.get(k)!.shape, data: readF32(st, k) };
     const fc1 = 'text_model.encoder.layers.1.mlp.fc1.weight';
@@ -105,6 +108,15 @@ describe('ClipTextEncoder', () => {
     expect(() => enc.load(clipTextWeights(wrong), wrong.source)).toThrow(new WeightsError(`wrong.safetensors: tensor '${fc1}' has shape [64, 32], expected [128, 32]`));
     const missing = bad((e) => delete e['text_projection.weight'], 'missing.safetensors');
     expect(() => enc.load(clipTextWeights(missing), missing.source)).toThrow("missing.safetensors: missing 1 parameter(s): 'text_projection.weight'");
+    const prefixed: typeof entries = {};
+    for (const k of weightNames) prefixed[`clip.${k}`] = entries[k]!;
+    const wrapped = parseSafetensors(serializeSafetensors(prefixed), 'wrapped.safetensors');
+    enc.load(clipTextWeights(wrapped), wrapped.source);
+    expect(textConfigFromWeights(wrapped, { heads: 4 })).toEqual(spec);
+    const twice = parseSafetensors(serializeSafetensors({ ...prefixed, ...entries }), 'twice.safetensors');
+    expect(() => enc.load(clipTextWeights(twice), twice.source)).not.toThrow();
+    const two = parseSafetensors(serializeSafetensors({ ...prefixed, [`a.${TOKEN}`]: entries[TOKEN]! }), 'two.safetensors');
+    expect(() => clipTextWeights(two)).toThrow(`two.safetensors: several text towers ('a.', 'clip.' before '${TOKEN}')`);
     const notClip = parseSafetensors(serializeSafetensors({ 'cls_token': entries['text_projection.weight']! }), 'vit.safetensors');
     expect(() => clipTextWeights(notClip)).toThrow(/vit.safetensors: not a Hugging Face CLIP text checkpoint .* keys begin 'cls_token'/);
   });
