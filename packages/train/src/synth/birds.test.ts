@@ -33,8 +33,14 @@ describe('birdClasses', () => {
     expect(seen('wingBar').size).toBe(WING_BARS.length);
     expect(seen('tail').size).toBe(TAILS.length);
     expect(seen('crest').size).toBe(2);
-    // Balanced use of each value: no beak shape, say, owns most of the classes.
-    for (const beak of BEAKS) expect(classes.filter((c) => c.attributes.beak === beak)).toHaveLength(8);
+    // Balanced values and pairs of values: no beak shape owns most of the classes, and no beak
+    // shape comes with one eye-ring colour only (the eye would then stand in for the beak).
+    for (const beak of BEAKS) {
+      const withBeak = classes.filter((c) => c.attributes.beak === beak);
+      expect(withBeak.length).toBeGreaterThanOrEqual(7);
+      expect(withBeak.length).toBeLessThanOrEqual(9);
+      for (const eyeRing of EYE_RINGS) expect(withBeak.filter((c) => c.attributes.eyeRing === eyeRing).length, `${beak}/${eyeRing}`).toBeGreaterThanOrEqual(2);
+    }
   });
 
   it('covers the whole attribute table and rejects counts outside it', () => {

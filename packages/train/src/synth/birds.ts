@@ -69,7 +69,8 @@ export function partDistance(a: BirdAttributes, b: BirdAttributes): number {
  * The first `count` subcategories of one fixed order, so that smaller tables are prefixes of larger
  * ones and names never depend on the data seed. The order is greedy farthest-point in part space:
  * each next class maximises its smallest part distance to those already taken, then prefers
- * attribute values used least so far, so every part keeps varying across the table.
+ * the pairs of part values seen least so far. Balancing pairs, not just values, keeps parts from
+ * being correlated (say every long beak with a white eye-ring), so no part stands in for another.
  */
 export function birdClasses(count: number): BirdClass[] {
   if (!Number.isInteger(count) || count < 2 || count > MAX_BIRD_CLASSES) {
@@ -79,8 +80,14 @@ export function birdClasses(count: number): BirdClass[] {
   const taken: number[] = [0];
   const minDist = all.map((a) => partDistance(a, all[0]!));
   const usage = new Map<string, number>();
-  const use = (a: BirdAttributes) => attributeValues(a).forEach((v, p) => usage.set(`${p}:${v}`, (usage.get(`${p}:${v}`) ?? 0) + 1));
-  const cost = (a: BirdAttributes) => attributeValues(a).reduce((s, v, p) => s + (usage.get(`${p}:${v}`) ?? 0), 0);
+  const pairs = (a: BirdAttributes) => {
+    const v = attributeValues(a);
+    const keys: string[] = [];
+    for (let p = 0; p < v.length; p++) for (let q = p; q < v.length; q++) keys.push(`${p}:${v[p]}|${q}:${v[q]}`);
+    return keys;
+  };
+  const use = (a: BirdAttributes) => pairs(a).forEach((key) => usage.set(key, (usage.get(key) ?? 0) + 1));
+  const cost = (a: BirdAttributes) => pairs(a).reduce((s, key) => s + (usage.get(key) ?? 0), 0);
   use(all[0]!);
   while (taken.length < count) {
     let best = -1;
