@@ -68,7 +68,7 @@ export function resolveSynthOptions(opts: SynthBirdsOptions = {}): ResolvedSynth
   return r;
 }
 
-/** Generates the whole dataset in memory (about 1 ms per 64×64 image on one core). */
+/** Generates the whole dataset in memory (speed: `npx vitest run src/synth/speed.test.ts`). */
 export function makeSynthBirds(opts: SynthBirdsOptions = {}): SynthBirds {
   const o = resolveSynthOptions(opts);
   const classInfo = birdClasses(o.numClasses);
