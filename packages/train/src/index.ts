@@ -29,3 +29,22 @@ export { type Normalization, type SynthBirds, type SynthBirdsOptions, type Synth
 export { type CubLayoutOptions, type CubLayoutSummary, cubImageName, writeCubLayout } from './synth/cub.js';
 export { type ContactSheet, contactSheet } from './synth/contact-sheet.js';
 export { encodePng } from './synth/png.js';
+export { type RgbImage, decodeRgb } from './images/decode.js';
+export { type Box, DEFAULT_RRC, type RandomResizedCropOptions, centerCropPlan, randomResizedCropBox, roundHalfEven } from './images/transforms.js';
+export { orderRng, sampleRng } from './images/streams.js';
+export {
+  type BatchImages,
+  type BatchTask,
+  CLIP_NORMALIZATION,
+  IMAGENET_NORMALIZATION,
+  type ImageConfig,
+  type Rgb,
+  UnreadableImageError,
+  imageConfig,
+  normalizeInto,
+  prepareBatch,
+  prepareImage,
+  transformInto,
+} from './images/preprocess.js';
+export { type EpochOrderOptions, type EpochPosition, EpochOrder } from './images/epoch-order.js';
+export { type Batch, ImageLoader, type LoaderOptions } from './images/loader.js';

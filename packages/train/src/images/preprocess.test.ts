@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeRgb } from './decode.js';
 import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type Rgb, imageConfig, normalizeInto, prepareBatch, prepareImage } from './preprocess.js';
@@ -10,7 +10,7 @@ const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-images-'));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));
 
 /** An image file from raw interleaved pixels. */
-async function write(name: string, pixels: number[] | Uint8Array, width: number, height: number, channels: 1 | 2 | 3 | 4, encode: (s: sharp.Sharp) => sharp.Sharp): Promise<string> {
+async function write(name: string, pixels: number[] | Uint8Array, width: number, height: number, channels: 1 | 2 | 3 | 4, encode: (s: Sharp) => Sharp): Promise<string> {
   const p = join(temp, name);
   await encode(sharp(Buffer.from(pixels), { raw: { width, height, channels } })).toFile(p);
   return p;
@@ -140,13 +140,17 @@ describe('prepareImage', () => {
 describe('prepareBatch', () => {
   it('skips and names an unreadable file, or fails on it when strict', async () => {
     const good = await write('good.png', new Uint8Array(6 * 6 * 3).fill(99), 6, 6, 3, (s) => s.png());
+    const other = await write('other.png', new Uint8Array(5 * 7 * 3).map((_, i) => i % 256), 5, 7, 3, (s) => s.png());
     const bad = join(temp, 'corrupt.jpg');
-    writeFileSync(bad, Buffer.from('\xff\xd8\xff\xe0 this is not really a JPEG'));
+    writeFileSync(bad, Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.from('not really a JPEG')]));
     const cfg = imageConfig({ size: 4, train: false });
-    const task = { seed: 0, epoch: 0, indices: [0, 1, 2], paths: [good, bad, good] };
+    const task = { seed: 0, epoch: 0, indices: [0, 1, 2], paths: [good, bad, other] };
     const r = await prepareBatch(cfg, task, false);
     expect(r.kept).toEqual([0, 2]);
     expect(r.images.length).toBe(2 * 3 * 16);
+    // The image after the gap moved up into its place.
+    expect(r.images.subarray(0, 48)).toEqual(await prepareImage(good, cfg, 0, 0, 0));
+    expect(r.images.subarray(48, 96)).toEqual(await prepareImage(other, cfg, 0, 0, 2));
     expect(r.skipped.map((s) => s.path)).toEqual([bad]);
     expect(r.skipped[0]!.reason.length).toBeGreaterThan(0);
     await expect(prepareBatch(cfg, task, true)).rejects.toThrow(`image pipeline: cannot read ${bad}:`);

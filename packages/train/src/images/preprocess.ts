@@ -122,26 +122,44 @@ export class UnreadableImageError extends Error {
   }
 }
 
-/** The images of a batch; unreadable ones are skipped and reported, or fatal when `strict`. */
-export async function prepareBatch(cfg: ImageConfig, task: BatchTask, strict: boolean): Promise<BatchImages> {
+/**
+ * The images of a batch; unreadable ones are skipped and reported, or fatal when `strict`. Up to
+ * `concurrency` images are in progress at once, so one image's decode and resize (on libuv's
+ * threads) overlap another's normalisation (on this thread).
+ */
+export async function prepareBatch(cfg: ImageConfig, task: BatchTask, strict: boolean, concurrency = 2): Promise<BatchImages> {
+  const n = task.paths.length;
   const per = 3 * cfg.size * cfg.size;
-  const images = new Float32Array(task.paths.length * per);
-  const kept: number[] = [];
-  const skipped: { path: string; reason: string }[] = [];
-  for (let i = 0; i < task.paths.length; i++) {
-    const path = task.paths[i]!;
-    let img: RgbImage;
-    try {
-      img = await decodeRgb(path);
-    } catch (e) {
-      const reason = (e as Error).message.split('\n')[0]!;
-      if (strict) throw new UnreadableImageError(path, reason);
-      skipped.push({ path, reason });
-      continue;
+  const images = new Float32Array(n * per);
+  const ok = new Array<boolean>(n).fill(false);
+  const failures: ({ path: string; reason: string } | undefined)[] = new Array(n).fill(undefined);
+  let nextItem = 0;
+  const lane = async () => {
+    while (nextItem < n) {
+      const i = nextItem++;
+      const path = task.paths[i]!;
+      let img: RgbImage;
+      try {
+        img = await decodeRgb(path);
+      } catch (e) {
+        const reason = (e as Error).message.split('\n')[0]!;
+        if (strict) throw new UnreadableImageError(path, reason);
+        failures[i] = { path, reason };
+        continue;
+      }
+      await transformInto(img, cfg, task.seed, task.epoch, task.indices[i]!, images, i * per);
+      ok[i] = true;
     }
-    await transformInto(img, cfg, task.seed, task.epoch, task.indices[i]!, images, kept.length * per);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, lane));
+  const kept: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (!ok[i]) continue;
+    // Close the gaps left by skipped images (rare: moves within the buffer, no new one).
+    if (kept.length !== i) images.copyWithin(kept.length * per, i * per, (i + 1) * per);
     kept.push(i);
   }
-  // A view of the filled part: the buffer is transferred whole, nothing is copied.
-  return { images: kept.length === task.paths.length ? images : new Float32Array(images.buffer, 0, kept.length * per), kept, skipped };
+  const skipped = failures.filter((f) => f !== undefined);
+  // A view of the filled part: the buffer is transferred whole.
+  return { images: kept.length === n ? images : new Float32Array(images.buffer, 0, kept.length * per), kept, skipped };
 }
