@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, Rng, backward, tensor } from '@mpfgvc/kernels';
+import { type Device, Rng, backward, noGrad, tensor, zeroGrad } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
 import { type ViTConfig, VisionTransformer, parseSafetensors, readF32, vitConfigFromCheckpoint, vitWeightSource } from './index.js';
 
@@ -84,6 +84,34 @@ describe('VisionTransformer', () => {
     expect(() => vit.forward(ok)).toThrow(/ssvpK 12 needs an integer in \[1, 4\]/);
     expect(vit.forward(ok, { ssvpK: 4 }).selected!.shape).toEqual([2, 4]);
     for (const t of [images, ok]) t.dispose();
+    vit.dispose();
+  });
+
+  it('holds GPU memory flat across SsVP training steps and inference', async () => {
+    const cfg: ViTConfig = { imageSize: 24, patchSize: 8, width: 16, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: true, layerNormEps: 1e-6, channels: 3 };
+    const vit = new VisionTransformer(dev, new Rng(3), cfg);
+    const images = tensor(dev, new Rng(4).normal(2 * 3 * 24 * 24), [2, 3, 24, 24]);
+    const seed = tensor(dev, new Float32Array(2 * 16).fill(1), [2, 16]);
+    const step = () => {
+      const { embedding, selected } = vit.forward(images, { ssvpK: 3 });
+      backward(embedding, seed);
+      zeroGrad(vit.parameters());
+      embedding.dispose();
+      selected!.dispose();
+      noGrad(() => {
+        const out = vit.forward(images, { ssvpK: null });
+        out.embedding.dispose();
+      });
+    };
+    step();
+    await dev.sync();
+    const before = dev.pool.stats();
+    for (let i = 0; i < 3; i++) step();
+    await dev.sync();
+    const after = dev.pool.stats();
+    expect(after.inUse).toBe(before.inUse);
+    expect(after.buffers).toBe(before.buffers);
+    for (const t of [images, seed]) t.dispose();
     vit.dispose();
   });
 });

@@ -10,14 +10,14 @@ import {
   type Rng,
   type Tensor,
   add,
-  concat,
   empty,
-  expand,
   launchAssign,
   launchAttention,
   launchAttentionBackward,
   launchClsAttentionScores,
+  launchCopy,
   launchFill,
+  launchSum,
   layerNorm,
   linear,
   patchEmbed,
@@ -141,6 +141,31 @@ function qkvAttention(qkv: Tensor, heads: number, queries: number, withScores: b
   return scores ? { out, scores } : { out };
 }
 
+/**
+ * The token sequence [CLS; patches] (B, N+1, D) from cls (1, 1, D) and patches (B, N, D). Written
+ * as its own op rather than expand + concat because the engine's concat backward keeps a view of
+ * its output gradient alive per input, which would hold one (B, N+1, D) buffer per step.
+ */
+function prependCls(cls: Tensor, patches: Tensor): Tensor {
+  const [B, N, D] = patches.shape as [number, number, number];
+  const out = empty(patches.device, [B, N + 1, D], 'f32', 'vit_tokens');
+  const head = out.view([B, 1, D], out.strides, 0);
+  const tail = out.view([B, N, D], out.strides, D);
+  launchAssign(head, cls); // broadcast over the batch
+  launchAssign(tail, patches);
+  head.dispose();
+  tail.dispose();
+  return record('prepend_cls', out, [cls, patches], (g) => {
+    const gHead = g.view([B, 1, D], g.strides, g.offset);
+    const gTail = g.view([B, N, D], g.strides, g.offset + g.strides[1]!);
+    const dcls = cls.requiresGrad ? launchSum(gHead, [0], true) : null;
+    const dpatches = patches.requiresGrad ? launchCopy(gTail) : null;
+    gHead.dispose();
+    gTail.dispose();
+    return [dcls, dpatches];
+  });
+}
+
 class Attention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
@@ -249,7 +274,7 @@ export class VisionTransformer extends Module {
     return scope(() => {
       const D = cfg.width;
       const patches = patchEmbed(images, this.patch.weight, this.patch.bias, cfg.patchSize); // (B, N, D)
-      let x = add(concat([expand(this.clsToken, [B!, 1, D]), patches], 1), this.posEmbed); // (B, N+1, D)
+      let x = add(prependCls(this.clsToken, patches), this.posEmbed); // (B, N+1, D)
       if (this.normPre) x = this.normPre.forward(x);
       let selected: Tensor | undefined;
       const last = cfg.depth - 1;
