@@ -29,8 +29,8 @@ export interface LoaderOptions {
   /** An unreadable image aborts the run instead of being skipped. */
   strict?: boolean;
   /**
-   * The worker entry. Default: worker.js beside this module, i.e. dist/images/worker.js. Tests
-   * that run this module from TypeScript source pass a bundle of worker.ts (see loader.test.ts).
+   * The worker entry; default: see defaultWorkerUrl. Tests that run this module from TypeScript
+   * source pass a bundle of worker.ts (see loader.test.ts).
    */
   workerUrl?: URL;
 }
@@ -72,7 +72,7 @@ export class ImageLoader {
     if (!Number.isInteger(workers) || workers < 0) throw new Error(`ImageLoader: workers must be a non-negative integer, got ${workers}`);
     this.prefetch = opts.prefetch ?? Math.max(2, workers);
     if (!Number.isInteger(this.prefetch) || this.prefetch < 1) throw new Error(`ImageLoader: prefetch must be a positive integer, got ${this.prefetch}`);
-    if (workers > 0) this.pool = new WorkerPool(workers, opts.workerUrl ?? new URL('./worker.js', import.meta.url), { config: opts.image, strict: this.strict });
+    if (workers > 0) this.pool = new WorkerPool(workers, opts.workerUrl ?? defaultWorkerUrl(), { config: opts.image, strict: this.strict });
   }
 
   /** The batches of one epoch, from `startIndex` on (a resumed run passes its saved index). */
@@ -127,6 +127,21 @@ export class ImageLoader {
   /** Stops the workers; batches still being prepared are rejected. */
   async close(): Promise<void> {
     await this.pool?.close();
+  }
+}
+
+/**
+ * dist/images/worker.js: beside this module when it runs from dist/, and through the package's
+ * './worker' export when an application bundles this module into its own file (the CLI does),
+ * where no sibling worker.js exists; esbuild leaves import.meta.resolve to run time.
+ */
+function defaultWorkerUrl(): URL {
+  const sibling = new URL('./worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(sibling))) return sibling;
+  try {
+    return new URL(import.meta.resolve('@mpfgvc/train/worker'));
+  } catch {
+    return sibling;
   }
 }
 
