@@ -190,6 +190,8 @@ describe('ImageFolder', () => {
     expect(() => openDataset('imagefolder', root)).toThrow(`ImageFolder at ${root}: the superCategory option is required (e.g. 'bird')`);
     const noVal = layout('folder-noval', { 'train/a/x.jpg': '' });
     expect(() => openDataset('imagefolder', noVal, { superCategory: 'car' })).toThrow(`ImageFolder at ${noVal}: missing val/`);
+    const testOnly = layout('folder-test', { 'train/a/x.jpg': '', 'test/a/y.jpg': '' });
+    expect(openDataset('imagefolder', testOnly, { superCategory: 'car' }).test).toEqual([{ path: join(testOnly, 'test/a/y.jpg'), label: 0 }]);
     const stray = layout('folder-stray', { 'train/a/x.jpg': '', 'val/b/y.jpg': '' });
     expect(() => openDataset('imagefolder', stray, { superCategory: 'car' })).toThrow(/val\/b is not a class of train\//);
   });

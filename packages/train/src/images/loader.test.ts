@@ -12,15 +12,17 @@ import { imageConfig, prepareImage } from './preprocess.js';
 // Node's workers load JavaScript, and vitest runs this package from TypeScript source, where the
 // loader's default worker (./worker.js beside loader.ts) does not exist. Rather than depend on a
 // possibly stale dist/ build, the test bundles the current worker.ts with esbuild into
-// node_modules/.cache (packages stay external, so sharp and @mpfgvc/kernels resolve as usual)
-// and passes it as workerUrl. Built code uses the default: dist/images/worker.js.
+// node_modules/.cache (packages stay external, so sharp and @mpfgvc/kernels resolve as usual; one
+// file per test process, so parallel runs do not overwrite each other's) and passes it as
+// workerUrl. Built code uses the default: dist/images/worker.js.
 let workerUrl: URL;
+let outfile: string;
 const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-loader-'));
 const samples: Sample[] = [];
 let corrupt: string;
 
 beforeAll(async () => {
-  const outfile = join(import.meta.dirname, '../../node_modules/.cache/mpfgvc-image-worker/worker.mjs');
+  outfile = join(import.meta.dirname, `../../node_modules/.cache/mpfgvc-image-worker/worker-${process.pid}.mjs`);
   await build({ entryPoints: [join(import.meta.dirname, 'worker.ts')], outfile, bundle: true, platform: 'node', format: 'esm', packages: 'external', logLevel: 'error' });
   workerUrl = pathToFileURL(outfile);
   // 11 JPEGs of varied sizes and content, 3 classes.
@@ -38,7 +40,10 @@ beforeAll(async () => {
   const whole = readFileSync(samples[10]!.path);
   writeFileSync(corrupt, whole.subarray(0, whole.length >> 1));
 });
-afterAll(() => rmSync(temp, { recursive: true, force: true }));
+afterAll(() => {
+  rmSync(temp, { recursive: true, force: true });
+  rmSync(outfile, { force: true });
+});
 
 const SIZE = 16;
 const train = imageConfig({ size: SIZE, train: true });

@@ -20,7 +20,8 @@ export type WorkerReply = { id: number; result: BatchImages } | { id: number; un
 if (!parentPort) throw new Error('images/worker.js is a worker_threads entry; the loader starts it');
 const port = parentPort;
 const { config, strict } = workerData as WorkerInit;
-// Every file is decoded once per epoch: libvips' operation cache would only hold memory.
+// Every file is decoded once per epoch: libvips' operation cache (one per process) would only
+// hold memory.
 sharp.cache(false);
 
 port.on('message', async ({ id, task }: WorkerRequest) => {
