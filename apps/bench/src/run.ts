@@ -1,9 +1,13 @@
 import type { Device } from '@mpfgvc/kernels';
 import type { Row } from './report.js';
 import { type SuiteOptions, kernelsSuite } from './suites/kernels.js';
+import { inferSuite, textSuite, trainSuite } from './suites/model.js';
 
 export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise<Row[]>> = {
   kernels: kernelsSuite,
+  train: trainSuite,
+  infer: inferSuite,
+  text: textSuite,
 };
 
 export async function runSuites(dev: Device, names: string[], opts: SuiteOptions = {}): Promise<Row[]> {

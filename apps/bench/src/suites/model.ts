@@ -1,0 +1,166 @@
+// End-to-end suites on the assembled model: training-step and inference throughput with peak GPU
+// memory for named configs, and the DaTP text pass with and without the exact EOT truncation.
+import { AdamW, type Device, Rng, type Tensor, backward, concat, noGrad, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
+import { CLIP_TEXT_B16, MPFGVC, type MPFGVCConfig, VIT_B16_448 } from '@mpfgvc/model';
+import { timeGpu } from '../measure.js';
+import type { Row } from '../report.js';
+import type { SuiteOptions } from './kernels.js';
+
+export interface NamedConfig {
+  name: string;
+  model: MPFGVCConfig;
+  batch: number;
+}
+
+const TEXT_SMALL = { vocabSize: 512, contextLength: 77, width: 64, depth: 2, heads: 2, mlpRatio: 4, activation: 'quick_gelu' as const, layerNormEps: 1e-5 };
+
+export const CONFIGS: Record<string, NamedConfig> = {
+  tiny: {
+    name: 'tiny',
+    batch: 16,
+    model: {
+      vision: { imageSize: 32, patchSize: 8, width: 64, depth: 4, heads: 4, mlpRatio: 4, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+      text: TEXT_SMALL,
+      embedDim: 64,
+      numClasses: 24,
+      selectK: 4,
+      promptLength: 4,
+      superCategory: 'bird',
+      temperature: 0.07,
+      visionHeadOn: 'embedding',
+    },
+  },
+  'vit-tiny-224': {
+    name: 'vit-tiny-224',
+    batch: 8,
+    model: {
+      vision: { imageSize: 224, patchSize: 16, width: 192, depth: 12, heads: 3, mlpRatio: 4, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+      text: { ...TEXT_SMALL, width: 256, depth: 4, heads: 4 },
+      embedDim: 256,
+      numClasses: 200,
+      selectK: 12,
+      promptLength: 16,
+      superCategory: 'bird',
+      temperature: 0.07,
+      visionHeadOn: 'embedding',
+    },
+  },
+  'vit-b16-448': {
+    name: 'vit-b16-448',
+    batch: 8,
+    model: {
+      vision: VIT_B16_448,
+      text: CLIP_TEXT_B16,
+      embedDim: 512,
+      numClasses: 200,
+      selectK: 12,
+      promptLength: 16,
+      superCategory: 'bird',
+      temperature: 0.07,
+      visionHeadOn: 'embedding',
+    },
+  },
+};
+
+/** The configs a run measures: the big one only on a hardware adapter (a step takes minutes in software). */
+function chosen(dev: Device, opts: SuiteOptions): NamedConfig[] {
+  if (opts.quick) return [{ ...CONFIGS.tiny!, batch: 2 }];
+  const names = dev.info.isFallback ? ['tiny', 'vit-tiny-224'] : ['tiny', 'vit-tiny-224', 'vit-b16-448'];
+  return names.map((n) => CONFIGS[n]!);
+}
+
+function build(dev: Device, cfg: NamedConfig): { model: MPFGVC; images: Tensor; labels: Int32Array } {
+  // Prompt token ids stand in for a tokenizer's: the benchmark measures compute, not text.
+  const model = new MPFGVC(dev, new Rng(1), cfg.model, { classIds: [5, 6], sot: cfg.model.text.vocabSize - 2, eot: cfg.model.text.vocabSize - 1 });
+  const s = cfg.model.vision.imageSize;
+  const images = tensor(dev, new Rng(2).normal(cfg.batch * 3 * s * s), [cfg.batch, 3, s, s]);
+  const labels = Int32Array.from({ length: cfg.batch }, (_, i) => i % cfg.model.numClasses);
+  return { model, images, labels };
+}
+
+const MiB = 1024 * 1024;
+
+export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const cfg of chosen(dev, opts)) {
+    const { model, images, labels } = build(dev, cfg);
+    const shape = `B=${cfg.batch} ${cfg.model.vision.imageSize}² C=${cfg.model.numClasses}`;
+    for (const stage of [1, 2] as const) {
+      model.setStage(stage);
+      const opt = new AdamW(model.trainable(stage), { lr: 1e-4 });
+      const text = stage === 2 ? noGrad(() => model.textFeatures()) : undefined;
+      const step = () => {
+        const { loss } = stage === 1 ? model.stageOne(images, labels) : model.stageTwo(images, labels, text!);
+        backward(loss);
+        opt.step();
+        opt.zeroGrad();
+        loss.dispose();
+      };
+      step();
+      await dev.sync();
+      dev.pool.resetPeak();
+      const before = dev.pool.stats().inUse;
+      const sec = await timeGpu(dev, step, { warmup: 1, repeats: opts.quick ? 1 : 3, wallClock: true });
+      const peak = dev.pool.stats().peakInUse;
+      rows.push({ suite: 'train', name: `${cfg.name} stage ${stage} step`, shape, metric: 'throughput', value: cfg.batch / sec, unit: 'images/s' });
+      rows.push({ suite: 'train', name: `${cfg.name} stage ${stage} step`, shape, metric: 'peak GPU memory', value: peak / MiB, unit: 'MiB', note: `${(before / MiB).toFixed(1)} MiB resident (weights, optimiser state)` });
+      opt.dispose();
+      text?.dispose();
+    }
+    model.dispose();
+    images.dispose();
+    dev.trim();
+  }
+  return rows;
+}
+
+export async function inferSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const cfg of chosen(dev, opts)) {
+    const { model, images } = build(dev, cfg);
+    const text = noGrad(() => model.textFeatures());
+    dev.pool.resetPeak();
+    const sec = await timeGpu(dev, () => scope(() => void model.predict(images, text)), { warmup: 1, repeats: opts.quick ? 1 : 3, wallClock: true });
+    const shape = `B=${cfg.batch} ${cfg.model.vision.imageSize}² C=${cfg.model.numClasses}`;
+    rows.push({ suite: 'infer', name: `${cfg.name} predict (all heads)`, shape, metric: 'throughput', value: cfg.batch / sec, unit: 'images/s' });
+    rows.push({ suite: 'infer', name: `${cfg.name} predict (all heads)`, shape, metric: 'peak GPU memory', value: dev.pool.stats().peakInUse / MiB, unit: 'MiB' });
+    text.dispose();
+    model.dispose();
+    images.dispose();
+    dev.trim();
+  }
+  return rows;
+}
+
+/**
+ * The DaTP text pass (forward + backward to the prompts) run up to EOT, against the same pass
+ * over CLIP's full context with padding after EOT: the outputs are equal under the causal mask,
+ * the work is not.
+ */
+export async function textSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
+  const cfg = opts.quick ? { ...CONFIGS.tiny!, model: { ...CONFIGS.tiny!.model, numClasses: 4 } } : dev.info.isFallback ? CONFIGS['vit-tiny-224']! : CONFIGS['vit-b16-448']!;
+  const { model } = build(dev, cfg);
+  model.setStage(1);
+  const datp = model.datp;
+  const L = datp.length;
+  const context = cfg.model.text.contextLength;
+  const run = (padded: boolean) => () =>
+    scope(() => {
+      let x = datp.embeddings(model.text); // (C, L, D_t)
+      if (padded) x = concat([x, zeros(dev, [x.shape[0]!, context - L, x.shape[2]!])], 1);
+      const t = model.text.encodeEmbeddings(x, L - 1);
+      backward(sum(t));
+      datp.prompts.grad?.dispose();
+      datp.prompts.grad = null;
+    });
+  const truncated = await timeGpu(dev, run(false), { warmup: 1, repeats: opts.quick ? 1 : 3, wallClock: true });
+  const full = await timeGpu(dev, run(true), { warmup: 1, repeats: opts.quick ? 1 : 3, wallClock: true });
+  const shape = `C=${cfg.model.numClasses} prompts, ${L} vs ${context} tokens, width ${cfg.model.text.width} depth ${cfg.model.text.depth}`;
+  model.dispose();
+  dev.trim();
+  return [
+    { suite: 'text', name: 'DaTP pass, run to EOT', shape, metric: 'time', value: truncated * 1e3, unit: 'ms' },
+    { suite: 'text', name: 'DaTP pass, full context', shape, metric: 'time', value: full * 1e3, unit: 'ms' },
+    { suite: 'text', name: 'truncation gain', shape, metric: 'ratio', value: full / truncated, unit: '×' },
+  ];
+}
