@@ -274,7 +274,13 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     at += t.shape[ax]!;
   }
   return record('concat', out, [...xs], (g) =>
-    xs.map((t, k) => (t.requiresGrad ? launchCopy(g.view(t.shape, g.strides, g.offset + starts[k]! * g.strides[ax]!)) : null)),
+    xs.map((t, k) => {
+      if (!t.requiresGrad) return null;
+      const part = g.view(t.shape, g.strides, g.offset + starts[k]! * g.strides[ax]!);
+      const gt = launchCopy(part);
+      part.dispose();
+      return gt;
+    }),
   );
 }
 
