@@ -1,15 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { testDevice } from '@mpfgvc/kernels/testing';
-import { runSuites } from './index.js';
+import { SUITES, runSuites } from './index.js';
 
 describe('bench smoke', () => {
-  it('every suite produces rows at toy sizes', async () => {
+  it('every suite produces rows at toy sizes, and the check suite verifies the kernels', async () => {
     const dev = await testDevice();
     const rows = await runSuites(dev, ['all'], { quick: true });
-    expect(rows.length).toBeGreaterThan(0);
+    for (const suite of Object.keys(SUITES)) expect(rows.some((r) => r.suite === suite), suite).toBe(true);
     for (const r of rows) {
       expect(Object.keys(r)).toEqual(expect.arrayContaining(['suite', 'name', 'shape', 'metric', 'value', 'unit']));
-      expect(Number.isFinite(r.value) && r.value > 0).toBe(true);
+      if (r.suite === 'check') expect(r.note, `${r.name}: ${r.value}`).toBe('ok');
+      else if (!r.note?.startsWith('missing')) expect(Number.isFinite(r.value) && r.value > 0, `${r.suite} ${r.name}`).toBe(true);
     }
   });
 });

@@ -14,6 +14,7 @@ function fmt(v: number): string {
   if (!Number.isFinite(v)) return String(v);
   if (Math.abs(v) >= 100) return v.toFixed(0);
   if (Math.abs(v) >= 10) return v.toFixed(1);
+  if (v !== 0 && Math.abs(v) < 0.01) return v.toExponential(1);
   return v.toFixed(2);
 }
 

@@ -1,9 +1,11 @@
 import type { Device } from '@mpfgvc/kernels';
 import type { Row } from './report.js';
 import { type SuiteOptions, kernelsSuite } from './suites/kernels.js';
+import { checkSuite } from './suites/check.js';
 import { inferSuite, textSuite, trainSuite } from './suites/model.js';
 
 export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise<Row[]>> = {
+  check: checkSuite,
   kernels: kernelsSuite,
   train: trainSuite,
   infer: inferSuite,
