@@ -87,3 +87,16 @@ export function grid1d(n: number, perGroup: number, maxPerDim = 65535): [number,
 
 /** WGSL expression for the linear invocation index of a grid made by `grid1d`. */
 export const LINEAR_INDEX = 'gid.x + gid.y * nwg.x * WG_X';
+
+/**
+ * 4 when every count and offset given is a multiple of 4, so that a kernel may move vec4s
+ * (4× fewer invocations for the same index math; memory-bound kernels gain most), else 1.
+ */
+export function vec4Width(...values: number[]): 1 | 4 {
+  return values.every((v) => v % 4 === 0) ? 4 : 1;
+}
+
+/** The WGSL element type of a float array read `width` floats at a time. */
+export function floatType(width: 1 | 4): 'f32' | 'vec4<f32>' {
+  return width === 4 ? 'vec4<f32>' : 'f32';
+}

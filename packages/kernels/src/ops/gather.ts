@@ -5,7 +5,7 @@
 // invocation per (row, column) sums its segment. Work is O(K log²K + R·D + K·D) for K gathered
 // rows and R source rows, so a large vocabulary and a few repeated ids cost no more than needed.
 // Out-of-range indices gather zeros and receive no gradient.
-import { type KernelSpec, LINEAR_INDEX, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, floatType, grid1d, vec4Width } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
@@ -14,13 +14,8 @@ const WG = 256;
 const SORT_BLOCK = 2 * WG;
 const SENTINEL = 0xffffffff;
 
-/** vec4 rows when the width and every offset allow: 4× fewer invocations of the same index math. */
-function widthOf(d: number, offsets: number[]): 1 | 4 {
-  return d % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1;
-}
-
 function gatherSpec(width: 1 | 4): KernelSpec {
-  const t = width === 4 ? 'vec4<f32>' : 'f32';
+  const t = floatType(width);
   return {
     name: 'gather_rows',
     variant: t,
@@ -175,7 +170,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 /** dx[r, c] = Σ over r's segment of g[position, c]; rows with an empty segment get 0. */
 function segmentSumSpec(width: 1 | 4): KernelSpec {
-  const t = width === 4 ? 'vec4<f32>' : 'f32';
+  const t = floatType(width);
   return {
     name: 'scatter_segment_sum',
     variant: t,
@@ -232,7 +227,7 @@ export function launchGatherRows(x: Tensor, idx: Tensor): Tensor {
   if (n === 0) return out;
   const xc = x.isContiguous() ? x : launchCopy(x);
   const ic = idx.isContiguous() ? idx : launchCopy(idx);
-  const w = widthOf(d, [xc.offset]);
+  const w = vec4Width(d, xc.offset);
   x.device.dispatch(gatherSpec(w), [xc.buffer, ic.buffer, out.buffer], [n / w, rows, k, d / w, xc.offset / w, ic.offset], grid1d(n / w, WG));
   if (xc !== x) xc.dispose();
   if (ic !== idx) ic.dispose();
@@ -268,7 +263,7 @@ export function launchScatterAddRows(g: Tensor, idx: Tensor, rows: number): Tens
     dev.dispatch(SORT_LOCAL, [keys.buffer], [1, stage], blocks);
   }
   dev.dispatch(SEGMENTS, [keys.buffer, starts.buffer], [totalRows, nPad], grid1d(totalRows + 1, WG));
-  const w = widthOf(d, [gc.offset]);
+  const w = vec4Width(d, gc.offset);
   dev.dispatch(segmentSumSpec(w), [gc.buffer, keys.buffer, starts.buffer, out.buffer], [out.size / w, d / w, gc.offset / w], grid1d(out.size / w, WG));
   keys.dispose();
   starts.dispose();

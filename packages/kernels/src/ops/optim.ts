@@ -2,7 +2,7 @@
 // gradient norm with clipping. The norm stays on the GPU: per-tensor partial sums of squares,
 // one final reduction into a scalar, and a scaling kernel that reads the norm from that buffer,
 // so clipping costs no read-back and no pipeline stall.
-import { type KernelSpec, LINEAR_INDEX, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, floatType, grid1d, vec4Width } from '../kernel.js';
 import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
@@ -10,14 +10,6 @@ const WG = 256;
 /** Units (f32 or vec4) summed by one workgroup of the partial norm pass. */
 const NORM_CHUNK = WG * 16;
 
-/** vec4 when every operand is 4-aligned: the update is memory bound and vec4 halves the instructions per byte. */
-function vectorWidth(n: number, offsets: number[]): 1 | 4 {
-  return n % 4 === 0 && offsets.every((o) => o % 4 === 0) ? 4 : 1;
-}
-
-function floatType(width: 1 | 4): string {
-  return width === 4 ? 'vec4<f32>' : 'f32';
-}
 
 function adamwSpec(width: 1 | 4): KernelSpec {
   const t = floatType(width);
@@ -133,7 +125,7 @@ export function launchAdamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, s
   if (!(s.step >= 1 && Number.isInteger(s.step))) throw new Error(`adamw: step must be a positive integer, got ${s.step}`);
   const n = param.size;
   if (n > 0) {
-    const width = vectorWidth(n, [param.offset, g.offset]);
+    const width = vec4Width(n, param.offset, g.offset);
     const stepSize = s.lr / (1 - s.beta1 ** s.step);
     const bc2Sqrt = Math.sqrt(1 - s.beta2 ** s.step);
     const values = [n / width, param.offset / width, g.offset / width, 1 - s.lr * s.weightDecay, s.beta1, s.beta2, stepSize, bc2Sqrt, s.eps];
@@ -163,7 +155,7 @@ export function launchSgd(param: Tensor, grad: Tensor, buf: Tensor | null, s: Sg
   if (s.momentum !== 0 && !buf) throw new Error(`sgd: momentum ${s.momentum} needs a momentum buffer for parameter ${param}`);
   const n = param.size;
   if (n > 0) {
-    const width = vectorWidth(n, [param.offset, g.offset]);
+    const width = vec4Width(n, param.offset, g.offset);
     const values = [n / width, param.offset / width, g.offset / width, s.lr, s.weightDecay, s.momentum, s.dampening, s.nesterov ? 1 : 0, s.first ? 1 : 0];
     const buffers = buf ? [param.buffer, g.buffer, buf.buffer] : [param.buffer, g.buffer];
     param.device.dispatch(sgdSpec(width, buf !== null), buffers, values, grid1d(n / width, WG));
@@ -270,7 +262,7 @@ export function launchGlobalNorm(device: Tensor['device'], xs: readonly Tensor[]
     if (x.dtype !== 'f32') throw new Error(`globalNorm: expected f32 tensors, got ${x}`);
     return x.isContiguous() ? x : launchCopy(x);
   });
-  const widths = parts.map((x) => vectorWidth(x.size, [x.offset]));
+  const widths = parts.map((x) => vec4Width(x.size, x.offset));
   const chunks = parts.map((x, k) => Math.ceil(x.size / widths[k]! / NORM_CHUNK));
   const total = chunks.reduce((a, b) => a + b, 0);
   const partials = empty(device, [Math.max(1, total)], 'f32', 'norm_partials');
@@ -292,7 +284,7 @@ export function launchClipScale(xs: readonly Tensor[], norm: Tensor, maxNorm: nu
   if (norm.size !== 1 || norm.dtype !== 'f32') throw new Error(`clipScale: norm must be one f32 value, got ${norm}`);
   for (const x of xs) {
     if (x.dtype !== 'f32' || !x.isContiguous()) throw new Error(`clipScale: tensors scaled in place must be contiguous f32, got ${x}`);
-    const w = vectorWidth(x.size, [x.offset]);
+    const w = vec4Width(x.size, x.offset);
     if (x.size > 0) x.device.dispatch(clipScaleSpec(w), [x.buffer, norm.buffer], [x.size / w, x.offset / w, norm.offset, maxNorm], grid1d(x.size / w, WG));
   }
 }

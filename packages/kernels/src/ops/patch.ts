@@ -3,7 +3,7 @@
 // (D, C, P, P) flattens to, so the convolution becomes a matmul with the weight viewed as (D, C·P·P).
 // Patches do not overlap, so the backward (col2im) is a pure permutation with zeros where the
 // image's right and bottom borders were cut off (H or W not a multiple of P), as Conv2d drops them.
-import { type KernelSpec, LINEAR_INDEX, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, floatType, grid1d, vec4Width } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
@@ -23,9 +23,6 @@ const PARAMS: [string, 'u32'][] = [
 
 // Both kernels address along x in units of `width` floats (w = W/width, pw = P/width): vec4 when
 // P, W and the offset are multiples of 4, so that one invocation moves 4 pixels of a patch row.
-function floatType(width: 1 | 4): string {
-  return width === 4 ? 'vec4<f32>' : 'f32';
-}
 
 /** One invocation per patch unit: out[b, py·gw + px, (c·P + ky)·P + kx] = img[b, c, py·P + ky, px·P + kx]. */
 function im2colSpec(width: 1 | 4): KernelSpec {
@@ -89,10 +86,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
-function widthOf(patch: number, w: number, offset: number): 1 | 4 {
-  return patch % 4 === 0 && w % 4 === 0 && offset % 4 === 0 ? 4 : 1;
-}
-
 export interface PatchGrid {
   b: number;
   c: number;
@@ -119,7 +112,7 @@ export function launchIm2col(images: Tensor, patch: number): Tensor {
   const out = empty(images.device, [g.b, g.gh * g.gw, g.c * patch * patch], 'f32', 'im2col');
   if (out.size === 0) return out;
   const src = images.isContiguous() ? images : launchCopy(images);
-  const u = widthOf(patch, g.w, src.offset);
+  const u = vec4Width(patch, g.w, src.offset);
   const values = [out.size / u, g.c, g.h, g.w / u, patch, patch / u, g.gh, g.gw, src.offset / u];
   images.device.dispatch(im2colSpec(u), [src.buffer, out.buffer], values, grid1d(out.size / u, WG));
   if (src !== images) src.dispose();
@@ -136,7 +129,7 @@ export function launchCol2im(cols: Tensor, imageShape: readonly number[], patch:
   const out = empty(cols.device, imageShape, 'f32', 'col2im');
   if (out.size === 0) return out;
   const src = cols.isContiguous() ? cols : launchCopy(cols);
-  const u = widthOf(patch, g.w, src.offset);
+  const u = vec4Width(patch, g.w, src.offset);
   const values = [out.size / u, g.c, g.h, g.w / u, patch, patch / u, g.gh, g.gw, src.offset / u];
   cols.device.dispatch(col2imSpec(u), [src.buffer, out.buffer], values, grid1d(out.size / u, WG));
   if (src !== cols) src.dispose();
