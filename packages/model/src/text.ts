@@ -6,14 +6,12 @@
 // sequence is run only up to its EOT (the longest EOT in a batch), never to the context length.
 import {
   type Device,
-  type MatmulActivation,
   type Rng,
   type Tensor,
   add,
   attention,
   embedding,
   gatherRows,
-  layerNorm,
   linear,
   permute,
   reshape,
@@ -23,39 +21,9 @@ import {
   tensor,
 } from '@mpfgvc/kernels';
 import type { TextConfig } from './config.js';
+import { LayerNorm, Linear } from './layers.js';
 import { Module } from './module.js';
 import type { TokenBatch } from './tokenizer.js';
-
-class Linear extends Module {
-  readonly weight: Tensor;
-  readonly bias?: Tensor;
-  constructor(dev: Device, rng: Rng, nin: number, nout: number, hasBias = true) {
-    super(dev, rng);
-    this.weight = this.param('weight', [nout, nin], { normal: 0.02 });
-    if (hasBias) this.bias = this.param('bias', [nout], 'zeros');
-  }
-  forward(x: Tensor, activation?: MatmulActivation): Tensor {
-    return linear(x, this.weight, this.bias, activation);
-  }
-}
-
-class LayerNorm extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  constructor(
-    dev: Device,
-    rng: Rng,
-    dim: number,
-    readonly eps: number,
-  ) {
-    super(dev, rng);
-    this.weight = this.param('weight', [dim], 'ones');
-    this.bias = this.param('bias', [dim], 'zeros');
-  }
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, this.weight, this.bias, this.eps);
-  }
-}
 
 /** A pre-norm block: x + attn(ln1(x)), then + mlp(ln2(·)). */
 class EncoderLayer extends Module {

@@ -18,8 +18,6 @@ import {
   launchCopy,
   launchFill,
   launchSum,
-  layerNorm,
-  linear,
   patchEmbed,
   permute,
   record,
@@ -30,6 +28,7 @@ import {
   ssvpSelect,
 } from '@mpfgvc/kernels';
 import { type ViTConfig, numPatches, validateViT } from './config.js';
+import { LayerNorm, Linear } from './layers.js';
 import { Module } from './module.js';
 
 /** SsVP's K when the caller does not say (DESIGN.md §1). */
@@ -45,37 +44,6 @@ export interface ViTOutput {
   embedding: Tensor;
   /** SsVP's patch ids (B, K) i32, ascending; absent for the plain ViT. */
   selected?: Tensor;
-}
-
-class Linear extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  constructor(dev: Device, rng: Rng, nin: number, nout: number) {
-    super(dev, rng);
-    this.weight = this.param('weight', [nout, nin], { normal: 0.02 });
-    this.bias = this.param('bias', [nout], 'zeros');
-  }
-  forward(x: Tensor, activation?: MatmulActivation): Tensor {
-    return linear(x, this.weight, this.bias, activation);
-  }
-}
-
-class LayerNorm extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  constructor(
-    dev: Device,
-    rng: Rng,
-    dim: number,
-    readonly eps: number,
-  ) {
-    super(dev, rng);
-    this.weight = this.param('weight', [dim], 'ones');
-    this.bias = this.param('bias', [dim], 'zeros');
-  }
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, this.weight, this.bias, this.eps);
-  }
 }
 
 /** The patch convolution's parameters (`patch_embed.proj`); CLIP's has no bias. */

@@ -1,0 +1,39 @@
+// The two layers every tower shares, named as PyTorch names them (`weight`, `bias`).
+import { type Device, type MatmulActivation, type Rng, type Tensor, layerNorm, linear } from '@mpfgvc/kernels';
+import { type Init, Module } from './module.js';
+
+/** y = x·Wᵀ + b with W (out, in), optionally followed by a fused activation. */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias?: Tensor;
+
+  constructor(dev: Device, rng: Rng, nin: number, nout: number, opts: { bias?: boolean; init?: Init } = {}) {
+    super(dev, rng);
+    this.weight = this.param('weight', [nout, nin], opts.init ?? { normal: 0.02 });
+    if (opts.bias ?? true) this.bias = this.param('bias', [nout], 'zeros');
+  }
+
+  forward(x: Tensor, activation?: MatmulActivation): Tensor {
+    return linear(x, this.weight, this.bias, activation);
+  }
+}
+
+export class LayerNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(
+    dev: Device,
+    rng: Rng,
+    dim: number,
+    readonly eps: number,
+  ) {
+    super(dev, rng);
+    this.weight = this.param('weight', [dim], 'ones');
+    this.bias = this.param('bias', [dim], 'zeros');
+  }
+
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}
