@@ -5,6 +5,7 @@ import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import { normRows } from './kernels-norm.js';
 import { miscRows } from './kernels-misc.js';
+import { attentionRows } from './kernels-attention.js';
 import { matmulRows } from './kernels-matmul.js';
 
 export interface SuiteOptions {
@@ -94,5 +95,6 @@ export async function kernelsSuite(dev: Device, opts: SuiteOptions = {}): Promis
   rows.push(...(await normRows(dev, opts)));
   rows.push(...(await miscRows(dev, opts)));
   rows.push(...(await matmulRows(dev, opts)));
+  rows.push(...(await attentionRows(dev, opts)));
   return rows;
 }
