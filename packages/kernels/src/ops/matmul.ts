@@ -30,7 +30,8 @@ interface Tiling {
 }
 
 // GFLOP/s at 1024³ on lavapipe (2 cores, AVX2), f32, A·Bᵀ / A·B, as flops per 2 cores of process
-// CPU time (other jobs shared the cores; the FMA ceiling measured the same way was 65-75):
+// CPU time (other jobs shared the cores; the FMA ceiling measured the same way was 65-75; the
+// kernels bench notes the same figure as "by CPU time"):
 //   subgroup  4×16 per lane ............ 36 / 34   <- default on CPU adapters with fixed subgroups
 //   subgroup  2×32, 2×16 ............... 26 / 34, 27 / 29
 //   subgroup  8×8, 4×8, 1×32, 4×32 ..... 22 / 23, 22 / 19, - / 22, - / 22
@@ -38,6 +39,11 @@ interface Tiling {
 //   rows      4×16, workgroup 8 ........ 8.6       (64 accumulators: spills; as the first quick kernel)
 //   rows      8×8, 2×8, 2×4, 1×12, 1×8 . 5.7, 4.2, 9.6, 6.3, 4.1
 //   tiled     64×64 tile, 4×4 .......... 3.8 / 2.7 (workgroup memory buys nothing on a CPU)
+// On an NVIDIA H200 through Vulkan (subgroup size 32, so 'subgroup' runs as 'rows'), f32 TFLOP/s
+// at 1024³ / 2048³ / 4096³ / 785×768×2304 Bᵀ / 12560×3072×768 Bᵀ, one-off run of a timing loop:
+//   tiled     64×64 tile, 4×4 .......... 10.2 / 14.5 / 15.7 / 10.1 / 13.2   <- default on GPUs
+//   tiled     128×128 tile, 8×8, BK 8 .. 5.5 / 14.5 / 15.7 / 9.1 / 12.6    (no better: dropped)
+//   rows      4×8, workgroup 64 ........ 8.7 / 9.7 / 7.4 / 8.9 / 7.1
 // Every scalar of an invocation is a full 8-lane register on lavapipe, so a register block of
 // 16+ outputs spills; what pays is loading memory with few instructions: a load whose address
 // differs per lane is one gather for 8 values, a uniform one is a scalar load per value. The
@@ -51,7 +57,7 @@ type RowsKernel = keyof typeof ROWS_TILINGS;
 /** Subgroup families: output rows per lane, and columns per workgroup in units of the subgroup size. */
 const SUBGROUP_TILES = { subgroup: [4, 2] } as const;
 type SubgroupKernel = keyof typeof SUBGROUP_TILES;
-export type MatmulKernel = RowsKernel | SubgroupKernel | 'tiled';
+export type MatmulKernel = RowsKernel | SubgroupKernel | TiledKernel;
 export const MATMUL_KERNELS: readonly MatmulKernel[] = ['subgroup', 'rows', 'tiled'];
 
 /**
@@ -90,7 +96,18 @@ interface Operand {
   cols: number;
 }
 
-const TILED = { wgX: 16, wgY: 16, tm: 4, tn: 4, bk: 16 };
+interface WorkgroupTiling {
+  wgX: number;
+  wgY: number;
+  tm: number;
+  tn: number;
+  bk: number;
+}
+/** Workgroup-memory families, by tiling. */
+const TILED_TILINGS = {
+  tiled: { wgX: 16, wgY: 16, tm: 4, tn: 4, bk: 16 },
+} satisfies Record<string, WorkgroupTiling>;
+type TiledKernel = keyof typeof TILED_TILINGS;
 
 /** The kernel family used when none is asked for: see the table above. */
 export function defaultKernel(dev: Device): MatmulKernel {
@@ -109,6 +126,11 @@ interface Variant {
   sg: number;
   la: Layout;
   lb: Layout;
+  /**
+   * Layouts read from p.ta / p.tb instead of compiled in: the tiled kernels touch storage only
+   * to fill their tiles, and on lavapipe each of their pipelines costs seconds to compile.
+   */
+  layoutParam: boolean;
   /** vec4 loads (every offset, ld and batch stride a multiple of 4 elements). */
   vec: boolean;
   /** A / B stored as f16 (accumulation is f32 either way). */
@@ -138,14 +160,20 @@ const PARAMS: [string, 'u32' | 'f32'][] = [
   ['has_bias', 'u32'],
   ['act', 'u32'],
   ['alpha', 'f32'],
+  ['ta', 'u32'],
+  ['tb', 'u32'],
 ];
 
 /** Element index of A[m][k] / B[k][n] from the batch base `base` (elements). */
 function indexA(v: Variant, m: string, k: string): string {
-  return v.la === 'n' ? `base_a + (${m}) * p.lda + (${k})` : `base_a + (${k}) * p.lda + (${m})`;
+  const n = `base_a + (${m}) * p.lda + (${k})`;
+  const t = `base_a + (${k}) * p.lda + (${m})`;
+  return v.layoutParam ? `select(${n}, ${t}, p.ta != 0u)` : v.la === 'n' ? n : t;
 }
 function indexB(v: Variant, k: string, n: string): string {
-  return v.lb === 'n' ? `base_b + (${k}) * p.ldb + (${n})` : `base_b + (${n}) * p.ldb + (${k})`;
+  const nn = `base_b + (${k}) * p.ldb + (${n})`;
+  const t = `base_b + (${n}) * p.ldb + (${k})`;
+  return v.layoutParam ? `select(${nn}, ${t}, p.tb != 0u)` : v.lb === 'n' ? nn : t;
 }
 
 function storage(v: Variant): KernelSpec['storage'] {
@@ -283,15 +311,15 @@ ${L.join('\n')}
  * rows y + WG_Y·i and columns x + WG_X·j: neighbouring invocations read neighbouring words of
  * the B tile and write neighbouring outputs.
  */
-function tiledCode(v: Variant): string {
-  const { wgX, wgY, tm, tn, bk } = TILED;
+function tiledCode(v: Variant, t: WorkgroupTiling): string {
+  const { wgX, wgY, tm, tn, bk } = t;
   const bm = wgY * tm;
   const bn = wgX * tn;
   const threads = wgX * wgY;
   const rng = (n: number) => [...Array(n).keys()];
   // Tile-local coordinates of loaded element e: the contiguous dim of each layout varies fastest.
-  const aCoord = v.la === 'n' ? ['e / BK', 'e % BK'] : ['e % BM', 'e / BM'];
-  const bCoord = v.lb === 'n' ? ['e / BN', 'e % BN'] : ['e % BK', 'e / BK'];
+  const aCoord = ['select(e / BK, e % BM, p.ta != 0u)', 'select(e % BK, e / BM, p.ta != 0u)'];
+  const bCoord = ['select(e / BN, e % BK, p.tb != 0u)', 'select(e % BN, e / BK, p.tb != 0u)'];
   const L: string[] = [];
   for (const i of rng(tm)) for (const j of rng(tn)) L.push(`  var c${i}_${j} = 0.0;`);
   L.push(`  for (var k0 = 0u; k0 < p.K; k0 += BK) {`);
@@ -336,7 +364,7 @@ ${L.join('\n')}
 }
 
 function variantKey(v: Variant): string {
-  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : ''].filter(Boolean).join('-');
+  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.layoutParam ? 'any' : v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : ''].filter(Boolean).join('-');
 }
 
 const specs = new Map<string, KernelSpec>();
@@ -350,9 +378,9 @@ function matmulSpec(v: Variant): KernelSpec {
       variant: key,
       storage: storage(v),
       params: PARAMS,
-      workgroupSize: v.tiling ? [v.tiling.wg] : [TILED.wgX, TILED.wgY],
+      workgroupSize: v.tiling ? [v.tiling.wg] : [TILED_TILINGS[v.kernel as TiledKernel].wgX, TILED_TILINGS[v.kernel as TiledKernel].wgY],
       enable: [...(v.fa || v.fb ? ['f16' as const] : []), ...(v.sg ? ['subgroups' as const] : [])],
-      code: v.tiling ? rowsCode(v, v.tiling, v.sg) : tiledCode(v),
+      code: v.tiling ? rowsCode(v, v.tiling, v.sg) : tiledCode(v, TILED_TILINGS[v.kernel as TiledKernel]),
     };
     specs.set(key, s);
   }
@@ -469,13 +497,14 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
     // Subgroup kernels read B with vec4 loads only; elsewhere their rows sibling does the work.
     if (kernel in SUBGROUP_TILES && !sg) kernel = 'rows';
     const st = SUBGROUP_TILES[kernel as SubgroupKernel];
-    const tiling: Tiling | null = sg ? { wg: sg, tm: st[0], tn: st[1] * sg } : kernel === 'tiled' ? null : ROWS_TILINGS[kernel as RowsKernel];
+    const tiling: Tiling | null = sg ? { wg: sg, tm: st[0], tn: st[1] * sg } : kernel in TILED_TILINGS ? null : ROWS_TILINGS[kernel as RowsKernel];
     const v: Variant = {
       kernel,
       tiling,
       sg,
       la: oa.layout,
       lb: ob.layout,
+      layoutParam: tiling === null,
       vec: tiling !== null && aligned,
       fa: oa.t.dtype === 'f16',
       fb: ob.t.dtype === 'f16',
@@ -483,7 +512,7 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
     };
     const groups: [number, number, number] = tiling
       ? [Math.ceil(N / tiling.tn), Math.ceil(M / (tiling.wg * tiling.tm)), nBatch]
-      : [Math.ceil(N / (TILED.wgX * TILED.tn)), Math.ceil(M / (TILED.wgY * TILED.tm)), nBatch];
+      : [Math.ceil(N / (TILED_TILINGS[kernel as TiledKernel].wgX * TILED_TILINGS[kernel as TiledKernel].tn)), Math.ceil(M / (TILED_TILINGS[kernel as TiledKernel].wgY * TILED_TILINGS[kernel as TiledKernel].tm)), nBatch];
     const params = [
       M,
       N,
@@ -501,6 +530,8 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
       opts.bias ? 1 : 0,
       opts.activation ? ACTIVATIONS.indexOf(opts.activation) + 1 : 0,
       opts.alpha ?? 1,
+      oa.layout === 't' ? 1 : 0,
+      ob.layout === 't' ? 1 : 0,
     ];
     const buffers = [oa.t.buffer, ob.t.buffer, opts.bias?.buffer ?? oa.t.buffer, out.buffer];
     if (pre) buffers.push(pre.buffer);
