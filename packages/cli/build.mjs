@@ -1,4 +1,4 @@
-// Bundles the CLI into one file; Dawn's native module (npm `webgpu`) stays external.
+// Bundles the CLI into one file; the native modules (Dawn's npm `webgpu`, sharp's libvips) stay external.
 import { build } from 'esbuild';
 import { chmodSync } from 'node:fs';
 

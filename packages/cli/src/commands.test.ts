@@ -1,0 +1,246 @@
+// The commands end to end through the built bundle (build first: npx tsc -b && node build.mjs), on
+// a tiny synthetic dataset, a tiny MP-FGVC checkpoint made here through the model package, and the
+// model package's tiny ViT and CLIP text fixtures.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rng, requestDevice } from '@mpfgvc/kernels';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, parseSafetensors, readF32 } from '@mpfgvc/model';
+import { Progress, formatDuration } from './progress.js';
+
+const bin = fileURLToPath(new URL('../dist/mpfgvc.js', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../model/fixtures/', import.meta.url));
+
+function mpfgvc(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, cwd: tmp });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:')).join('\n') };
+}
+
+/** A failure is one line on stderr, starting with the program's name. */
+function expectOneLine(r: { code: number | null; stderr: string }, code: number, pattern: RegExp) {
+  expect(r.code).toBe(code);
+  expect(r.stderr.split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(pattern);
+}
+
+let tmp: string;
+const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(join(fixtures, 'tokenizer-clip-tiny.json'), 'utf8')));
+const CONFIG: MPFGVCConfig = {
+  vision: { imageSize: 32, patchSize: 8, width: 16, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+  text: { vocabSize: tokenizer.vocabSize, contextLength: 16, width: 16, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
+  embedDim: 12,
+  numClasses: 4,
+  selectK: 5,
+  promptLength: 3,
+  superCategory: 'bird',
+  temperature: 0.07,
+  visionHeadOn: 'embedding',
+};
+
+let images: string[];
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'mpfgvc-cli-'));
+  const dev = await requestDevice();
+  const model = new MPFGVC(dev, new Rng(1), CONFIG, { classIds: tokenizer.encode('bird'), sot: tokenizer.sot, eot: tokenizer.eot });
+  writeFileSync(join(tmp, 'tiny.safetensors'), await model.save());
+  dev.destroy();
+  const r = mpfgvc('synth', '--out', 'birds', '--classes', '4', '--per-class', '2', '--test-per-class', '1', '--size', '40', '--json');
+  expect(r.code, r.stderr).toBe(0);
+  const lines = readFileSync(join(tmp, 'birds', 'images.txt'), 'utf8').trim().split('\n');
+  images = lines.map((l) => join(tmp, 'birds', 'images', l.split(' ')[1]!));
+});
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('mpfgvc synth', () => {
+  it('writes the CUB layout it reports', () => {
+    const lines = readFileSync(join(tmp, 'birds', 'images.txt'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(12);
+    expect(readFileSync(join(tmp, 'birds', 'classes.txt'), 'utf8').trim().split('\n')).toHaveLength(4);
+    const split = readFileSync(join(tmp, 'birds', 'train_test_split.txt'), 'utf8').trim().split('\n');
+    expect(split.filter((l) => l.endsWith(' 1'))).toHaveLength(8);
+    expect(images.every((p) => existsSync(p))).toBe(true);
+  });
+
+  it('--config supplies flags, the command line wins, and the effective config is printed', () => {
+    writeFileSync(join(tmp, 'synth.json'), JSON.stringify({ classes: 3, 'per-class': 1, 'test-per-class': 0, size: 16 }));
+    const r = mpfgvc('synth', '--config', 'synth.json', '--classes', '2', '--out', 'cfg');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/classes\s+2\n/);
+    expect(r.stdout).toMatch(/per-class\s+1\n/);
+    expect(r.stdout).toMatch(/wrote 2 images \(2 train, 0 test, 2 classes\)/);
+  });
+
+  it('refuses to overwrite, rejects bad values and unknown config keys, each in one line', () => {
+    expectOneLine(mpfgvc('synth', '--out', 'birds'), 1, /^mpfgvc: synth: .*birds already exists \(pass --overwrite to replace it\)$/);
+    expectOneLine(mpfgvc('synth', '--out', 'x', '--classes', '0'), 2, /argument '0' is invalid. expected an integer in \[1, \d+\], got '0'/);
+    writeFileSync(join(tmp, 'bad.json'), JSON.stringify({ classez: 3 }));
+    expectOneLine(mpfgvc('synth', '--out', 'x', '--config', 'bad.json'), 2, /^mpfgvc: --config bad.json: unknown key 'classez' for 'synth'$/);
+    writeFileSync(join(tmp, 'bad2.json'), JSON.stringify({ size: 8 }));
+    expectOneLine(mpfgvc('synth', '--out', 'x', '--config', 'bad2.json'), 2, /^mpfgvc: --config bad2.json: 'size': expected an integer in \[16, 512\], got '8'$/);
+    expectOneLine(mpfgvc('synth', '--out', 'x', '--config', 'missing.json'), 2, /^mpfgvc: --config missing.json: no such file$/);
+    expect(mpfgvc('synth').code).toBe(2);
+  });
+});
+
+describe('mpfgvc plot', () => {
+  it('draws loss per stage and top-1 per head from metrics.jsonl, as SVG and PNG', async () => {
+    const run = join(tmp, 'run-plot');
+    mkdirSync(run);
+    const rows: object[] = [];
+    for (let s = 1; s <= 12; s++) rows.push({ stage: 1, epoch: Math.floor((s - 1) / 4), step: s, lr: 1e-3, loss: 3 / s, imagesPerSec: 10, time: s });
+    for (let e = 1; e <= 3; e++) rows.push({ stage: 1, epoch: e, split: 'test', top1: { vision: 0.2 * e, text: 0.15 * e, vlfm: 0.1, ensemble: 0.22 * e }, top5: {} });
+    for (let s = 13; s <= 16; s++) rows.push({ stage: 2, epoch: 0, step: s, lr: 1e-3, loss: 1 / s, imagesPerSec: 10, time: s });
+    rows.push({ stage: 2, epoch: 1, split: 'test', top1: { vision: 0.6, text: 0.45, vlfm: 0.7, ensemble: 0.72 }, top5: {} });
+    writeFileSync(join(run, 'metrics.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const r = mpfgvc('plot', run, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ lossPoints: 16, evalPoints: 16 });
+    const svg = readFileSync(join(run, 'curves.svg'), 'utf8');
+    for (const label of ['stage 1', 'stage 2', 'vision', 'text', 'vlfm', 'ensemble', 'training loss', 'test top-1']) expect(svg).toContain(label);
+    const meta = await sharp(join(run, 'curves.png')).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 2240, 760]);
+  });
+
+  it('a folder without metrics, or a file of other rows, is one line', () => {
+    mkdirSync(join(tmp, 'empty-run'));
+    expectOneLine(mpfgvc('plot', 'empty-run'), 2, /^mpfgvc: plot: empty-run has no metrics.jsonl$/);
+    writeFileSync(join(tmp, 'other.jsonl'), '{"hello": 1}\n');
+    expectOneLine(mpfgvc('plot', 'other.jsonl'), 1, /holds no loss or evaluation rows$/);
+    writeFileSync(join(tmp, 'broken.jsonl'), '{"step": 1, "loss": 2}\n{oops\n');
+    expectOneLine(mpfgvc('plot', 'broken.jsonl'), 1, /broken.jsonl line 2: not JSON$/);
+  });
+});
+
+describe('mpfgvc predict and explain', () => {
+  it('predict --json: top-k per head with probabilities, the ensemble the mean of the heads', () => {
+    const r = mpfgvc('predict', '--checkpoint', 'tiny.safetensors', '--top', '4', '--json', images[0]!, images[5]!);
+    expect(r.code, r.stderr).toBe(0);
+    const { results } = JSON.parse(r.stdout);
+    expect(results).toHaveLength(2);
+    for (const res of results) {
+      const full: Record<string, number[]> = {};
+      for (const h of ['vision', 'text', 'vlfm', 'ensemble']) {
+        expect(res[h]).toHaveLength(4);
+        const ps = res[h].map((c: { p: number }) => c.p);
+        expect(ps.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+        expect([...ps].sort((a, b) => b - a)).toEqual(ps);
+        full[h] = [];
+        for (const c of res[h]) full[h]![c.class] = c.p;
+      }
+      for (let c = 0; c < 4; c++) expect(full.ensemble![c]).toBeCloseTo((full.vision![c]! + full.text![c]! + full.vlfm![c]!) / 3, 5);
+      expect(res.selected).toHaveLength(CONFIG.selectK);
+    }
+  });
+
+  it('explain draws the selected patches over the network input, as PNG', async () => {
+    const r = mpfgvc('explain', '--checkpoint', 'tiny.safetensors', '--out', 'overlay.png', '--json', images[0]!);
+    expect(r.code, r.stderr).toBe(0);
+    const [res] = JSON.parse(r.stdout).results;
+    expect(res.selected).toHaveLength(CONFIG.selectK);
+    const { data, info } = await sharp(join(tmp, 'overlay.png')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([448, 478]);
+    // A kept cell has the yellow outline on its top edge; a dropped cell is darkened, not outlined.
+    const cell = 448 / 4;
+    const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
+    for (let id = 0; id < 16; id++) {
+      const [r0, g0, b0] = px(Math.floor((id % 4) * cell + cell / 2), Math.floor(Math.floor(id / 4) * cell + 1));
+      const yellow = r0! > 200 && g0! > 200 && b0! < 80;
+      expect(yellow, `cell ${id}`).toBe(res.selected.includes(id));
+    }
+  });
+
+  it('missing files and bad checkpoints are one line with a meaningful code', () => {
+    expectOneLine(mpfgvc('predict', '--checkpoint', 'nope.safetensors', images[0]!), 2, /^mpfgvc: checkpoint nope.safetensors: no such file or folder$/);
+    expectOneLine(mpfgvc('predict', '--checkpoint', 'tiny.safetensors', 'nope.png'), 2, /^mpfgvc: image nope.png: no such file$/);
+    expectOneLine(mpfgvc('predict', '--checkpoint', 'birds/images.txt', images[0]!), 1, /^mpfgvc: checkpoint birds\/images.txt: /);
+    expectOneLine(mpfgvc('predict', '--checkpoint', 'tiny.safetensors', '--top', '0', images[0]!), 2, /'--top <k>' argument '0' is invalid/);
+    expectOneLine(mpfgvc('explain', '--checkpoint', 'tiny.safetensors', '--out', 'one.png', images[0]!, images[1]!), 2, /names one file, but 2 images were given/);
+  });
+});
+
+describe('mpfgvc features', () => {
+  beforeAll(() => {
+    const vit = join(tmp, 'vit-hf');
+    mkdirSync(vit);
+    copyFileSync(join(fixtures, 'vit_hf.safetensors'), join(vit, 'model.safetensors'));
+    writeFileSync(join(vit, 'config.json'), JSON.stringify({ model_type: 'vit', hidden_size: 32, num_hidden_layers: 3, num_attention_heads: 4, intermediate_size: 64, image_size: 32, patch_size: 8, layer_norm_eps: 1e-12, hidden_act: 'gelu' }));
+    writeFileSync(join(vit, 'preprocessor_config.json'), JSON.stringify({ image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], size: { height: 32, width: 32 } }));
+    const text = join(tmp, 'clip-text');
+    mkdirSync(text);
+    copyFileSync(join(fixtures, 'text_clip_tiny.safetensors'), join(text, 'model.safetensors'));
+    copyFileSync(join(fixtures, 'tokenizer-clip-tiny.json'), join(text, 'tokenizer.json'));
+    const st = parseSafetensors(new Uint8Array(readFileSync(join(text, 'model.safetensors'))), 'text');
+    const [vocab, width] = st.tensors.get('text_model.embeddings.token_embedding.weight')!.shape as [number, number];
+    writeFileSync(
+      join(text, 'config.json'),
+      JSON.stringify({
+        projection_dim: st.tensors.get('text_projection.weight')!.shape[0],
+        text_config: { vocab_size: vocab, hidden_size: width, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 4 * width, max_position_embeddings: st.tensors.get('text_model.embeddings.position_embedding.weight')!.shape[0] },
+      }),
+    );
+  });
+
+  it('image embeddings from an HF ViT folder, one row per image', () => {
+    const r = mpfgvc('features', '--vision', 'vit-hf', images[0]!, images[4]!, images[8]!);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ kind: 'image', dim: 32 });
+    expect(out.embeddings).toHaveLength(3);
+    for (const e of out.embeddings) expect(e.every(Number.isFinite)).toBe(true);
+    expect(out.embeddings[0]).not.toEqual(out.embeddings[1]);
+  });
+
+  it('text embeddings from a CLIP text folder into safetensors', () => {
+    const r = mpfgvc('features', '--text', 'clip-text', 'a small bird', 'a red wing bar', '--out', 'text.safetensors');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/wrote 2 text embeddings of width 24 to text.safetensors/);
+    const st = parseSafetensors(new Uint8Array(readFileSync(join(tmp, 'text.safetensors'))), 'out');
+    expect(st.tensors.get('embeddings')!.shape).toEqual([2, 24]);
+    expect(JSON.parse(st.metadata.inputs!)).toEqual(['a small bird', 'a red wing bar']);
+    expect(Array.from(readF32(st, 'embeddings')).every(Number.isFinite)).toBe(true);
+  });
+
+  it('needs exactly one checkpoint kind, and an existing folder', () => {
+    expectOneLine(mpfgvc('features', '--vision', 'vit-hf', '--text', 'clip-text', 'x'), 2, /^mpfgvc: features: give exactly one of --vision <dir> or --text <dir>$/);
+    expectOneLine(mpfgvc('features', '--vision', 'nowhere', images[0]!), 2, /^mpfgvc: --vision nowhere: no such folder$/);
+    expectOneLine(mpfgvc('features', '--text', 'vit-hf', 'bird'), 2, /no tokenizer.json/);
+    expectOneLine(mpfgvc('features', '--vision', 'vit-hf', '--out', 'x.txt', images[0]!), 2, /expected a .json or .safetensors file name/);
+  });
+});
+
+describe('progress', () => {
+  it('prints plain periodic lines with rate, loss and ETA when not on a terminal', () => {
+    const out: string[] = [];
+    let t = 0;
+    const stream = { isTTY: false, write: (s: string) => out.push(s) } as unknown as NodeJS.WriteStream;
+    const p = new Progress({ label: 'stage 1', total: 100, stream, interval: 5, now: () => t });
+    for (let i = 1; i <= 100; i++) {
+      t += 200;
+      p.update(i, 2 - i / 100);
+    }
+    p.finish();
+    expect(out.length).toBe(5);
+    expect(out[0]).toBe('stage 1  1/100  5.0 img/s  loss 1.9900  ETA 0:20\n');
+    expect(out[1]).toBe('stage 1  26/100  5.0 img/s  loss 1.7400  ETA 0:15\n');
+    expect(out.at(-1)).toBe('stage 1  100/100  5.0 img/s  loss 1.0000  done in 0:20\n');
+  });
+
+  it('redraws one bar in place on a terminal', () => {
+    const out: string[] = [];
+    let t = 0;
+    const stream = { isTTY: true, write: (s: string) => out.push(s) } as unknown as NodeJS.WriteStream;
+    const p = new Progress({ label: 'eval', total: 4, stream, now: () => t });
+    t = 1000;
+    p.update(2);
+    expect(out[0]).toBe('\reval  [############------------]  2/4  2.0 img/s  ETA 0:01\x1b[K');
+    expect(formatDuration(3725)).toBe('1:02:05');
+  });
+});
+

@@ -1,0 +1,53 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { Command } from 'commander';
+import { CliError, ExitCode } from '../errors.js';
+import { patchOverlayPng } from '../render/overlay.js';
+import { type LoadedModel, loadModel, openDevice } from './model-io.js';
+import { effectiveConfig, printConfig, resolveOptions } from './options.js';
+import { type ImageRun, type PredictFlags, className, runImages, withPredictFlags } from './predict.js';
+
+interface ExplainOptions extends PredictFlags {
+  out?: string;
+  json?: boolean;
+}
+
+/** Writes one overlay PNG for a run of explain; returns the caption it drew. */
+export async function writeOverlay(loaded: LoadedModel, run: ImageRun, file: string): Promise<string> {
+  const { imageSize, patchSize } = loaded.model.config.vision;
+  const best = run.probs.ensemble.indexOf(Math.max(...run.probs.ensemble));
+  const caption = `${className(loaded, best)} (${(run.probs.ensemble[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
+  writeFileSync(file, await patchOverlayPng({ rgb: run.image.rgb, size: imageSize, patchSize, selected: run.selected!, caption }));
+  return caption;
+}
+
+export function explainCommand(): Command {
+  return withPredictFlags(new Command('explain'))
+    .description('draw the patches SsVP selects for the last layer over the (resized, cropped) image, as PNG')
+    .argument('<images...>', 'image files')
+    .option('--out <path>', 'PNG file (one image) or folder (default: <image name>.ssvp.png in the current folder)')
+    .option('--json', 'print one JSON object')
+    .action(async (paths: string[], _opts: unknown, cmd: Command) => {
+      const o = resolveOptions<ExplainOptions>(cmd);
+      if (o.out?.endsWith('.png') && paths.length > 1) throw new CliError(`--out ${o.out} names one file, but ${paths.length} images were given (pass a folder)`, ExitCode.usage);
+      if (!o.json) printConfig('explain', effectiveConfig(cmd));
+      const dev = await openDevice(o);
+      try {
+        const loaded = loadModel(dev, o.checkpoint);
+        if (!(loaded.model.config.selectK > 0)) throw new CliError(`checkpoint ${loaded.path}: the model has no SsVP (selectK 0), nothing to draw`);
+        const runs = await runImages(dev, loaded, paths, o);
+        if (o.out && !o.out.endsWith('.png')) mkdirSync(o.out, { recursive: true });
+        const results = [];
+        for (let i = 0; i < runs.length; i++) {
+          const name = `${basename(paths[i]!, extname(paths[i]!))}.ssvp.png`;
+          const file = o.out?.endsWith('.png') ? o.out : join(o.out ?? '.', name);
+          const caption = await writeOverlay(loaded, runs[i]!, file);
+          results.push({ image: paths[i]!, out: file, selected: runs[i]!.selected!, prediction: caption });
+          if (!o.json) process.stdout.write(`${paths[i]}: ${caption}; patches [${runs[i]!.selected!.join(', ')}] -> ${file}\n`);
+        }
+        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results })}\n`);
+      } finally {
+        dev.destroy();
+      }
+    });
+}

@@ -1,0 +1,115 @@
+import { Command, Option } from 'commander';
+import { type Device, type Tensor, tensor } from '@mpfgvc/kernels';
+import type { MPFGVC } from '@mpfgvc/model';
+import { withDeviceOptions } from './device-options.js';
+import { type DeviceFlags, type LoadedModel, type NormalizationName, type PreparedImage, loadModel, normalization, openDevice, prepareEvalImage, softmaxRow, topK } from './model-io.js';
+import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
+
+export const HEADS = ['vision', 'text', 'vlfm', 'ensemble'] as const;
+export type Head = (typeof HEADS)[number];
+
+export interface ImageRun {
+  image: PreparedImage;
+  /** Per head: probabilities over the classes. */
+  probs: Record<Head, number[]>;
+  /** SsVP's selected patch ids, when the model has SsVP. */
+  selected?: number[];
+}
+
+export interface PredictFlags extends DeviceFlags {
+  checkpoint: string;
+  normalize?: NormalizationName;
+  cropRatio: number;
+  batch: number;
+}
+
+/** The normalisation a model was trained with: CLIP's for a CLIP vision tower (pre-norm), else ImageNet's. */
+export function defaultNormalization(model: MPFGVC): NormalizationName {
+  return model.config.vision.preNorm ? 'clip' : 'imagenet';
+}
+
+/** Every head's probabilities for each image, `batch` images per forward pass. */
+export async function runImages(dev: Device, loaded: LoadedModel, paths: string[], flags: Omit<PredictFlags, 'checkpoint'>): Promise<ImageRun[]> {
+  const { model } = loaded;
+  const S = model.config.vision.imageSize;
+  const norm = normalization(flags.normalize ?? loaded.normalization ?? defaultNormalization(model));
+  const text = model.textFeatures();
+  const runs: ImageRun[] = [];
+  try {
+    for (let b = 0; b < paths.length; b += flags.batch) {
+      const chunk = paths.slice(b, b + flags.batch);
+      const images = await Promise.all(chunk.map((p) => prepareEvalImage(p, S, norm, flags.cropRatio)));
+      const input = new Float32Array(images.length * 3 * S * S);
+      images.forEach((im, i) => input.set(im.chw, i * 3 * S * S));
+      const x = tensor(dev, input, [images.length, 3, S, S]);
+      const out = model.predict(x, text);
+      const read = async (t: Tensor) => Array.from(await t.read());
+      const [vision, textL, vlfm, ensemble] = await Promise.all([read(out.vision), read(out.text), read(out.vlfm), read(out.ensemble)]);
+      const selected = out.selected ? await read(out.selected) : undefined;
+      const C = model.config.numClasses;
+      const K = out.selected?.shape[1] ?? 0;
+      images.forEach((image, i) => {
+        const row = (a: number[]) => a.slice(i * C, (i + 1) * C);
+        const run: ImageRun = { image, probs: { vision: softmaxRow(row(vision)), text: softmaxRow(row(textL)), vlfm: softmaxRow(row(vlfm)), ensemble: row(ensemble) } };
+        if (selected) run.selected = selected.slice(i * K, (i + 1) * K);
+        runs.push(run);
+      });
+      for (const t of [x, out.vision, out.text, out.vlfm, out.ensemble, out.selected]) t?.dispose();
+    }
+  } finally {
+    text.dispose();
+  }
+  return runs;
+}
+
+export function className(loaded: LoadedModel, index: number): string {
+  return loaded.classes?.[index] ?? `class ${index}`;
+}
+
+export function withPredictFlags(cmd: Command): Command {
+  return withDeviceOptions(withConfig(cmd))
+    .requiredOption('--checkpoint <path>', 'MP-FGVC checkpoint (.safetensors), or a run folder (its newest checkpoint)')
+    .addOption(new Option('--normalize <stats>', "input normalisation (default: the run's, else clip for a CLIP vision tower, else imagenet)").choices(['imagenet', 'clip']))
+    .option('--crop-ratio <r>', 'evaluation crop: shorter side resized to size / r, then centre-cropped', floatArg(0.01, 1), 0.875)
+    .option('--batch <n>', 'images per forward pass', intArg(1, 4096), 8);
+}
+
+interface PredictOptions extends PredictFlags {
+  top: number;
+  json?: boolean;
+}
+
+export function predictCommand(): Command {
+  return withPredictFlags(new Command('predict'))
+    .description('top-k classes with probabilities for each image, per head (vision, text, VLFM) and their ensemble')
+    .argument('<images...>', 'image files')
+    .option('--top <k>', 'classes to list per head', intArg(1, 1_000_000), 5)
+    .option('--json', 'print one JSON object')
+    .action(async (paths: string[], _opts: unknown, cmd: Command) => {
+      const o = resolveOptions<PredictOptions>(cmd);
+      if (!o.json) printConfig('predict', effectiveConfig(cmd));
+      const dev = await openDevice(o);
+      try {
+        const loaded = loadModel(dev, o.checkpoint);
+        const runs = await runImages(dev, loaded, paths, o);
+        const k = Math.min(o.top, loaded.model.config.numClasses);
+        const results = runs.map((r, i) => {
+          const heads = Object.fromEntries(HEADS.map((h) => [h, topK(r.probs[h], k).map(({ index, p }) => ({ class: index, name: className(loaded, index), p }))])) as Record<Head, { class: number; name: string; p: number }[]>;
+          return { image: paths[i]!, ...heads, ...(r.selected ? { selected: r.selected } : {}) };
+        });
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results })}\n`);
+          return;
+        }
+        for (const r of results) {
+          process.stdout.write(`\n${r.image}\n`);
+          for (const h of HEADS) {
+            const list = r[h].map((c) => `${c.name} ${(c.p * 100).toFixed(1)}%`).join(', ');
+            process.stdout.write(`  ${h.padEnd(9)} ${list}\n`);
+          }
+        }
+      } finally {
+        dev.destroy();
+      }
+    });
+}

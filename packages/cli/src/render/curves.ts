@@ -1,0 +1,81 @@
+// A run's metrics.jsonl as two charts: the training loss of each stage over optimiser steps, and
+// the test top-1 of each head over epochs.
+import { type ChartSpec, type Series, chartsSvg } from './chart.js';
+
+export interface Curves {
+  /** Stage -> (step, loss). */
+  loss: Map<number, [number, number][]>;
+  /** Head -> (epoch, top-1 in %). */
+  top1: Map<string, [number, number][]>;
+  /** Where stage 2 begins: its first step, and stage 1's last epoch. */
+  stageTwo?: { step?: number; epoch: number };
+}
+
+type Row = Record<string, unknown>;
+
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+/**
+ * Reads the loop's metrics rows (loop/metrics.ts: step rows {stage, step, loss, ...} and
+ * evaluation rows {stage, epoch, top1: {head: accuracy}}); `where` names the file in errors.
+ * Stage 2's epochs continue stage 1's on the x axis; accuracies in [0, 1] are shown in percent.
+ */
+export function parseMetrics(text: string, where: string): Curves {
+  const curves: Curves = { loss: new Map(), top1: new Map() };
+  const evals: { stage: number; epoch: number; top1: Row }[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let row: Row;
+    try {
+      row = JSON.parse(line) as Row;
+    } catch {
+      throw new Error(`${where} line ${i + 1}: not JSON`);
+    }
+    const stage = num(row.stage) ?? 1;
+    const step = num(row.step);
+    const loss = num(row.loss);
+    if (row.top1 && typeof row.top1 === 'object') evals.push({ stage, epoch: num(row.epoch) ?? 0, top1: row.top1 as Row });
+    else if (step !== undefined && loss !== undefined) {
+      const pts = curves.loss.get(stage) ?? [];
+      pts.push([step, loss]);
+      curves.loss.set(stage, pts);
+    }
+  });
+  const values = evals.flatMap((e) => Object.values(e.top1).map(num)).filter((v) => v !== undefined);
+  const scale = values.every((v) => v <= 1) ? 100 : 1;
+  const stageOneEpochs = Math.max(0, ...evals.filter((e) => e.stage === 1).map((e) => e.epoch));
+  const stageTwoSteps = curves.loss.get(2)?.map((p) => p[0]);
+  if (stageTwoSteps || evals.some((e) => e.stage === 2)) curves.stageTwo = { epoch: stageOneEpochs, ...(stageTwoSteps ? { step: Math.min(...stageTwoSteps) } : {}) };
+  for (const e of evals) {
+    const x = e.stage === 2 ? stageOneEpochs + e.epoch : e.epoch;
+    for (const [head, v] of Object.entries(e.top1)) {
+      const acc = num(v);
+      if (acc === undefined) continue;
+      const pts = curves.top1.get(head) ?? [];
+      pts.push([x, acc * scale]);
+      curves.top1.set(head, pts);
+    }
+  }
+  return curves;
+}
+
+export function curveCharts(c: Curves, title = ''): ChartSpec[] {
+  const loss: Series[] = [...c.loss.entries()].sort((a, b) => a[0] - b[0]).map(([stage, points]) => ({ name: `stage ${stage}`, points }));
+  const top1: Series[] = [...c.top1.entries()].map(([head, points]) => ({ name: head, points }));
+  return [
+    { title: `${title}training loss`, xLabel: 'optimiser step', yLabel: 'loss', series: loss, integerX: true },
+    {
+      title: `${title}test top-1`,
+      xLabel: 'epoch (stage 2 continues stage 1)',
+      yLabel: 'top-1 (%)',
+      series: top1,
+      yRange: [0, 100],
+      integerX: true,
+      markers: c.stageTwo ? [{ x: c.stageTwo.epoch, label: 'stage 2 →' }] : [],
+    },
+  ];
+}
+
+export function curvesSvg(c: Curves, title = ''): string {
+  return chartsSvg(curveCharts(c, title));
+}

@@ -1,0 +1,57 @@
+// SsVP made visible: the network's input crop enlarged, every patch cell SsVP dropped dimmed, the
+// kept ones outlined, drawn as an SVG layer over the image and composited by sharp.
+import sharp from 'sharp';
+import { escapeXml } from './chart.js';
+
+export interface PatchOverlay {
+  /** The crop the network saw, (S, S, 3) 8-bit RGB. */
+  rgb: Uint8Array;
+  size: number;
+  patchSize: number;
+  /** SsVP's selected patch ids (row-major over the grid). */
+  selected: readonly number[];
+  /** A line printed under the image (e.g. the prediction). */
+  caption?: string;
+  /** Side of the picture in pixels; default max(448, S). */
+  display?: number;
+}
+
+export function overlaySvg(o: PatchOverlay, display: number, captionHeight: number): string {
+  const grid = o.size / o.patchSize;
+  const cell = display / grid;
+  const keep = new Set(o.selected);
+  const parts: string[] = [];
+  for (let id = 0; id < grid * grid; id++) {
+    const x = (id % grid) * cell;
+    const y = Math.floor(id / grid) * cell;
+    if (!keep.has(id)) parts.push(`<rect x="${x.toFixed(2)}" y="${y.toFixed(2)}" width="${cell.toFixed(2)}" height="${cell.toFixed(2)}" fill="#000000" fill-opacity="0.55"/>`);
+  }
+  for (const id of keep) {
+    const x = (id % grid) * cell;
+    const y = Math.floor(id / grid) * cell;
+    parts.push(`<rect x="${(x + 1).toFixed(2)}" y="${(y + 1).toFixed(2)}" width="${(cell - 2).toFixed(2)}" height="${(cell - 2).toFixed(2)}" fill="none" stroke="#ffe600" stroke-width="2.5"/>`);
+  }
+  if (captionHeight > 0) {
+    parts.push(`<rect x="0" y="${display}" width="${display}" height="${captionHeight}" fill="#ffffff"/>`);
+    parts.push(`<text x="8" y="${display + captionHeight - 9}" font-size="15" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">${escapeXml(o.caption ?? '')}</text>`);
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${display}" height="${display + captionHeight}">${parts.join('')}</svg>`;
+}
+
+/** The overlay as PNG bytes. */
+export async function patchOverlayPng(o: PatchOverlay): Promise<Buffer> {
+  if (o.rgb.length !== o.size * o.size * 3) throw new Error(`patchOverlayPng: ${o.rgb.length} bytes is not ${o.size}x${o.size}x3`);
+  if (o.size % o.patchSize !== 0) throw new Error(`patchOverlayPng: size ${o.size} is not a multiple of patch ${o.patchSize}`);
+  const display = o.display ?? Math.max(448, o.size);
+  const captionHeight = o.caption ? 30 : 0;
+  // Small inputs are enlarged without smoothing, so each patch stays a crisp block of pixels.
+  const base = await sharp(o.rgb, { raw: { width: o.size, height: o.size, channels: 3 } })
+    .resize(display, display, { kernel: display >= 2 * o.size ? 'nearest' : 'lanczos3' })
+    .extend({ bottom: captionHeight, background: '#ffffff' })
+    .png()
+    .toBuffer();
+  return sharp(base)
+    .composite([{ input: Buffer.from(overlaySvg(o, display, captionHeight)), top: 0, left: 0 }])
+    .png()
+    .toBuffer();
+}
