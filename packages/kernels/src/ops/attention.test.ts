@@ -13,7 +13,7 @@ import {
   numericGrad,
   testDevice,
 } from '../testing/index.js';
-import { launchAttention } from './attention.js';
+import { type AttentionOptions, launchAttention } from './attention.js';
 
 let dev: Device;
 beforeAll(async () => {
@@ -28,7 +28,7 @@ interface Case {
   Nq: number;
   Nk?: number;
   d: number;
-  opts?: AttentionRefOptions;
+  opts?: AttentionRefOptions & AttentionOptions;
 }
 
 const label = (c: Case) => `B${c.B} H${c.H} Nq${c.Nq} Nk${c.Nk ?? c.Nq} d${c.d}${c.opts ? ` ${JSON.stringify(c.opts)}` : ''}`;
@@ -78,6 +78,7 @@ describe('attention forward', () => {
     { B: 1, H: 3, Nq: 17, d: 8, opts: { keyLength: 11 } },
     { B: 3, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 13 } },
     { B: 1, H: 2, Nq: 5, Nk: 37, d: 5, opts: { scale: 0.3 } },
+    { B: 1, H: 2, Nq: 5, Nk: 37, d: 5, opts: { scale: 0.3, subgroups: false } },
     { B: 1, H: 1, Nq: 70, d: 64 },
     { B: 1, H: 2, Nq: 785, d: 64 },
   ];
@@ -159,6 +160,8 @@ describe('attention backward (GPU vs float64 reference)', () => {
     { B: 2, H: 1, Nq: 17, d: 16, opts: { keyLength: 9 } },
     { B: 2, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 14 } },
     { B: 1, H: 2, Nq: 6, Nk: 41, d: 5, opts: { scale: 0.4 } },
+    { B: 1, H: 2, Nq: 6, Nk: 41, d: 5, opts: { scale: 0.4, causal: false, subgroups: false } },
+    { B: 1, H: 1, Nq: 17, d: 8, opts: { causal: true, keyLength: 12, subgroups: false } },
     { B: 1, H: 2, Nq: 97, d: 64 },
   ];
   for (const c of cases) {

@@ -13,6 +13,7 @@
 import type { KernelSpec } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
+import { fixedSubgroupSize } from './matmul.js';
 
 export interface AttentionOptions {
   /** Query i attends only to keys j ≤ i (CLIP's text transformer). Needs Nq = Nk. */
@@ -21,6 +22,11 @@ export interface AttentionOptions {
   keyLength?: number;
   /** Score scale. Default 1/√d. */
   scale?: number;
+  /**
+   * Kernels that share tile rows by subgroupBroadcast; default: where the adapter fixes subgroups
+   * at 8 lanes. false forces the portable kernels (tests cover both).
+   */
+  subgroups?: boolean;
 }
 
 /** Widest head dimension: the per-row registers (q, o, dq...) and the tiles must fit. */
@@ -47,6 +53,12 @@ function layout(x: Tensor): number[] {
 
 function release(...ops: Operand[]): void {
   for (const o of ops) if (o.copy) o.t.dispose();
+}
+
+function useSubgroups(q: Tensor, opts: AttentionOptions): boolean {
+  const fixed8 = fixedSubgroupSize(q.device) === 8;
+  if (opts.subgroups && !fixed8) throw new Error('attention: subgroups requested but the adapter does not fix them at 8 lanes');
+  return opts.subgroups ?? fixed8;
 }
 
 /** A new (B, H, N, d) tensor stored as (B, N, H, d). */
@@ -142,6 +154,17 @@ const MASKED = '-1.0e30';
 // not unroll them either.)
 const range = (n: number) => [...Array(n).keys()];
 
+/**
+ * WGSL: `let <v>0..<v>7` = element c of tile rows g..g+7. With a fixed subgroup of 8 each lane
+ * loads one row and the others get it by subgroupBroadcast: one gather and eight shuffles instead
+ * of eight loads that every lane issues for the same address (on lavapipe a uniform load costs
+ * a load per lane group, and it bounded these kernels).
+ */
+function tileRows8(tile: string, v: string, sg: boolean): string {
+  if (!sg) return range(8).map((t) => `          let ${v}${t} = ${tile}[(g + ${t}u) * D4 + c];`).join('\n');
+  return [`          let ${v}l = ${tile}[(g + sgl) * D4 + c];`, ...range(8).map((t) => `          let ${v}${t} = subgroupBroadcast(${v}l, ${t}u);`)].join('\n');
+}
+
 /** Stores register array `reg` (times `factor`) to `buffer` at row address `at`, dropping lanes past D. */
 function storeRow(buffer: string, at: string, reg: string, factor: string, d: number): string {
   const lanes = range(4)
@@ -171,15 +194,15 @@ function headerConsts(d: number, tile: number): string {
   return `const D: u32 = ${d}u;\nconst D4: u32 = ${Math.ceil(d / 4)}u;\nconst BT: u32 = ${tile}u;`;
 }
 
-function forwardSpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
+function forwardSpec(d: number, bc: number, br: number, rpl: number, sg: boolean): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const R = range(rpl);
   const each = (f: (r: number) => string, sep = '\n') => R.map(f).join(sep);
-  const keyRegs = (tile: string, v: string) => range(8).map((t) => `          let ${v}${t} = ${tile}[(g + ${t}u) * D4 + c];`).join('\n');
+  const keyRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
   const dots = (r: number, o: number) => `vec4<f32>(${range(4).map((t) => `dot(qr${r}, k${o + t})`).join(', ')})`;
   return {
     name: 'attention_forward',
-    variant: `d${d}_bc${bc}_r${rpl}`,
+    variant: `d${d}_bc${bc}_r${rpl}${sg ? '_sg8' : ''}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<f32>' },
       { name: 'K', access: 'read', type: 'array<f32>' },
@@ -189,6 +212,7 @@ function forwardSpec(d: number, bc: number, br: number, rpl: number): KernelSpec
     ],
     params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
     workgroupSize: [br],
+    enable: sg ? ['subgroups'] : [],
     code: `
 ${headerConsts(d, bc)}
 const RPL: u32 = ${rpl}u;
@@ -202,7 +226,7 @@ ${loader('Q', d)}
 ${loader('K', d)}
 ${loader('V', d)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   // Each invocation owns RPL query rows, WG_X apart: the key tile's loads are shared by all.
@@ -271,15 +295,15 @@ ${each(
   };
 }
 
-function backwardQuerySpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
+function backwardQuerySpec(d: number, bc: number, br: number, rpl: number, sg: boolean): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const R = range(rpl);
   const each = (f: (r: number) => string, sep = '\n') => R.map(f).join(sep);
-  const tileRegs = (tile: string, v: string) => range(8).map((t) => `          let ${v}${t} = ${tile}[(g + ${t}u) * D4 + c];`).join('\n');
+  const tileRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
   const dots = (a: string, v: string, o: number) => `vec4<f32>(${range(4).map((t) => `dot(${a}, ${v}${o + t})`).join(', ')})`;
   return {
     name: 'attention_backward_dq',
-    variant: `d${d}_bc${bc}_r${rpl}`,
+    variant: `d${d}_bc${bc}_r${rpl}${sg ? '_sg8' : ''}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<f32>' },
       { name: 'K', access: 'read', type: 'array<f32>' },
@@ -302,6 +326,7 @@ function backwardQuerySpec(d: number, bc: number, br: number, rpl: number): Kern
       ['lse_off', 'u32'],
     ],
     workgroupSize: [br],
+    enable: sg ? ['subgroups'] : [],
     code: `
 ${headerConsts(d, bc)}
 const RPL: u32 = ${rpl}u;
@@ -319,7 +344,7 @@ ${loader('V', d)}
 ${loader('O', d)}
 ${loader('DO', d)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   let row0 = wid.x * WG_X * RPL;
@@ -395,15 +420,15 @@ ${storeRow('DQ', 'da', 'dq', ' * p.scale', d).replace(/dq\[c\]/g, `dq[${r}u * D4
   };
 }
 
-function backwardKeySpec(d: number, bq: number, br: number, rpl: number): KernelSpec {
+function backwardKeySpec(d: number, bq: number, br: number, rpl: number, sg: boolean): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const R = range(rpl);
   const each = (f: (r: number) => string, sep = '\n') => R.map(f).join(sep);
-  const tileRegs = (tile: string, v: string) => range(8).map((t) => `          let ${v}${t} = ${tile}[(g + ${t}u) * D4 + c];`).join('\n');
+  const tileRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
   const dots = (a: string, v: string, o: number) => `vec4<f32>(${range(4).map((t) => `dot(${a}, ${v}${o + t})`).join(', ')})`;
   return {
     name: 'attention_backward_dkv',
-    variant: `d${d}_bq${bq}_r${rpl}`,
+    variant: `d${d}_bq${bq}_r${rpl}${sg ? '_sg8' : ''}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<f32>' },
       { name: 'K', access: 'read', type: 'array<f32>' },
@@ -426,6 +451,7 @@ function backwardKeySpec(d: number, bq: number, br: number, rpl: number): Kernel
       ['lse_off', 'u32'],
     ],
     workgroupSize: [br],
+    enable: sg ? ['subgroups'] : [],
     code: `
 ${headerConsts(d, bq)}
 const RPL: u32 = ${rpl}u;
@@ -444,7 +470,7 @@ ${loader('K', d)}
 ${loader('V', d)}
 ${loader('DO', d)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   // Each invocation owns RPL keys, WG_X apart: the query tile's loads are shared by all.
@@ -563,7 +589,8 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const out = headsLast(q, r.Nq, 'attention');
   const lse = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_lse');
   const br = blockLanes(r.Nq);
-  const spec = forwardSpec(r.d, tileRows(r.d), br, ROWS_PER_LANE);
+  const sg = useSubgroups(q, opts);
+  const spec = forwardSpec(r.d, tileRows(r.d), br, ROWS_PER_LANE, sg);
   q.device.dispatch(
     spec,
     [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer],
@@ -611,16 +638,17 @@ export function launchAttentionBackward(
   const dv = headsLast(v, r.Nk, 'attention_dv');
   const delta = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_delta');
   const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, r.scale];
+  const sg = useSubgroups(q, opts);
   const brq = blockLanes(r.Nq);
   q.device.dispatch(
-    backwardQuerySpec(r.d, tileRows(r.d), brq, ROWS_PER_LANE),
+    backwardQuerySpec(r.d, tileRows(r.d), brq, ROWS_PER_LANE, sg),
     [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, dq.buffer, delta.buffer],
     [...common, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(O.t), ...layout(G.t), ...layout(dq), lse.offset],
     [Math.ceil(r.Nq / (brq * ROWS_PER_LANE)), r.B * r.H, 1],
   );
   const brk = blockLanes(r.Nk);
   q.device.dispatch(
-    backwardKeySpec(r.d, tileRows(r.d), brk, ROWS_PER_LANE),
+    backwardKeySpec(r.d, tileRows(r.d), brk, ROWS_PER_LANE, sg),
     [Q.t.buffer, K.t.buffer, V.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
     [...common, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(G.t), ...layout(dk), ...layout(dv), lse.offset],
     [Math.ceil(r.Nk / (brk * ROWS_PER_LANE)), r.B * r.H, 1],
