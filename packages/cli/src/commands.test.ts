@@ -94,9 +94,9 @@ describe('mpfgvc plot', () => {
     mkdirSync(run);
     const rows: object[] = [];
     for (let s = 1; s <= 12; s++) rows.push({ stage: 1, epoch: Math.floor((s - 1) / 4), step: s, lr: 1e-3, loss: 3 / s, imagesPerSec: 10, time: s });
-    for (let e = 1; e <= 3; e++) rows.push({ stage: 1, epoch: e, split: 'test', top1: { vision: 0.2 * e, text: 0.15 * e, vlfm: 0.1, ensemble: 0.22 * e }, top5: {} });
+    for (let e = 0; e < 3; e++) rows.push({ stage: 1, epoch: e, split: 'test', top1: { vision: 0.2 * (e + 1), text: 0.15 * (e + 1), vlfm: 0.1, ensemble: 0.22 * (e + 1) }, top5: {} });
     for (let s = 13; s <= 16; s++) rows.push({ stage: 2, epoch: 0, step: s, lr: 1e-3, loss: 1 / s, imagesPerSec: 10, time: s });
-    rows.push({ stage: 2, epoch: 1, split: 'test', top1: { vision: 0.6, text: 0.45, vlfm: 0.7, ensemble: 0.72 }, top5: {} });
+    rows.push({ stage: 2, epoch: 0, split: 'test', top1: { vision: 0.6, text: 0.45, vlfm: 0.7, ensemble: 0.72 }, top5: {} });
     writeFileSync(join(run, 'metrics.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
     const r = mpfgvc('plot', run, '--json');
     expect(r.code, r.stderr).toBe(0);

@@ -6,6 +6,8 @@ export const ExitCode = {
   usage: 2,
   /** No WebGPU adapter (or not the one asked for). */
   noAdapter: 3,
+  /** Training stopped on a non-finite loss or state; the last good checkpoint is kept. */
+  diverged: 4,
 } as const;
 
 /** An error the user can act on: printed as one line, with the exit code it carries. */

@@ -2,12 +2,14 @@
 // and maps failures to exit codes that mean something.
 import { Command, CommanderError } from 'commander';
 import { demoCommand } from './commands/demo.js';
+import { evalCommand } from './commands/eval.js';
 import { explainCommand } from './commands/explain.js';
 import { featuresCommand } from './commands/features.js';
 import { infoCommand } from './commands/info.js';
 import { plotCommand } from './commands/plot.js';
 import { predictCommand } from './commands/predict.js';
 import { synthCommand } from './commands/synth.js';
+import { trainCommand } from './commands/train.js';
 import { CliError, ExitCode } from './errors.js';
 
 export function buildProgram(): Command {
@@ -16,7 +18,7 @@ export function buildProgram(): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(str) });
-  for (const cmd of [infoCommand(), demoCommand(), synthCommand(), plotCommand(), explainCommand(), predictCommand(), featuresCommand()]) {
+  for (const cmd of [infoCommand(), demoCommand(), synthCommand(), plotCommand(), explainCommand(), predictCommand(), featuresCommand(), trainCommand(), evalCommand()]) {
     // Subcommands added whole do not inherit these: usage errors must reach runCli as exceptions.
     program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(str) }));
   }

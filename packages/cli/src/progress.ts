@@ -10,6 +10,8 @@ export interface ProgressOptions {
   stream?: NodeJS.WriteStream;
   /** Seconds between plain lines when the stream is not a terminal. */
   interval?: number;
+  /** Items already done when this bar starts (a resumed run): not counted in the rate. */
+  initial?: number;
   /** Injectable clock (ms) for tests. */
   now?: () => number;
 }
@@ -37,6 +39,20 @@ export class Progress {
     this.tty = Boolean(this.stream.isTTY);
     this.now = opts.now ?? (() => performance.now());
     this.start = this.now();
+    this.done = opts.initial ?? 0;
+  }
+
+  get complete(): boolean {
+    return this.done >= this.opts.total;
+  }
+
+  /** A message between bar redraws: on a terminal the bar is cleared, printed under, and redrawn. */
+  log(line: string): void {
+    if (!this.tty) {
+      this.stream.write(`${line}\n`);
+      return;
+    }
+    this.stream.write(`\r\x1b[K${line}\n${this.line(this.now(), true)}`);
   }
 
   /** `done` items so far (absolute), with the latest loss when there is one. */
@@ -45,7 +61,7 @@ export class Progress {
     if (loss !== undefined && Number.isFinite(loss)) this.loss = loss;
     const t = this.now();
     if (this.tty) this.stream.write(`\r${this.line(t, true)}\x1b[K`);
-    else if ((t - this.lastLine) / 1000 >= (this.opts.interval ?? 5)) {
+    else if (this.done < this.opts.total && (t - this.lastLine) / 1000 >= (this.opts.interval ?? 5)) {
       this.lastLine = t;
       this.stream.write(`${this.line(t, false)}\n`);
     }
@@ -60,7 +76,7 @@ export class Progress {
     const { label, total } = this.opts;
     const unit = this.opts.unit ?? 'img';
     const elapsed = (t - this.start) / 1000;
-    const rate = elapsed > 0 ? this.done / elapsed : 0;
+    const rate = elapsed > 0 ? (this.done - (this.opts.initial ?? 0)) / elapsed : 0;
     const frac = total > 0 ? Math.min(1, this.done / total) : 0;
     const width = 24;
     const filled = Math.round(frac * width);

@@ -57,11 +57,11 @@ export function loadModel(dev: Device, path: string): LoadedModel {
   }
 }
 
-/** Class names from `classes.json` beside the checkpoint or in its run folder, when present. */
+/** Class names from the run's evaluation files (eval-stage2.json, eval-stage1.json) beside the checkpoint. */
 function classNames(file: string, count: number): { classes?: string[] } {
-  for (const p of [join(file, '..', 'classes.json'), join(file, '..', '..', 'classes.json')]) {
+  for (const p of ['eval-stage2.json', 'eval-stage1.json'].map((f) => join(file, '..', f))) {
     if (!existsSync(p)) continue;
-    const names = JSON.parse(readFileSync(p, 'utf8')) as unknown;
+    const names = (JSON.parse(readFileSync(p, 'utf8')) as { classes?: unknown }).classes;
     if (Array.isArray(names) && names.length === count && names.every((n) => typeof n === 'string')) return { classes: names };
   }
   return {};

@@ -18,7 +18,7 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
 /**
  * Reads the loop's metrics rows (loop/metrics.ts: step rows {stage, step, loss, ...} and
  * evaluation rows {stage, epoch, top1: {head: accuracy}}); `where` names the file in errors.
- * Stage 2's epochs continue stage 1's on the x axis; accuracies in [0, 1] are shown in percent.
+ * Stage 2's epochs continue stage 1's on the x axis (epochs done); accuracies in [0, 1] are shown in percent.
  */
 export function parseMetrics(text: string, where: string): Curves {
   const curves: Curves = { loss: new Map(), top1: new Map() };
@@ -43,11 +43,12 @@ export function parseMetrics(text: string, where: string): Curves {
   });
   const values = evals.flatMap((e) => Object.values(e.top1).map(num)).filter((v) => v !== undefined);
   const scale = values.every((v) => v <= 1) ? 100 : 1;
-  const stageOneEpochs = Math.max(0, ...evals.filter((e) => e.stage === 1).map((e) => e.epoch));
+  // Rows name the epoch just finished, from 0: plotted at the count of epochs done.
+  const stageOneEpochs = Math.max(0, ...evals.filter((e) => e.stage === 1).map((e) => e.epoch + 1));
   const stageTwoSteps = curves.loss.get(2)?.map((p) => p[0]);
   if (stageTwoSteps || evals.some((e) => e.stage === 2)) curves.stageTwo = { epoch: stageOneEpochs, ...(stageTwoSteps ? { step: Math.min(...stageTwoSteps) } : {}) };
   for (const e of evals) {
-    const x = e.stage === 2 ? stageOneEpochs + e.epoch : e.epoch;
+    const x = (e.stage === 2 ? stageOneEpochs : 0) + e.epoch + 1;
     for (const [head, v] of Object.entries(e.top1)) {
       const acc = num(v);
       if (acc === undefined) continue;

@@ -1,0 +1,49 @@
+// The dataset flags shared by `train` and `eval`: the embedded synthetic birds (default) or a
+// dataset on disk in one of the layouts the train package reads.
+import { type Command, Option } from 'commander';
+import { type DataConfig, DATASET_NAMES, type DatasetKind, openDataset } from '@mpfgvc/train';
+import { CliError, ExitCode } from '../errors.js';
+import { intArg } from './options.js';
+
+export interface DataFlags {
+  data: 'synth' | 'auto' | DatasetKind;
+  dataRoot?: string;
+  superCategory?: string;
+  workers: number;
+  classes: number;
+  perClass: number;
+  testPerClass: number;
+  dataSeed: number;
+}
+
+export const DATA_KINDS = ['synth', 'auto', ...(Object.keys(DATASET_NAMES) as DatasetKind[])];
+
+export function withDataFlags(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--data <kind>', 'dataset: the embedded synthetic birds, or a layout on disk (auto detects it)').choices(DATA_KINDS).default('synth'))
+    .option('--data-root <dir>', 'dataset folder (CUB_200_2011/, nabirds/, food-101/, Stanford Dogs, or train/ + val/ class folders)')
+    .option('--super-category <name>', "the word DaTP appends to every prompt (default: the dataset's; required for imagefolder)")
+    .option('--workers <n>', 'image worker threads for datasets on disk (0: main thread)', intArg(0, 64), 1)
+    .option('--classes <n>', 'synthetic birds: subcategories', intArg(1, 162), 24)
+    .option('--per-class <n>', 'synthetic birds: training images per class', intArg(1, 100_000), 30)
+    .option('--test-per-class <n>', 'synthetic birds: test images per class', intArg(1, 100_000), 10)
+    .option('--data-seed <n>', 'synthetic birds: seed of the images', intArg(0, 0xffffffff), 0);
+}
+
+/** The loop's data configuration, with the dataset opened once to fail early with one line. */
+export function dataConfig(o: DataFlags): { config: DataConfig; trainCount: number } {
+  if (o.data === 'synth') {
+    if (o.dataRoot) throw new CliError(`--data-root ${o.dataRoot} needs --data auto|${Object.keys(DATASET_NAMES).join('|')} (the synthetic birds are generated in memory)`, ExitCode.usage);
+    return { config: { kind: 'synth', numClasses: o.classes, trainPerClass: o.perClass, testPerClass: o.testPerClass, seed: o.dataSeed }, trainCount: o.classes * o.perClass };
+  }
+  if (!o.dataRoot) throw new CliError(`--data ${o.data} needs --data-root <dir>`, ExitCode.usage);
+  let trainCount: number;
+  try {
+    trainCount = openDataset(o.data, o.dataRoot, o.superCategory === undefined ? {} : { superCategory: o.superCategory }).train.length;
+  } catch (e) {
+    throw new CliError((e as Error).message, ExitCode.usage);
+  }
+  const config: DataConfig = { kind: 'folder', root: o.dataRoot, format: o.data, workers: o.workers, cropScale: [0.08, 1] };
+  if (o.superCategory !== undefined) config.superCategory = o.superCategory;
+  return { config, trainCount };
+}

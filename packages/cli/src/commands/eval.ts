@@ -1,0 +1,84 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { type DataBatch, type DataConfig, HEADS, evaluate, openRunData } from '@mpfgvc/train';
+import { CliError, ExitCode } from '../errors.js';
+import { Progress } from '../progress.js';
+import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
+import { withDeviceOptions } from './device-options.js';
+import { type DeviceFlags, type NormalizationName, loadModel, openDevice, resolveCheckpoint } from './model-io.js';
+import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
+import { defaultNormalization } from './predict.js';
+
+interface EvalFlags extends DataFlags, DeviceFlags {
+  normalize?: NormalizationName;
+  batch: number;
+  strict?: boolean;
+  out?: string;
+  json?: boolean;
+}
+
+async function* counted(batches: AsyncGenerator<DataBatch>, bar: Progress): AsyncGenerator<DataBatch> {
+  let n = 0;
+  for await (const b of batches) {
+    n += b.size;
+    bar.update(n);
+    yield b;
+  }
+}
+
+export function evalCommand(): Command {
+  return withDeviceOptions(withDataFlags(withConfig(new Command('eval'))))
+    .description("top-1/top-5 of every head on a dataset's test split (default: the run's own dataset)")
+    .argument('<checkpoint>', 'a run folder (its last checkpoint) or an MP-FGVC .safetensors file')
+    .addOption(new Option('--normalize <stats>', "input normalisation (default: the run's)").choices(['imagenet', 'clip']))
+    .option('--batch <n>', 'images per forward pass', intArg(1, 65_536), 64)
+    .option('--strict', 'an unreadable image fails the evaluation instead of being skipped')
+    .option('--out <file.json>', 'write the full result (per-class accuracy, confusion matrix) as JSON')
+    .option('--json', 'print one JSON object; progress goes to stderr')
+    .action(async (checkpoint: string, _opts: unknown, cmd: Command) => {
+      const o = resolveOptions<EvalFlags>(cmd);
+      const { runConfig } = resolveCheckpoint(checkpoint);
+      // The run's dataset unless data flags were given.
+      const dataGiven = ['data', 'dataRoot', 'classes', 'perClass', 'testPerClass', 'dataSeed'].some((k) => ['cli', 'config'].includes(cmd.getOptionValueSource(k) ?? ''));
+      let data: DataConfig;
+      if (!dataGiven && runConfig?.data) data = runConfig.data as DataConfig;
+      else data = dataConfig(o).config;
+      if (data.kind === 'folder' && !existsSync(data.root)) throw new CliError(`dataset ${data.root}: no such folder`, ExitCode.usage);
+      const stream = o.json ? process.stderr : process.stdout;
+      const DATA_KEYS = ['data', 'data-root', 'super-category', 'workers', 'classes', 'per-class', 'test-per-class', 'data-seed'];
+      const shown = Object.fromEntries(Object.entries(effectiveConfig(cmd)).filter(([k]) => dataGiven || !DATA_KEYS.includes(k)));
+      if (!o.json) printConfig('eval', { checkpoint, ...shown, ...(dataGiven ? {} : { 'data (the run\'s)': JSON.stringify(data) }) });
+      const dev = await openDevice(o);
+      try {
+        const loaded = loadModel(dev, checkpoint);
+        const { model } = loaded;
+        const normalization = o.normalize ?? loaded.normalization ?? defaultNormalization(model);
+        let run;
+        try {
+          run = openRunData(data, { imageSize: model.config.vision.imageSize, normalization, seed: 0, strict: Boolean(o.strict) });
+        } catch (e) {
+          throw new CliError((e as Error).message, ExitCode.usage);
+        }
+        try {
+          if (run.classes.length !== model.config.numClasses) {
+            throw new CliError(`the dataset has ${run.classes.length} classes, the model ${model.config.numClasses}`, ExitCode.usage);
+          }
+          const bar = new Progress({ label: 'eval', total: run.testCount, stream });
+          const result = await evaluate(model, counted(run.test(o.batch), bar));
+          bar.finish();
+          if (o.out) writeFileSync(o.out, `${JSON.stringify({ checkpoint: loaded.path, classes: run.classes, ...result }, null, 1)}\n`);
+          if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, count: result.count, top1: result.top1, top5: result.top5, skipped: run.skipCount })}\n`);
+          else {
+            const pct = (x: number) => `${(100 * x).toFixed(2)}%`.padStart(8);
+            process.stdout.write(`\n${result.count} test images${run.skipCount ? ` (${run.skipCount} unreadable, skipped)` : ''}\nhead        top-1    top-5\n`);
+            for (const h of HEADS) process.stdout.write(`${h.padEnd(10)}${pct(result.top1[h])} ${pct(result.top5[h])}\n`);
+            if (o.out) process.stdout.write(`wrote ${o.out}\n`);
+          }
+        } finally {
+          await run.close();
+        }
+      } finally {
+        dev.destroy();
+      }
+    });
+}

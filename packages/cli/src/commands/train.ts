@@ -1,0 +1,293 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { CLIP_TEXT_B16, VIT_B16_448 } from '@mpfgvc/model';
+import { type StageConfig, type StepRow, type TrainConfigInput, type TrainHooks, type TrainResult, demoConfig, resolveConfig, train } from '@mpfgvc/train';
+import { CliError, ExitCode } from '../errors.js';
+import { Progress } from '../progress.js';
+import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
+import { withDeviceOptions } from './device-options.js';
+import { type DeviceFlags, openDevice } from './model-io.js';
+import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
+
+type ModelInput = TrainConfigInput['model'];
+
+/** Architectures by name: the demo's small one (from scratch) and the paper's ViT-B/16 at 448 with CLIP B/16's text tower. */
+export const MODEL_PRESETS: Record<string, () => ModelInput> = {
+  demo: () => demoConfig().model,
+  'vit-b16': () => ({ vision: VIT_B16_448, text: CLIP_TEXT_B16, embedDim: 512, selectK: 12, promptLength: 16, temperature: 0.07, visionHeadOn: 'embedding' }),
+};
+
+interface TrainFlags extends DataFlags, DeviceFlags {
+  out?: string;
+  resume?: string;
+  model: string;
+  imageSize?: number;
+  selectK?: number;
+  promptLength?: number;
+  tokenizer?: string;
+  normalize: 'imagenet' | 'clip';
+  seed: number;
+  stage1Epochs?: number;
+  stage1Batch?: number;
+  stage1Lr?: number;
+  stage1Optimizer?: 'sgd' | 'adamw';
+  stage2Epochs?: number;
+  stage2Batch?: number;
+  stage2Lr?: number;
+  stage2Optimizer?: 'sgd' | 'adamw';
+  accumulate?: number;
+  warmupEpochs?: number;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  clipNorm?: number;
+  checkpointEvery: number;
+  evalEvery: number;
+  evalBatch: number;
+  strict?: boolean;
+  json?: boolean;
+}
+
+function stageFlags(cmd: Command, n: 1 | 2): Command {
+  return cmd
+    .option(`--stage${n}-epochs <n>`, `stage ${n} epochs (default ${n === 1 ? 30 : 10})`, intArg(0, 100_000))
+    .option(`--stage${n}-batch <n>`, `stage ${n} batch size (default 32)`, intArg(1, 65_536))
+    .option(`--stage${n}-lr <lr>`, `stage ${n} peak learning rate, cosine schedule (default 1e-3)`, floatArg(0, 10))
+    .addOption(new Option(`--stage${n}-optimizer <name>`, `stage ${n} optimiser (default adamw)`).choices(['adamw', 'sgd']));
+}
+
+export function withTrainFlags(cmd: Command): Command {
+  withDeviceOptions(withDataFlags(withConfig(cmd)))
+    .option('--out <dir>', 'run folder: config.json, metrics.jsonl, checkpoints, evaluations, model.safetensors', 'mpfgvc-run')
+    .option('--resume <dir>', "continue the run in <dir> from its last checkpoint, with the run's recorded configuration")
+    .option('--model <preset|file.json>', `architecture: ${Object.keys(MODEL_PRESETS).join(', ')}, or a JSON file of the model configuration`, 'demo')
+    .option('--image-size <px>', 'input side (the position embeddings follow)', intArg(8, 4096))
+    .option('--select-k <k>', "SsVP's K (0 turns SsVP off)", intArg(0, 100_000))
+    .option('--prompt-length <j>', "DaTP's learnable tokens per class", intArg(1, 64))
+    .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset)")
+    .addOption(new Option('--normalize <stats>', 'input normalisation').choices(['imagenet', 'clip']).default('imagenet'))
+    .option('--seed <n>', 'seeds initialisation, data order and augmentation', intArg(0, 0xffffffff), 0);
+  stageFlags(cmd, 1);
+  stageFlags(cmd, 2);
+  return cmd
+    .option('--accumulate <n>', 'batches per optimiser step, both stages', intArg(1, 4096))
+    .option('--warmup-epochs <e>', 'linear warm-up, both stages (default 1)', floatArg(0, 1000))
+    .option('--weight-decay <w>', 'both stages (default 0.05)', floatArg(0, 10))
+    .option('--label-smoothing <s>', 'both stages (default 0)', floatArg(0, 0.999))
+    .option('--clip-norm <c>', 'global gradient-norm clipping, both stages; 0 off (default 1)', floatArg(0, 1e6))
+    .option('--checkpoint-every <steps>', 'checkpoint every N optimiser steps (0: at stage ends only)', intArg(0, 1e9), 0)
+    .option('--eval-every <epochs>', 'evaluate every N epochs (0: at stage ends only)', intArg(0, 1e9), 0)
+    .option('--eval-batch <n>', 'evaluation batch size', intArg(1, 65_536), 64)
+    .option('--strict', 'an unreadable image stops the run instead of being skipped')
+    .option('--json', 'print one JSON object at the end; progress goes to stderr');
+}
+
+function modelInput(o: TrainFlags): ModelInput {
+  let model: ModelInput;
+  const preset = MODEL_PRESETS[o.model];
+  if (preset) model = preset();
+  else if (o.model.endsWith('.json')) {
+    if (!existsSync(o.model)) throw new CliError(`--model ${o.model}: no such file`, ExitCode.usage);
+    try {
+      model = JSON.parse(readFileSync(o.model, 'utf8')) as ModelInput;
+    } catch (e) {
+      throw new CliError(`--model ${o.model}: ${(e as Error).message}`, ExitCode.usage);
+    }
+  } else throw new CliError(`--model ${o.model}: not a preset (${Object.keys(MODEL_PRESETS).join(', ')}) or a .json file`, ExitCode.usage);
+  if (o.imageSize !== undefined) model = { ...model, vision: { ...model.vision, imageSize: o.imageSize } };
+  if (o.selectK !== undefined) model = { ...model, selectK: o.selectK };
+  if (o.promptLength !== undefined) model = { ...model, promptLength: o.promptLength };
+  return model;
+}
+
+/** The loop's configuration from the flags. */
+export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount: number } {
+  const { config: data, trainCount } = dataConfig(o);
+  const model = modelInput(o);
+  const stage = (n: 1 | 2): Partial<StageConfig> => {
+    const s: Partial<StageConfig> = {};
+    const f = o as unknown as Record<string, unknown>;
+    const set = <K extends keyof StageConfig>(k: K, v: unknown) => {
+      if (v !== undefined) s[k] = v as StageConfig[K];
+    };
+    set('epochs', f[`stage${n}Epochs`]);
+    set('batchSize', f[`stage${n}Batch`]);
+    set('lr', f[`stage${n}Lr`]);
+    set('optimizer', f[`stage${n}Optimizer`]);
+    set('accumulate', o.accumulate);
+    set('warmupEpochs', o.warmupEpochs);
+    set('weightDecay', o.weightDecay);
+    set('labelSmoothing', o.labelSmoothing);
+    set('clipNorm', o.clipNorm);
+    return s;
+  };
+  const input: TrainConfigInput = {
+    outDir: resolve(o.out ?? 'mpfgvc-run'),
+    seed: o.seed,
+    data,
+    model,
+    normalization: o.normalize,
+    stage1: stage(1),
+    stage2: stage(2),
+    checkpointEvery: o.checkpointEvery,
+    evalEvery: o.evalEvery,
+    evalBatchSize: o.evalBatch,
+    strict: Boolean(o.strict),
+  };
+  if (o.tokenizer) {
+    if (!existsSync(o.tokenizer)) throw new CliError(`--tokenizer ${o.tokenizer}: no such file`, ExitCode.usage);
+    input.tokenizer = o.tokenizer;
+  } else if (o.model === 'demo') {
+    // The demo's text tower has a three-token vocabulary: super-category, SOT, EOT.
+    input.promptTokens = demoConfig().promptTokens!;
+  }
+  return { input, trainCount };
+}
+
+/** Progress bars per stage from the loop's step rows, and its log lines between them. */
+export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainCount: number, stream: NodeJS.WriteStream): { hooks: TrainHooks; done: () => void } {
+  const steps = (sc: StageConfig) => sc.epochs * Math.ceil(Math.floor(trainCount / sc.batchSize) / sc.accumulate);
+  const stageSteps = [steps(resolved.stage1), steps(resolved.stage2)];
+  let bar: Progress | undefined;
+  let barStage = 0;
+  let updated = false;
+  const perStep = (stage: number) => {
+    const sc = stage === 1 ? resolved.stage1 : resolved.stage2;
+    return sc.batchSize * sc.accumulate;
+  };
+  const open = (stage: number, initialSteps: number) => {
+    bar?.finish();
+    barStage = stage;
+    updated = false;
+    bar = new Progress({ label: `stage ${stage}`, total: stageSteps[stage - 1]! * perStep(stage), stream, initial: initialSteps * perStep(stage) });
+  };
+  const onStep = (row: StepRow) => {
+    const stageStep = row.stage === 1 ? row.step : row.step - stageSteps[0]!;
+    // A resumed stage starts mid-way: its rate counts only the steps of this process.
+    if (barStage !== row.stage || (!updated && stageStep > 1)) open(row.stage, stageStep - 1);
+    updated = true;
+    bar!.update(stageStep * perStep(row.stage), row.loss);
+  };
+  const log = (line: string) => {
+    const start = /^stage (\d): \d+ epochs/.exec(line);
+    if (bar?.complete) {
+      bar.finish();
+      bar = undefined;
+    }
+    if (bar) bar.log(line);
+    else stream.write(`${line}\n`);
+    if (start) open(Number(start[1]), 0);
+  };
+  return {
+    hooks: { onStep, log },
+    done: () => {
+      bar?.finish();
+      bar = undefined;
+    },
+  };
+}
+
+/** Maps the loop's errors to exit codes: configuration 2, divergence 4, others 1. */
+export function trainError(e: unknown): never {
+  const err = e as Error;
+  if (err.name === 'TrainingError') throw new CliError(err.message, ExitCode.diverged);
+  if (/^config: /.test(err.message)) throw new CliError(err.message, ExitCode.usage);
+  if (err.name === 'CheckpointError' || /already holds a run/.test(err.message) || /^tokenizer /.test(err.message)) throw new CliError(err.message);
+  throw e;
+}
+
+export function summarize(r: TrainResult) {
+  return {
+    outDir: r.outDir,
+    model: r.model,
+    checkpoint: r.checkpoint,
+    metrics: r.metrics,
+    summary: r.summary,
+    steps: r.steps,
+    seconds: Number(r.seconds.toFixed(2)),
+    skippedImages: r.skipCount,
+    stages: r.stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: Number(s.seconds.toFixed(2)), top1: s.eval.top1, top5: s.eval.top5, eval: s.evalJson })),
+  };
+}
+
+export function printSummary(r: TrainResult, write = (s: string) => process.stdout.write(s)): void {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  write('\n');
+  for (const s of r.stages) {
+    const t = s.eval.top1;
+    write(`stage ${s.stage}: ${s.steps} steps in ${s.seconds.toFixed(1)} s; test top-1 vision ${pct(t.vision)}, text ${pct(t.text)}, vlfm ${pct(t.vlfm)}, ensemble ${pct(t.ensemble)}\n`);
+  }
+  write(`model       ${r.model}\ncheckpoint  ${r.checkpoint}\nmetrics     ${r.metrics}\nsummary     ${r.summary}\n`);
+}
+
+// Flags that shape a run; with --resume the run's recorded configuration applies instead.
+const RESUME_KEEPS = new Set(['resume', 'json', 'config', 'backend', 'adapter', 'power']);
+
+export function trainCommand(): Command {
+  return withTrainFlags(new Command('train'))
+    .description('train MP-FGVC, both stages, into a run folder (or --resume one)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const o = resolveOptions<TrainFlags>(cmd);
+      const stream = o.json ? process.stderr : process.stdout;
+      let input: TrainConfigInput | { resume: string };
+      let resolved: ReturnType<typeof resolveConfig>;
+      let trainCount: number;
+      if (o.resume) {
+        const given = cmd.options.map((x) => x.attributeName()).filter((k) => !RESUME_KEEPS.has(k) && ['cli', 'config'].includes(cmd.getOptionValueSource(k) ?? ''));
+        if (given.length) throw new CliError(`--resume continues with the run's recorded configuration; drop ${given.map((k) => `--${k.replace(/[A-Z0-9]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`, ExitCode.usage);
+        const record = join(o.resume, 'checkpoint.json');
+        if (!existsSync(record)) throw new CliError(`--resume ${o.resume}: no checkpoint.json there`, ExitCode.usage);
+        const rec = JSON.parse(readFileSync(record, 'utf8')) as { config: TrainConfigInput };
+        resolved = resolveConfig(rec.config);
+        trainCount = dataConfig(flagsOfData(resolved.data)).trainCount;
+        input = { resume: o.resume };
+      } else {
+        const t = trainInput(o);
+        try {
+          resolved = resolveConfig(t.input);
+        } catch (e) {
+          return trainError(e);
+        }
+        input = t.input;
+        trainCount = t.trainCount;
+        mkdirRun(resolved.outDir);
+        writeFileSync(join(resolved.outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
+      }
+      if (!o.json) printConfig(o.resume ? `resuming ${o.resume}` : 'train', flatten(resolved as unknown as Record<string, unknown>), (s) => stream.write(s));
+      const dev = await openDevice(o);
+      const { hooks, done } = progressHooks(resolved, trainCount, stream);
+      let result: TrainResult;
+      try {
+        result = await train(input, { ...hooks, device: dev });
+      } catch (e) {
+        done();
+        return trainError(e);
+      } finally {
+        dev.destroy();
+      }
+      done();
+      if (o.json) process.stdout.write(`${JSON.stringify(summarize(result))}\n`);
+      else printSummary(result);
+    });
+}
+
+function mkdirRun(dir: string): void {
+  if (existsSync(join(dir, 'checkpoint.json'))) throw new CliError(`--out ${dir} already holds a run (checkpoint.json); --resume it or choose another folder`);
+  mkdirSync(dir, { recursive: true });
+}
+
+/** Data flags equivalent to a resolved data configuration (to count a resumed run's images). */
+function flagsOfData(d: ReturnType<typeof resolveConfig>['data']): DataFlags {
+  if (d.kind === 'synth') return { data: 'synth', workers: 0, classes: d.numClasses, perClass: d.trainPerClass, testPerClass: d.testPerClass, dataSeed: d.seed };
+  return { data: d.format, dataRoot: d.root, workers: d.workers, classes: 0, perClass: 0, testPerClass: 0, dataSeed: 0, ...(d.superCategory ? { superCategory: d.superCategory } : {}) };
+}
+
+/** Nested configuration as dotted keys, one line each when printed. */
+export function flatten(obj: Record<string, unknown>, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    if (v && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v as Record<string, unknown>, `${prefix}${k}.`));
+    else out[prefix + k] = v;
+  }
+  return out;
+}
