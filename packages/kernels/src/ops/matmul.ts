@@ -510,9 +510,10 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
       fb: ob.t.dtype === 'f16',
       pre: savePre,
     };
+    const wt = TILED_TILINGS[kernel as TiledKernel];
     const groups: [number, number, number] = tiling
       ? [Math.ceil(N / tiling.tn), Math.ceil(M / (tiling.wg * tiling.tm)), nBatch]
-      : [Math.ceil(N / (TILED_TILINGS[kernel as TiledKernel].wgX * TILED_TILINGS[kernel as TiledKernel].tn)), Math.ceil(M / (TILED_TILINGS[kernel as TiledKernel].wgY * TILED_TILINGS[kernel as TiledKernel].tm)), nBatch];
+      : [Math.ceil(N / (wt.wgX * wt.tn)), Math.ceil(M / (wt.wgY * wt.tm)), nBatch];
     const params = [
       M,
       N,
