@@ -3,7 +3,8 @@
 // before each measurement:
 // - attention at ViT-B/16@448 per image (12 heads, N = 785, d = 64; one image, not a batch of
 //   16: the unfused backward alone takes seconds per image on a software adapter) vs
-//   matmul(q, kᵀ) → softmax → matmul(·, v); and CLIP's causal text attention (fused only);
+//   matmul(q, kᵀ) → softmax → matmul(·, v); and CLIP's causal text attention at CUB's C = 200
+//   prompts (fused only);
 // - SsVP selection (B = 16, N = 784, K = 12, D = 768) vs topk ids + gatherRows + concat with CLS;
 // - VLFM at D = 512, B = 16, C = 200 and 555 vs matmul / softmax / matmul with the image's own key.
 import {
@@ -166,7 +167,7 @@ export async function attentionRows(dev: Device, opts: SuiteOptions = {}): Promi
       },
       repeats,
     );
-    pair('ssvp topk+gather', `B${B} N${N} K${K} D${D}`, fused, unfused, 0, 'topk ids + gatherRows + concat');
+    pair('ssvp topk+gather', `B${B} N${N} K${K} D${D}`, fused, unfused, 0, 'topk ids + gatherRows (copies the strided patch view first) + concat');
   }
 
   // ---- VLFM cross-modal attention ----
