@@ -78,7 +78,7 @@ describe('mpfgvc synth', () => {
 
   it('refuses to overwrite, rejects bad values and unknown config keys, each in one line', () => {
     expectOneLine(mpfgvc('synth', '--out', 'birds'), 1, /^mpfgvc: synth: .*birds already exists \(pass --overwrite to replace it\)$/);
-    expectOneLine(mpfgvc('synth', '--out', 'x', '--classes', '0'), 2, /argument '0' is invalid. expected an integer in \[1, \d+\], got '0'/);
+    expectOneLine(mpfgvc('synth', '--out', 'x', '--classes', '0'), 2, /argument '0' is invalid. expected an integer in \[2, \d+\], got '0'/);
     writeFileSync(join(tmp, 'bad.json'), JSON.stringify({ classez: 3 }));
     expectOneLine(mpfgvc('synth', '--out', 'x', '--config', 'bad.json'), 2, /^mpfgvc: --config bad.json: unknown key 'classez' for 'synth'$/);
     writeFileSync(join(tmp, 'bad2.json'), JSON.stringify({ size: 8 }));
@@ -212,6 +212,56 @@ describe('mpfgvc features', () => {
     expectOneLine(mpfgvc('features', '--vision', 'nowhere', images[0]!), 2, /^mpfgvc: --vision nowhere: no such folder$/);
     expectOneLine(mpfgvc('features', '--text', 'vit-hf', 'bird'), 2, /no tokenizer.json/);
     expectOneLine(mpfgvc('features', '--vision', 'vit-hf', '--out', 'x.txt', images[0]!), 2, /expected a .json or .safetensors file name/);
+  });
+});
+
+describe('mpfgvc train, eval and demo', () => {
+  it('train: a tiny two-stage run with its files, then eval and predict on the run folder', () => {
+    writeFileSync(join(tmp, 'train.json'), JSON.stringify({ classes: 3, 'per-class': 8, 'test-per-class': 2, 'stage1-epochs': 1, 'stage2-epochs': 1, 'stage1-batch': 8, 'stage2-batch': 8 }));
+    const r = mpfgvc('train', '--config', 'train.json', '--out', 'run', '--select-k', '6', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.steps).toBe(6);
+    expect(out.stages.map((s: { stage: number }) => s.stage)).toEqual([1, 2]);
+    for (const f of ['config.json', 'cli.json', 'metrics.jsonl', 'checkpoint.json', 'model.safetensors', 'summary.json', 'eval-stage2.json']) expect(existsSync(join(tmp, 'run', f)), f).toBe(true);
+    const cfg = JSON.parse(readFileSync(join(tmp, 'run', 'config.json'), 'utf8'));
+    expect(cfg.model.selectK).toBe(6);
+    expect(cfg.stage1).toMatchObject({ epochs: 1, batchSize: 8 });
+    expect(JSON.parse(readFileSync(join(tmp, 'run', 'cli.json'), 'utf8'))).toMatchObject({ classes: 3, 'per-class': 8, 'select-k': 6 });
+    expect(r.stderr).toMatch(/stage 2 +24\/24 .* img\/s +loss \d/);
+
+    const e = mpfgvc('eval', 'run', '--json');
+    expect(e.code, e.stderr).toBe(0);
+    const ev = JSON.parse(e.stdout);
+    expect(ev.count).toBe(6);
+    expect(ev.top1).toEqual(out.stages[1].top1);
+
+    const p = mpfgvc('predict', '--checkpoint', 'run', '--top', '1', images[0]!);
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout).toMatch(/ensemble +\S+-beak/);
+  });
+
+  it('train: bad flags, a missing dataset, a taken run folder and --resume with new flags are one line each', () => {
+    expectOneLine(mpfgvc('train', '--data', 'cub', '--out', 'x'), 2, /^mpfgvc: --data cub needs --data-root <dir>$/);
+    expectOneLine(mpfgvc('train', '--data', 'cub', '--data-root', 'nowhere', '--out', 'x'), 2, /^mpfgvc: CUB-200-2011 at .*nowhere: missing images\/$/);
+    expectOneLine(mpfgvc('train', '--data', 'auto', '--data-root', 'birds', '--model', 'vit-b16', '--out', 'x'), 2, /give tokenizer/);
+    expectOneLine(mpfgvc('train', '--stage1-optimizer', 'adam'), 2, /argument 'adam' is invalid. Allowed choices are adamw, sgd/);
+    expectOneLine(mpfgvc('train', '--out', 'run'), 1, /^mpfgvc: --out .*run already holds a run \(checkpoint.json\); --resume it or choose another folder$/);
+    expectOneLine(mpfgvc('train', '--resume', 'run', '--stage1-lr', '0.1'), 2, /^mpfgvc: --resume continues with the run's recorded configuration; drop --stage1-lr$/);
+    expectOneLine(mpfgvc('eval', 'nowhere'), 2, /^mpfgvc: checkpoint nowhere: no such file or folder$/);
+  });
+
+  it('demo --ablation: trains, writes curves and overlays, and tabulates the variants', async () => {
+    const r = mpfgvc('demo', '--out', 'demo', '--classes', '3', '--epochs', '1,1', '--explain', '2', '--ablation', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.explain).toHaveLength(2);
+    for (const f of [out.curves.png, out.curves.svg, ...out.explain]) expect(existsSync(f), f).toBe(true);
+    expect((await sharp(out.explain[0]).metadata()).width).toBe(448);
+    expect(out.ablation.map((a: { name: string }) => a.name)).toEqual(['MP-FGVC', 'w/o SsVP', 'w/o VLFM (after stage 1)', 'w/o DaTP', 'ViT only']);
+    expect(out.ablation[1].top1.ensemble).toBeGreaterThanOrEqual(0);
+    expect(JSON.parse(readFileSync(join(tmp, 'demo', 'ablation-no-ssvp', 'config.json'), 'utf8')).model.selectK).toBe(0);
+    expect(r.stderr).toMatch(/not run: the loop always trains L_v \+ L_i2t/);
   });
 });
 

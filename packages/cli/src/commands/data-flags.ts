@@ -1,7 +1,7 @@
 // The dataset flags shared by `train` and `eval`: the embedded synthetic birds (default) or a
 // dataset on disk in one of the layouts the train package reads.
 import { type Command, Option } from 'commander';
-import { type DataConfig, DATASET_NAMES, type DatasetKind, openDataset } from '@mpfgvc/train';
+import { type DataConfig, DATASET_NAMES, type DatasetKind, MAX_BIRD_CLASSES, openDataset } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { intArg } from './options.js';
 
@@ -24,7 +24,7 @@ export function withDataFlags(cmd: Command): Command {
     .option('--data-root <dir>', 'dataset folder (CUB_200_2011/, nabirds/, food-101/, Stanford Dogs, or train/ + val/ class folders)')
     .option('--super-category <name>', "the word DaTP appends to every prompt (default: the dataset's; required for imagefolder)")
     .option('--workers <n>', 'image worker threads for datasets on disk (0: main thread)', intArg(0, 64), 1)
-    .option('--classes <n>', 'synthetic birds: subcategories', intArg(1, 162), 24)
+    .option('--classes <n>', `synthetic birds: subcategories (2-${MAX_BIRD_CLASSES})`, intArg(2, MAX_BIRD_CLASSES), 24)
     .option('--per-class <n>', 'synthetic birds: training images per class', intArg(1, 100_000), 30)
     .option('--test-per-class <n>', 'synthetic birds: test images per class', intArg(1, 100_000), 10)
     .option('--data-seed <n>', 'synthetic birds: seed of the images', intArg(0, 0xffffffff), 0);

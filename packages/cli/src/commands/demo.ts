@@ -1,21 +1,142 @@
-import { Command } from 'commander';
-import { requestDevice, selfCheck } from '@mpfgvc/kernels';
-import { CliError } from '../errors.js';
-import { deviceOptions, withDeviceOptions } from './device-options.js';
-import { describeDevice, printDevice } from './info.js';
+// The embedded demo: MP-FGVC trained from scratch on the synthetic birds with the train package's
+// demo configuration, then its training curves and a few SsVP overlays written into the run
+// folder. With --ablation the variants the loop can express are trained too and tabulated.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import type { Device } from '@mpfgvc/kernels';
+import { MPFGVC } from '@mpfgvc/model';
+import { type EvalResult, type TrainConfigInput, type TrainResult, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train } from '@mpfgvc/train';
+import { withDeviceOptions } from './device-options.js';
+import { describeDevice } from './info.js';
+import { writeOverlay } from './explain.js';
+import { type DeviceFlags, normalization, openDevice } from './model-io.js';
+import { intArg, printConfig, resolveOptions, withConfig } from './options.js';
+import { plotMetrics } from './plot.js';
+import { runPrepared } from './predict.js';
+import { flatten, printSummary, progressHooks, summarize, trainError } from './train.js';
+
+interface DemoFlags extends DeviceFlags {
+  out: string;
+  classes: number;
+  seed: number;
+  epochs?: [number, number];
+  explain: number;
+  ablation?: boolean;
+  json?: boolean;
+}
+
+function epochsArg(v: string): [number, number] {
+  const m = /^(\d+),(\d+)$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError(`expected stage-1 and stage-2 epochs as 'E1,E2', got '${v}'`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.WriteStream): Promise<TrainResult> {
+  const resolved = resolveConfig(input);
+  const d = resolved.data as Extract<typeof resolved.data, { kind: 'synth' }>;
+  const { hooks, done } = progressHooks(resolved, d.numClasses * d.trainPerClass, stream);
+  try {
+    return await train(input, { ...hooks, device: dev });
+  } catch (e) {
+    return trainError(e);
+  } finally {
+    done();
+  }
+}
+
+/** One test image of each of the first `count` classes, drawn with SsVP's selection and the prediction. */
+async function overlays(dev: Device, result: TrainResult, count: number): Promise<string[]> {
+  const cfg = result.config;
+  const data = cfg.data as Extract<typeof cfg.data, { kind: 'synth' }>;
+  const model = MPFGVC.load(dev, new Uint8Array(readFileSync(result.model)), result.model);
+  const classes = birdClasses(data.numClasses);
+  const S = model.config.vision.imageSize;
+  const norm = normalization(cfg.normalization);
+  const picked = classes.slice(0, count);
+  // The first test image of each class (test indices follow the training ones).
+  const images = picked.map((cls) => {
+    const { rgb } = generateBird(data.seed, cls, data.trainPerClass, S);
+    return { rgb, chw: rgbToChw(rgb, S, norm) };
+  });
+  const runs = await runPrepared(dev, model, images, 16);
+  const dir = join(result.outDir, 'explain');
+  mkdirSync(dir, { recursive: true });
+  const loaded = { model, path: result.model, classes: classes.map((c) => c.name) };
+  const files: string[] = [];
+  for (let i = 0; i < runs.length; i++) {
+    if (!runs[i]!.selected) break;
+    const file = join(dir, `${picked[i]!.dirName}.png`);
+    await writeOverlay(loaded, runs[i]!, file, picked[i]!.index);
+    files.push(file);
+  }
+  model.dispose();
+  return files;
+}
+
+interface AblationRow {
+  name: string;
+  top1?: Partial<EvalResult['top1']>;
+  note?: string;
+}
+
+function printAblation(rows: AblationRow[], write: (s: string) => void): void {
+  const pct = (x: number | undefined) => (x === undefined ? '-' : `${(100 * x).toFixed(1)}`).padStart(9);
+  write('\nablation: test top-1 (%) on the synthetic birds\n');
+  write(`${'variant'.padEnd(28)}${['vision', 'text', 'vlfm', 'ensemble'].map((h) => h.padStart(9)).join('')}\n`);
+  for (const r of rows) {
+    if (r.top1) write(`${r.name.padEnd(28)}${pct(r.top1.vision)}${pct(r.top1.text)}${pct(r.top1.vlfm)}${pct(r.top1.ensemble)}${r.note ? `   ${r.note}` : ''}\n`);
+    else write(`${r.name.padEnd(28)}   ${r.note}\n`);
+  }
+}
 
 export function demoCommand(): Command {
-  return withDeviceOptions(new Command('demo'))
-    .description('the embedded demo: for now the device and a kernel check against float64 references (training arrives with the model)')
-    .action(async (opts) => {
-      process.stdout.write('MP-FGVC on WebGPU: the training demo is not built yet; this demo opens the device and checks the kernels.\n\n');
-      const dev = await requestDevice(deviceOptions(opts));
-      printDevice(describeDevice(dev));
-      process.stdout.write('\n');
-      const checks = await selfCheck(dev);
-      for (const c of checks) process.stdout.write(`check ${c.name.padEnd(28)}${c.ok ? 'ok' : 'FAILED'}  max |err| ${c.maxAbsError.toExponential(2)}\n`);
-      dev.destroy();
-      if (checks.some((c) => !c.ok)) throw new CliError('kernel check failed');
-      process.stdout.write('\nall kernel checks passed\n');
+  return withDeviceOptions(withConfig(new Command('demo')))
+    .description('train MP-FGVC from scratch on the embedded synthetic birds, then write its curves and SsVP overlays')
+    .option('--out <dir>', 'run folder', 'mpfgvc-demo')
+    .option('--classes <n>', 'subcategories of synthetic birds', intArg(2, 162), 24)
+    .option('--seed <n>', 'seed of the run', intArg(0, 0xffffffff), 0)
+    .option('--epochs <e1,e2>', "stage-1 and stage-2 epochs (default: the demo's 12,10)", epochsArg)
+    .option('--explain <n>', 'SsVP overlays to draw (one test image of each of the first n classes)', intArg(0, 162), 4)
+    .option('--ablation', 'also train MP-FGVC without SsVP and print a table of the variants')
+    .option('--json', 'print one JSON object at the end; progress goes to stderr')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const o = resolveOptions<DemoFlags>(cmd);
+      const stream = o.json ? process.stderr : process.stdout;
+      const write = (s: string) => stream.write(s);
+      const outDir = resolve(o.out);
+      const input = demoConfig({ outDir, numClasses: o.classes, seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) });
+      const dev = await openDevice(o);
+      try {
+        const desc = describeDevice(dev);
+        write(`MP-FGVC demo on ${desc.adapter}${desc.fallback ? ' (software)' : ''} (${desc.backend})\n`);
+        if (!o.json) printConfig('demo', flatten(resolveConfig(input) as unknown as Record<string, unknown>), write);
+        const result = await trainRun(dev, input, stream);
+        if (!o.json) printSummary(result, write);
+        const curves = await plotMetrics(result.metrics, result.outDir, 'demo: ');
+        const pictures = await overlays(dev, result, Math.min(o.explain, o.classes));
+        write(`curves      ${curves.png} (and .svg)\n`);
+        for (const p of pictures) write(`SsVP        ${p}\n`);
+
+        let ablation: AblationRow[] | undefined;
+        if (o.ablation) {
+          const noSsvpDir = join(outDir, 'ablation-no-ssvp');
+          write(`\nablation: MP-FGVC without SsVP (selectK 0) into ${noSsvpDir}\n`);
+          const noSsvp = await trainRun(dev, { ...input, outDir: noSsvpDir, model: { ...input.model, selectK: 0 } }, stream);
+          const full = result.stages.at(-1)!.eval.top1;
+          const stageOne = result.stages.find((s) => s.stage === 1)?.eval.top1;
+          ablation = [
+            { name: 'MP-FGVC', top1: full },
+            { name: 'w/o SsVP', top1: noSsvp.stages.at(-1)!.eval.top1 },
+            ...(stageOne ? [{ name: 'w/o VLFM (after stage 1)', top1: { vision: stageOne.vision, text: stageOne.text }, note: 'stage 1 of the full run' }] : []),
+            { name: 'w/o DaTP', note: 'not run: the loop has no prompt other than learned DaTP tokens (no fixed-prompt option)' },
+            { name: 'ViT only', note: 'not run: the loop always trains L_v + L_i2t (no vision-only loss, no run without the text side)' },
+          ];
+          printAblation(ablation, write);
+        }
+        if (o.json) process.stdout.write(`${JSON.stringify({ ...summarize(result), curves, explain: pictures, ...(ablation ? { ablation } : {}) })}\n`);
+      } finally {
+        dev.destroy();
+      }
     });
 }

@@ -12,11 +12,12 @@ interface ExplainOptions extends PredictFlags {
   json?: boolean;
 }
 
-/** Writes one overlay PNG for a run of explain; returns the caption it drew. */
-export async function writeOverlay(loaded: LoadedModel, run: ImageRun, file: string): Promise<string> {
+/** Writes one overlay PNG for a run of explain (with the true class when known); returns the caption it drew. */
+export async function writeOverlay(loaded: LoadedModel, run: ImageRun, file: string, truth?: number): Promise<string> {
   const { imageSize, patchSize } = loaded.model.config.vision;
   const best = run.probs.ensemble.indexOf(Math.max(...run.probs.ensemble));
-  const caption = `${className(loaded, best)} (${(run.probs.ensemble[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
+  let caption = `${className(loaded, best)} (${(run.probs.ensemble[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
+  if (truth !== undefined) caption = `predicted: ${caption}\ntrue: ${className(loaded, truth)}`;
   writeFileSync(file, await patchOverlayPng({ rgb: run.image.rgb, size: imageSize, patchSize, selected: run.selected!, caption }));
   return caption;
 }

@@ -28,27 +28,33 @@ export function defaultNormalization(model: MPFGVC): NormalizationName {
   return model.config.vision.preNorm ? 'clip' : 'imagenet';
 }
 
-/** Every head's probabilities for each image, `batch` images per forward pass. */
+/** Every head's probabilities for each image file, `batch` images per forward pass. */
 export async function runImages(dev: Device, loaded: LoadedModel, paths: string[], flags: Omit<PredictFlags, 'checkpoint'>): Promise<ImageRun[]> {
   const { model } = loaded;
-  const S = model.config.vision.imageSize;
   const norm = normalization(flags.normalize ?? loaded.normalization ?? defaultNormalization(model));
+  const images: PreparedImage[] = [];
+  for (const p of paths) images.push(await prepareEvalImage(p, model.config.vision.imageSize, norm, flags.cropRatio));
+  return runPrepared(dev, model, images, flags.batch);
+}
+
+/** Every head's probabilities for images already prepared at the model's input size. */
+export async function runPrepared(dev: Device, model: MPFGVC, images: PreparedImage[], batch: number): Promise<ImageRun[]> {
+  const S = model.config.vision.imageSize;
+  const C = model.config.numClasses;
   const text = model.textFeatures();
   const runs: ImageRun[] = [];
   try {
-    for (let b = 0; b < paths.length; b += flags.batch) {
-      const chunk = paths.slice(b, b + flags.batch);
-      const images = await Promise.all(chunk.map((p) => prepareEvalImage(p, S, norm, flags.cropRatio)));
-      const input = new Float32Array(images.length * 3 * S * S);
-      images.forEach((im, i) => input.set(im.chw, i * 3 * S * S));
-      const x = tensor(dev, input, [images.length, 3, S, S]);
+    for (let b = 0; b < images.length; b += batch) {
+      const chunk = images.slice(b, b + batch);
+      const input = new Float32Array(chunk.length * 3 * S * S);
+      chunk.forEach((im, i) => input.set(im.chw, i * 3 * S * S));
+      const x = tensor(dev, input, [chunk.length, 3, S, S]);
       const out = model.predict(x, text);
       const read = async (t: Tensor) => Array.from(await t.read());
       const [vision, textL, vlfm, ensemble] = await Promise.all([read(out.vision), read(out.text), read(out.vlfm), read(out.ensemble)]);
       const selected = out.selected ? await read(out.selected) : undefined;
-      const C = model.config.numClasses;
       const K = out.selected?.shape[1] ?? 0;
-      images.forEach((image, i) => {
+      chunk.forEach((image, i) => {
         const row = (a: number[]) => a.slice(i * C, (i + 1) * C);
         const run: ImageRun = { image, probs: { vision: softmaxRow(row(vision)), text: softmaxRow(row(textL)), vlfm: softmaxRow(row(vlfm)), ensemble: row(ensemble) } };
         if (selected) run.selected = selected.slice(i * K, (i + 1) * K);

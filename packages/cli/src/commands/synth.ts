@@ -19,7 +19,7 @@ export function synthCommand(): Command {
   return withConfig(new Command('synth'))
     .description('write the embedded synthetic-birds dataset to disk in the CUB-200-2011 layout')
     .requiredOption('--out <dir>', 'folder to create (CUB_200_2011-style: images.txt, images/, ...)')
-    .option('--classes <n>', `number of subcategories (1-${MAX_BIRD_CLASSES})`, intArg(1, MAX_BIRD_CLASSES), 24)
+    .option('--classes <n>', `number of subcategories (2-${MAX_BIRD_CLASSES})`, intArg(2, MAX_BIRD_CLASSES), 24)
     .option('--per-class <n>', 'training images per class', intArg(1, 1_000_000), 30)
     .option('--test-per-class <n>', 'test images per class', intArg(0, 1_000_000), 10)
     .option('--size <px>', 'image side in pixels (16-512)', intArg(16, 512), 64)

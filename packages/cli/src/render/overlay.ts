@@ -10,11 +10,13 @@ export interface PatchOverlay {
   patchSize: number;
   /** SsVP's selected patch ids (row-major over the grid). */
   selected: readonly number[];
-  /** A line printed under the image (e.g. the prediction). */
+  /** Lines printed under the image (e.g. the prediction), separated by newlines. */
   caption?: string;
   /** Side of the picture in pixels; default max(448, S). */
   display?: number;
 }
+
+const LINE = 26;
 
 export function overlaySvg(o: PatchOverlay, display: number, captionHeight: number): string {
   const grid = o.size / o.patchSize;
@@ -33,7 +35,9 @@ export function overlaySvg(o: PatchOverlay, display: number, captionHeight: numb
   }
   if (captionHeight > 0) {
     parts.push(`<rect x="0" y="${display}" width="${display}" height="${captionHeight}" fill="#ffffff"/>`);
-    parts.push(`<text x="8" y="${display + captionHeight - 9}" font-size="15" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">${escapeXml(o.caption ?? '')}</text>`);
+    (o.caption ?? '').split('\n').forEach((line, i) => {
+      parts.push(`<text x="8" y="${display + LINE * (i + 1) - 9}" font-size="14" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">${escapeXml(line)}</text>`);
+    });
   }
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${display}" height="${display + captionHeight}">${parts.join('')}</svg>`;
 }
@@ -43,7 +47,7 @@ export async function patchOverlayPng(o: PatchOverlay): Promise<Buffer> {
   if (o.rgb.length !== o.size * o.size * 3) throw new Error(`patchOverlayPng: ${o.rgb.length} bytes is not ${o.size}x${o.size}x3`);
   if (o.size % o.patchSize !== 0) throw new Error(`patchOverlayPng: size ${o.size} is not a multiple of patch ${o.patchSize}`);
   const display = o.display ?? Math.max(448, o.size);
-  const captionHeight = o.caption ? 30 : 0;
+  const captionHeight = o.caption ? LINE * o.caption.split('\n').length + 4 : 0;
   // Small inputs are enlarged without smoothing, so each patch stays a crisp block of pixels.
   const base = await sharp(o.rgb, { raw: { width: o.size, height: o.size, channels: 3 } })
     .resize(display, display, { kernel: display >= 2 * o.size ? 'nearest' : 'lanczos3' })
