@@ -156,15 +156,15 @@ export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainC
     return sc.batchSize * sc.accumulate;
   };
   const open = (stage: number, initialSteps: number) => {
-    bar?.finish();
+    if (updated) bar?.finish();
     barStage = stage;
     updated = false;
     bar = new Progress({ label: `stage ${stage}`, total: stageSteps[stage - 1]! * perStep(stage), stream, initial: initialSteps * perStep(stage) });
   };
   const onStep = (row: StepRow) => {
     const stageStep = row.stage === 1 ? row.step : row.step - stageSteps[0]!;
-    // A resumed stage starts mid-way: its rate counts only the steps of this process.
-    if (barStage !== row.stage || (!updated && stageStep > 1)) open(row.stage, stageStep - 1);
+    // A resumed stage starts mid-way: its rate counts from the first step this process reports.
+    if (barStage !== row.stage || (!updated && stageStep > 1)) open(row.stage, stageStep > 1 ? stageStep : 0);
     updated = true;
     bar!.update(stageStep * perStep(row.stage), row.loss);
   };
