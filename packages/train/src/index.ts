@@ -48,3 +48,11 @@ export {
 } from './images/preprocess.js';
 export { type EpochOrderOptions, type EpochPosition, EpochOrder } from './images/epoch-order.js';
 export { type Batch, ImageLoader, type LoaderOptions } from './images/loader.js';
+export { type Schedule, learningRate, validateSchedule } from './schedule.js';
+export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, resolveConfig } from './loop/config.js';
+export { type DataBatch, type OpenDataOptions, type RunData, openRunData } from './loop/data.js';
+export { type EvalRow, MetricsLog, type StepRow } from './loop/metrics.js';
+export { type StageReport, type TrainHooks, type TrainResult, TrainingError, decays, train } from './loop/trainer.js';
+export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
+export { CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, hasCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+export { type DemoOptions, type DemoResult, demoConfig, runDemo } from './demo.js';

@@ -1,0 +1,68 @@
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { OptimizerState } from '@mpfgvc/kernels';
+import { serializeSafetensors } from '@mpfgvc/model';
+import { CHECKPOINT_FILE, parseOptimizer, readCheckpoint, serializeOptimizer, writeCheckpoint } from './checkpoint.js';
+
+const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-ckpt-'));
+afterAll(() => rmSync(temp, { recursive: true, force: true }));
+
+const state: OptimizerState = {
+  kind: 'adamw',
+  params: [
+    { name: 'weight', step: 3, buffers: { m: Float32Array.from([1, 2]), v: Float32Array.from([3, 4]) } },
+    { name: 'bias', step: 2, buffers: { m: Float32Array.from([5]), v: Float32Array.from([6]) } },
+  ],
+};
+const model = (x: number) => serializeSafetensors({ w: { dtype: 'F32', shape: [2], data: Float32Array.from([x, 1]) } }, { format: 'test' });
+const position = (step: number) => ({ stage: 1 as const, stageDone: false, step, stageStep: step, data: { epoch: 0, index: 8 * step } });
+
+describe('checkpoints', () => {
+  it('round-trip the optimiser state exactly', () => {
+    expect(parseOptimizer(serializeOptimizer(state), 'optim')).toEqual(state);
+    expect(() => parseOptimizer(model(1), 'model.safetensors')).toThrow('model.safetensors: not an optimiser state written by this trainer');
+  });
+
+  it('commit through checkpoint.json and remove the files of the one they replace', () => {
+    const dir = join(temp, 'run');
+    fresh(dir);
+    writeCheckpoint(dir, { position: position(2), seed: 1, config: { a: 1 }, skipped: {} }, model(2), serializeOptimizer(state));
+    writeCheckpoint(dir, { position: position(4), seed: 1, config: { a: 1 }, skipped: { '/x.jpg': 'bad' } }, model(4), serializeOptimizer(state));
+    expect(readdirSync(dir).sort()).toEqual([CHECKPOINT_FILE, 'step-4.model.safetensors', 'step-4.optim.safetensors']);
+    const got = readCheckpoint(dir);
+    expect(got.record.position.step).toBe(4);
+    expect(got.record.skipped).toEqual({ '/x.jpg': 'bad' });
+    expect(Buffer.from(got.model).equals(Buffer.from(model(4)))).toBe(true);
+    expect(got.optimizer).toEqual(state);
+  });
+
+  it('refuse a non-finite model or optimiser state and leave the previous checkpoint in force', () => {
+    const dir = join(temp, 'guard');
+    fresh(dir);
+    writeCheckpoint(dir, { position: position(1), seed: 1, config: {}, skipped: {} }, model(1), serializeOptimizer(state));
+    const before = readFileSync(join(dir, CHECKPOINT_FILE), 'utf8');
+    expect(() => writeCheckpoint(dir, { position: position(2), seed: 1, config: {}, skipped: {} }, model(NaN), serializeOptimizer(state))).toThrow("checkpoint at step 2: model: tensor 'w' holds NaN at 0");
+    const bad = { ...state, params: [{ ...state.params[1]!, buffers: { m: Float32Array.from([Infinity]), v: Float32Array.from([0]) } }] };
+    expect(() => writeCheckpoint(dir, { position: position(2), seed: 1, config: {}, skipped: {} }, model(2), serializeOptimizer(bad))).toThrow(/optimiser state: tensor '0.m' holds Infinity/);
+    expect(readFileSync(join(dir, CHECKPOINT_FILE), 'utf8')).toBe(before);
+    expect(readdirSync(dir).sort()).toEqual([CHECKPOINT_FILE, 'step-1.model.safetensors', 'step-1.optim.safetensors']);
+  });
+
+  it('name what is missing when a run cannot be resumed', () => {
+    const dir = join(temp, 'broken');
+    fresh(dir);
+    expect(() => readCheckpoint(dir)).toThrow(`cannot resume from ${dir}: missing checkpoint.json`);
+    writeCheckpoint(dir, { position: position(1), seed: 1, config: {}, skipped: {} }, model(1), serializeOptimizer(state));
+    rmSync(join(dir, 'step-1.optim.safetensors'));
+    expect(() => readCheckpoint(dir)).toThrow(`${join(dir, CHECKPOINT_FILE)} names step-1.optim.safetensors, which is missing`);
+    writeFileSync(join(dir, CHECKPOINT_FILE), '{');
+    expect(() => readCheckpoint(dir)).toThrow(/checkpoint.json: unreadable/);
+  });
+});
+
+function fresh(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir);
+}

@@ -1,0 +1,162 @@
+// The configuration of a training run, with commented defaults. `resolveConfig` fills the
+// defaults and checks every field, naming the one at fault; the result is what a run records in
+// config.json and in each checkpoint (the "effective" configuration).
+import type { DatasetKind } from '../datasets/dataset.js';
+import type { MPFGVCConfig, PromptTokens } from '@mpfgvc/model';
+
+export interface StageConfig {
+  epochs: number; // stage 1: 30, stage 2: 10
+  batchSize: number; // 32
+  /** Batches whose gradients are summed (each scaled by 1/accumulate) before one optimiser step. */
+  accumulate: number; // 1
+  optimizer: 'sgd' | 'adamw'; // 'adamw'
+  lr: number; // stage 1: 1e-3, stage 2: 1e-3
+  minLr: number; // 0: the cosine's floor
+  /** Linear warm-up, in epochs (fractions allowed), rounded to whole steps. */
+  warmupEpochs: number; // 1
+  /** AdamW's decoupled decay or SGD's L2; never applied to biases, norms, embeddings, DaTP tokens. */
+  weightDecay: number; // 0.05
+  momentum: number; // SGD only: 0.9
+  /** Global gradient-norm clipping; 0 turns it off. */
+  clipNorm: number; // 1
+  labelSmoothing: number; // 0
+  /**
+   * Training augmentation: random resized crop + flip for datasets on disk, a horizontal flip for
+   * in-memory ones. Off in stage 2 lets the run cache the frozen image embeddings once.
+   */
+  augment: boolean; // stage 1: true, stage 2: false
+}
+
+export type DataConfig =
+  | {
+      /** The embedded synthetic birds, generated in memory at the model's image size. */
+      kind: 'synth';
+      numClasses: number; // 24
+      trainPerClass: number; // 30
+      testPerClass: number; // 10
+      seed: number; // 0
+    }
+  | {
+      /** A dataset on disk, read by the readers of src/datasets through the image pipeline. */
+      kind: 'folder';
+      root: string;
+      format: DatasetKind | 'auto'; // 'auto'
+      superCategory?: string; // the dataset's own (required for ImageFolder)
+      /** Image worker threads (0: the main thread prepares batches). */
+      workers: number; // 1
+      /** Random resized crop's area range. */
+      cropScale: [number, number]; // [0.08, 1]
+    };
+
+export interface TrainConfig {
+  /** The run directory: config, metrics, checkpoints, evaluations, summary. */
+  outDir: string;
+  /** Seeds model initialisation, data order and augmentation. */
+  seed: number; // 0
+  data: DataConfig;
+  /** The model; numClasses and superCategory come from the dataset. */
+  model: Omit<MPFGVCConfig, 'numClasses' | 'superCategory'>;
+  normalization: 'imagenet' | 'clip'; // 'imagenet'
+  /** A CLIP tokenizer.json giving the super-category's tokens; or give promptTokens directly. */
+  tokenizer?: string;
+  promptTokens?: PromptTokens;
+  stage1: StageConfig;
+  stage2: StageConfig;
+  /** A checkpoint every N optimiser steps (0: only at the end of each stage). */
+  checkpointEvery: number; // 0
+  /** A metrics row every N optimiser steps. */
+  logEvery: number; // 1
+  /** Evaluate on the test split every N epochs within a stage (0: only at each stage's end). */
+  evalEvery: number; // 0
+  evalBatchSize: number; // 64
+  /** An unreadable image stops the run instead of being skipped. */
+  strict: boolean; // false
+}
+
+type StageInput = Partial<StageConfig>;
+type DataInput = { kind: 'synth'; numClasses?: number; trainPerClass?: number; testPerClass?: number; seed?: number } | { kind: 'folder'; root: string; format?: DatasetKind | 'auto'; superCategory?: string; workers?: number; cropScale?: [number, number] };
+
+export interface TrainConfigInput extends Partial<Omit<TrainConfig, 'data' | 'stage1' | 'stage2' | 'outDir' | 'model'>> {
+  outDir: string;
+  data: DataInput;
+  model: TrainConfig['model'];
+  stage1?: StageInput;
+  stage2?: StageInput;
+}
+
+const STAGE_DEFAULTS: StageConfig = {
+  epochs: 30,
+  batchSize: 32,
+  accumulate: 1,
+  optimizer: 'adamw',
+  lr: 1e-3,
+  minLr: 0,
+  warmupEpochs: 1,
+  weightDecay: 0.05,
+  momentum: 0.9,
+  clipNorm: 1,
+  labelSmoothing: 0,
+  augment: true,
+};
+
+function resolveStage(name: string, s: StageInput, defaults: Partial<StageConfig>): StageConfig {
+  const c: StageConfig = { ...STAGE_DEFAULTS, ...defaults, ...s };
+  const check = (ok: boolean, field: keyof StageConfig, want: string) => {
+    if (!ok) throw new Error(`config: ${name}.${field} must be ${want}, got ${JSON.stringify(c[field])}`);
+  };
+  check(Number.isInteger(c.epochs) && c.epochs >= 0, 'epochs', 'a non-negative integer');
+  check(Number.isInteger(c.batchSize) && c.batchSize >= 1, 'batchSize', 'a positive integer');
+  check(Number.isInteger(c.accumulate) && c.accumulate >= 1, 'accumulate', 'a positive integer');
+  check(c.optimizer === 'sgd' || c.optimizer === 'adamw', 'optimizer', "'sgd' or 'adamw'");
+  check(Number.isFinite(c.lr) && c.lr >= 0, 'lr', 'a non-negative number');
+  check(Number.isFinite(c.minLr) && c.minLr >= 0 && c.minLr <= c.lr, 'minLr', `in [0, lr]`);
+  check(Number.isFinite(c.warmupEpochs) && c.warmupEpochs >= 0, 'warmupEpochs', 'a non-negative number');
+  check(Number.isFinite(c.weightDecay) && c.weightDecay >= 0, 'weightDecay', 'a non-negative number');
+  check(Number.isFinite(c.momentum) && c.momentum >= 0 && c.momentum < 1, 'momentum', 'in [0, 1)');
+  check(Number.isFinite(c.clipNorm) && c.clipNorm >= 0, 'clipNorm', 'a non-negative number (0: off)');
+  check(Number.isFinite(c.labelSmoothing) && c.labelSmoothing >= 0 && c.labelSmoothing < 1, 'labelSmoothing', 'in [0, 1)');
+  check(typeof c.augment === 'boolean', 'augment', 'true or false');
+  return c;
+}
+
+function resolveData(d: DataInput): DataConfig {
+  if (d.kind === 'synth') return { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, seed: d.seed ?? 0 };
+  if (d.kind === 'folder') {
+    const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1] };
+    if (d.superCategory !== undefined) c.superCategory = d.superCategory;
+    if (typeof c.root !== 'string' || c.root === '') throw new Error(`config: data.root must name the dataset folder`);
+    if (!(Number.isInteger(c.workers) && c.workers >= 0)) throw new Error(`config: data.workers must be a non-negative integer, got ${c.workers}`);
+    return c;
+  }
+  throw new Error(`config: data.kind must be 'synth' or 'folder', got ${JSON.stringify((d as { kind: unknown }).kind)}`);
+}
+
+export function resolveConfig(input: TrainConfigInput): TrainConfig {
+  if (typeof input.outDir !== 'string' || input.outDir === '') throw new Error('config: outDir must name the run directory');
+  const c: TrainConfig = {
+    outDir: input.outDir,
+    seed: input.seed ?? 0,
+    data: resolveData(input.data),
+    model: input.model,
+    normalization: input.normalization ?? 'imagenet',
+    stage1: resolveStage('stage1', input.stage1 ?? {}, {}),
+    stage2: resolveStage('stage2', input.stage2 ?? {}, { epochs: 10, augment: false }),
+    checkpointEvery: input.checkpointEvery ?? 0,
+    logEvery: input.logEvery ?? 1,
+    evalEvery: input.evalEvery ?? 0,
+    evalBatchSize: input.evalBatchSize ?? 64,
+    strict: input.strict ?? false,
+  };
+  if (input.tokenizer !== undefined) c.tokenizer = input.tokenizer;
+  if (input.promptTokens !== undefined) c.promptTokens = input.promptTokens;
+  if (!c.tokenizer && !c.promptTokens) throw new Error('config: give tokenizer (a CLIP tokenizer.json) or promptTokens for the DaTP prompts');
+  if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= 0xffffffff)) throw new Error(`config: seed must be an integer in [0, 2^32), got ${c.seed}`);
+  for (const k of ['checkpointEvery', 'evalEvery'] as const) {
+    if (!(Number.isInteger(c[k]) && c[k] >= 0)) throw new Error(`config: ${k} must be a non-negative integer, got ${c[k]}`);
+  }
+  for (const k of ['logEvery', 'evalBatchSize'] as const) {
+    if (!(Number.isInteger(c[k]) && c[k] >= 1)) throw new Error(`config: ${k} must be a positive integer, got ${c[k]}`);
+  }
+  if (c.normalization !== 'imagenet' && c.normalization !== 'clip') throw new Error(`config: normalization must be 'imagenet' or 'clip', got ${JSON.stringify(c.normalization)}`);
+  return c;
+}

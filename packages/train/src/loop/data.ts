@@ -1,0 +1,154 @@
+// The data a run trains and evaluates on, behind one interface: the synthetic birds held in memory
+// (already normalised CHW floats) or a dataset on disk read through the image loader. Both visit
+// the training set in the same seeded order per epoch (EpochOrder), so a position saved in a
+// checkpoint means the same batches for either.
+import { type Dataset, type Sample } from '../datasets/dataset.js';
+import { openDataset } from '../datasets/open.js';
+import { type EpochPosition, EpochOrder } from '../images/epoch-order.js';
+import { ImageLoader } from '../images/loader.js';
+import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, imageConfig } from '../images/preprocess.js';
+import { sampleRng } from '../images/streams.js';
+import { makeSynthBirds } from '../synth/dataset.js';
+import type { DataConfig } from './config.js';
+
+export interface DataBatch {
+  /** (size, rowSize) rows: images (3·S·S) or cached embeddings. */
+  rows: Float32Array;
+  labels: Int32Array;
+  /** Dataset indices of the rows. */
+  indices: Int32Array;
+  size: number;
+  position: EpochPosition;
+  next: EpochPosition;
+}
+
+export interface RunData {
+  classes: string[];
+  superCategory: string;
+  trainCount: number;
+  testCount: number;
+  /** Training batches (full batches only) from `from` to the start of epoch `untilEpoch`. */
+  train(batchSize: number, augment: boolean, from: EpochPosition, untilEpoch: number): AsyncGenerator<DataBatch>;
+  /** Every training image once, in dataset order, without augmentation. */
+  trainPlain(batchSize: number): AsyncGenerator<DataBatch>;
+  test(batchSize: number): AsyncGenerator<DataBatch>;
+  /** Unreadable files met so far: path -> reason. */
+  readonly skipped: Map<string, string>;
+  /** Skips counted each time one happens. */
+  skipCount: number;
+  close(): Promise<void>;
+}
+
+export interface OpenDataOptions {
+  imageSize: number;
+  normalization: 'imagenet' | 'clip';
+  seed: number;
+  strict: boolean;
+  /** The image worker's entry (tests running from TypeScript source bundle their own). */
+  workerUrl?: URL;
+}
+
+/** The training order of a run: shuffled per epoch by the seed, incomplete last batch dropped. */
+export function trainOrder(count: number, batchSize: number, seed: number): EpochOrder {
+  return new EpochOrder(count, batchSize, { seed, shuffle: true, dropLast: true });
+}
+
+/**
+ * Batches gathered from rows held in memory; `flip` mirrors image rows (3, S, S) left-right by each
+ * sample's augmentation stream, as the loader's random flip does.
+ */
+export async function* memoryBatches(
+  order: EpochOrder,
+  from: EpochPosition,
+  untilEpoch: number,
+  source: { rows: Float32Array; rowSize: number; labels: Int32Array; present?: Uint8Array },
+  flip?: { seed: number; size: number },
+): AsyncGenerator<DataBatch> {
+  const { rows, rowSize, labels, present } = source;
+  for (const { position, next, ids } of order.batches(from, untilEpoch)) {
+    const kept = present ? ids.filter((i) => present[i] === 1) : ids;
+    const out = new Float32Array(kept.length * rowSize);
+    kept.forEach((id, k) => {
+      const src = rows.subarray(id * rowSize, (id + 1) * rowSize);
+      if (flip && sampleRng(flip.seed, position.epoch, id).next() < 0.5) mirrorInto(src, flip.size, out, k * rowSize);
+      else out.set(src, k * rowSize);
+    });
+    yield { rows: out, labels: Int32Array.from(kept, (i) => labels[i]!), indices: Int32Array.from(kept), size: kept.length, position, next };
+  }
+}
+
+function mirrorInto(src: Float32Array, size: number, out: Float32Array, offset: number): void {
+  for (let r = 0; r < src.length; r += size) {
+    for (let x = 0; x < size; x++) out[offset + r + x] = src[r + size - 1 - x]!;
+  }
+}
+
+function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOptions): RunData {
+  const norm = opts.normalization === 'clip' ? CLIP_NORMALIZATION : IMAGENET_NORMALIZATION;
+  const ds = makeSynthBirds({ seed: cfg.seed, numClasses: cfg.numClasses, trainPerClass: cfg.trainPerClass, testPerClass: cfg.testPerClass, size: opts.imageSize, normalize: norm });
+  const rowSize = 3 * opts.imageSize * opts.imageSize;
+  const train = { rows: ds.train.chw!, rowSize, labels: ds.train.labels };
+  const test = { rows: ds.test.chw!, rowSize, labels: ds.test.labels };
+  const inOrder = (n: number, b: number) => new EpochOrder(n, b, { seed: opts.seed, shuffle: false });
+  return {
+    classes: ds.classes,
+    superCategory: ds.superCategory,
+    trainCount: ds.train.count,
+    testCount: ds.test.count,
+    train: (b, augment, from, until) => memoryBatches(trainOrder(ds.train.count, b, opts.seed), from, until, train, augment ? { seed: opts.seed, size: opts.imageSize } : undefined),
+    trainPlain: (b) => memoryBatches(inOrder(ds.train.count, b), { epoch: 0, index: 0 }, 1, train),
+    test: (b) => memoryBatches(inOrder(ds.test.count, b), { epoch: 0, index: 0 }, 1, test),
+    skipped: new Map(),
+    skipCount: 0,
+    close: async () => undefined,
+  };
+}
+
+function folderData(cfg: Extract<DataConfig, { kind: 'folder' }>, opts: OpenDataOptions): RunData {
+  const ds: Dataset = openDataset(cfg.format, cfg.root, cfg.superCategory === undefined ? {} : { superCategory: cfg.superCategory });
+  const norm = opts.normalization === 'clip' ? CLIP_NORMALIZATION : IMAGENET_NORMALIZATION;
+  const loaders = new Set<ImageLoader>();
+  const data: RunData = {
+    classes: ds.classes,
+    superCategory: ds.superCategory,
+    trainCount: ds.train.length,
+    testCount: ds.test.length,
+    train: (b, augment, from, until) => run(ds.train, b, augment, true, from, until),
+    trainPlain: (b) => run(ds.train, b, false, false, { epoch: 0, index: 0 }, 1),
+    test: (b) => run(ds.test, b, false, false, { epoch: 0, index: 0 }, 1),
+    skipped: new Map(),
+    skipCount: 0,
+    close: async () => {
+      await Promise.all([...loaders].map((l) => l.close()));
+    },
+  };
+  async function* run(samples: Sample[], batchSize: number, augment: boolean, shuffle: boolean, from: EpochPosition, until: number): AsyncGenerator<DataBatch> {
+    const loader = new ImageLoader({
+      samples,
+      image: imageConfig({ size: opts.imageSize, train: augment, mean: norm.mean, std: norm.std, scale: cfg.cropScale }),
+      batchSize,
+      seed: opts.seed,
+      shuffle,
+      dropLast: shuffle,
+      workers: cfg.workers,
+      strict: opts.strict,
+      ...(opts.workerUrl ? { workerUrl: opts.workerUrl } : {}),
+    });
+    loaders.add(loader);
+    try {
+      for await (const batch of loader.batches(from, until)) {
+        for (const path of batch.skipped) data.skipped.set(path, loader.skipped.get(path) ?? 'unreadable');
+        data.skipCount += batch.skipped.length;
+        yield { rows: batch.images, labels: batch.labels, indices: batch.indices, size: batch.size, position: batch.position, next: batch.next };
+      }
+    } finally {
+      loaders.delete(loader);
+      await loader.close();
+    }
+  }
+  return data;
+}
+
+export function openRunData(cfg: DataConfig, opts: OpenDataOptions): RunData {
+  return cfg.kind === 'synth' ? synthData(cfg, opts) : folderData(cfg, opts);
+}

@@ -1,0 +1,45 @@
+// metrics.jsonl: one JSON object per line, appended and handed to the OS row by row (then synced),
+// so a crash loses at most the row being written. A resumed run appends to the same file.
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+import type { Stage } from '@mpfgvc/model';
+import type { Head } from '../eval.js';
+
+export interface StepRow {
+  stage: Stage;
+  epoch: number;
+  step: number;
+  lr: number;
+  loss: number;
+  lossVision?: number;
+  lossText?: number;
+  /** The global gradient norm before clipping (when clipping is on). */
+  gradNorm?: number;
+  imagesPerSec: number;
+  /** Seconds since this process started the run. */
+  time: number;
+}
+
+export interface EvalRow {
+  stage: Stage;
+  epoch: number;
+  split: 'test';
+  top1: Record<Head, number>;
+  top5: Record<Head, number>;
+}
+
+export class MetricsLog {
+  private fd: number;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'a');
+  }
+
+  append(row: object): void {
+    writeSync(this.fd, JSON.stringify(row) + '\n');
+    fdatasyncSync(this.fd);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
