@@ -179,9 +179,12 @@ function loader(buffer: string, d: number): string {
   return `fn ld_${buffer}(a: u32, c: u32) -> vec4<f32> { return vec4<f32>(${range(4).map(lane).join(', ')}); }`;
 }
 
-/** Cooperative load of rows r0.. of a (b, h) operand into a vec4 tile; rows ≥ count are zero. */
+/**
+ * Cooperative load of rows r0.. of a (b, h) operand into a vec4 tile; rows from count up to the
+ * next multiple of 8 are zero (the 8-row steps read them), rows beyond are never read.
+ */
 function loadTile(tile: string, buffer: string, at: string, rowsConst: string, count: string, scale = ''): string {
-  return `    for (var e = lid.x; e < ${rowsConst} * D4; e += WG_X) {
+  return `    for (var e = lid.x; e < min(${rowsConst}, (${count} + 7u) & ~7u) * D4; e += WG_X) {
       let rr = e / D4;
       let c = (e % D4) * 4u;
       var val = vec4<f32>(0.0);
