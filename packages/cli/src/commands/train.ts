@@ -233,8 +233,8 @@ export function trainCommand(): Command {
       let resolved: ReturnType<typeof resolveConfig>;
       let trainCount: number;
       if (o.resume) {
-        const given = cmd.options.map((x) => x.attributeName()).filter((k) => !RESUME_KEEPS.has(k) && ['cli', 'config'].includes(cmd.getOptionValueSource(k) ?? ''));
-        if (given.length) throw new CliError(`--resume continues with the run's recorded configuration; drop ${given.map((k) => `--${k.replace(/[A-Z0-9]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`, ExitCode.usage);
+        const given = cmd.options.filter((x) => !RESUME_KEEPS.has(x.attributeName()) && ['cli', 'config'].includes(cmd.getOptionValueSource(x.attributeName()) ?? '')).map((x) => x.long!);
+        if (given.length) throw new CliError(`--resume continues with the run's recorded configuration; drop ${given.join(', ')}`, ExitCode.usage);
         const record = join(o.resume, 'checkpoint.json');
         if (!existsSync(record)) throw new CliError(`--resume ${o.resume}: no checkpoint.json there`, ExitCode.usage);
         const rec = JSON.parse(readFileSync(record, 'utf8')) as { config: TrainConfigInput };

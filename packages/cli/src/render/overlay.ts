@@ -26,7 +26,7 @@ export function overlaySvg(o: PatchOverlay, display: number, captionHeight: numb
   for (let id = 0; id < grid * grid; id++) {
     const x = (id % grid) * cell;
     const y = Math.floor(id / grid) * cell;
-    if (!keep.has(id)) parts.push(`<rect x="${x.toFixed(2)}" y="${y.toFixed(2)}" width="${cell.toFixed(2)}" height="${cell.toFixed(2)}" fill="#000000" fill-opacity="0.55"/>`);
+    if (!keep.has(id)) parts.push(`<rect x="${x.toFixed(2)}" y="${y.toFixed(2)}" width="${cell.toFixed(2)}" height="${cell.toFixed(2)}" fill="#000000" fill-opacity="0.45"/>`);
   }
   for (const id of keep) {
     const x = (id % grid) * cell;
@@ -36,7 +36,9 @@ export function overlaySvg(o: PatchOverlay, display: number, captionHeight: numb
   if (captionHeight > 0) {
     parts.push(`<rect x="0" y="${display}" width="${display}" height="${captionHeight}" fill="#ffffff"/>`);
     (o.caption ?? '').split('\n').forEach((line, i) => {
-      parts.push(`<text x="8" y="${display + LINE * (i + 1) - 9}" font-size="14" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">${escapeXml(line)}</text>`);
+      // Long class names shrink to fit the width (DejaVu Sans averages about 0.6 em per character).
+      const size = Math.min(14, Math.floor((display - 16) / (0.6 * line.length)));
+      parts.push(`<text x="8" y="${display + LINE * (i + 1) - 9}" font-size="${size}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">${escapeXml(line)}</text>`);
     });
   }
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${display}" height="${display + captionHeight}">${parts.join('')}</svg>`;
