@@ -262,6 +262,9 @@ describe('mpfgvc train, eval and demo', () => {
     expect(out.ablation[1].top1.ensemble).toBeGreaterThanOrEqual(0);
     expect(JSON.parse(readFileSync(join(tmp, 'demo', 'ablation-no-ssvp', 'config.json'), 'utf8')).model.selectK).toBe(0);
     expect(r.stderr).toMatch(/not run: the loop always trains L_v \+ L_i2t/);
+    expect(JSON.parse(readFileSync(join(tmp, 'demo', 'cli.json'), 'utf8'))).toMatchObject({ classes: 3, epochs: [1, 1], ablation: true });
+    expectOneLine(mpfgvc('explain', '--checkpoint', 'demo/ablation-no-ssvp', images[0]!), 1, /the model has no SsVP \(selectK 0\), nothing to draw$/);
+    expectOneLine(mpfgvc('demo', '--out', 'demo'), 1, /already holds a run/);
   });
 });
 

@@ -1,17 +1,18 @@
 // The embedded demo: MP-FGVC trained from scratch on the synthetic birds with the train package's
 // demo configuration, then its training curves and a few SsVP overlays written into the run
 // folder. With --ablation the variants the loop can express are trained too and tabulated.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Device } from '@mpfgvc/kernels';
 import { MPFGVC } from '@mpfgvc/model';
 import { type EvalResult, type TrainConfigInput, type TrainResult, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train } from '@mpfgvc/train';
+import { CliError } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { describeDevice } from './info.js';
 import { writeOverlay } from './explain.js';
 import { type DeviceFlags, normalization, openDevice } from './model-io.js';
-import { intArg, printConfig, resolveOptions, withConfig } from './options.js';
+import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 import { plotMetrics } from './plot.js';
 import { runPrepared } from './predict.js';
 import { flatten, printSummary, progressHooks, summarize, trainError } from './train.js';
@@ -106,6 +107,9 @@ export function demoCommand(): Command {
       const write = (s: string) => stream.write(s);
       const outDir = resolve(o.out);
       const input = demoConfig({ outDir, numClasses: o.classes, seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) });
+      if (existsSync(join(outDir, 'checkpoint.json'))) throw new CliError(`--out ${outDir} already holds a run (checkpoint.json); choose another folder, or \`mpfgvc train --resume ${o.out}\``);
+      mkdirSync(outDir, { recursive: true });
+      writeFileSync(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
       const dev = await openDevice(o);
       try {
         const desc = describeDevice(dev);
