@@ -220,6 +220,9 @@ fn store(z: u32, m: u32, n: u32, acc: f32) {
  * transposed layouts load vec4 along their contiguous dim and transpose in registers, which is
  * free: vec4 components are separate registers on every target). Rows and columns past the edge
  * are clamped for loading and skipped at the store, so the hot loop has no bounds checks.
+ * With `sg` (the 'subgroup' family) the workgroup is one subgroup of that size, lanes are named
+ * by subgroup_invocation_id, and B's chunk is loaded one vec4 per lane and shared by
+ * subgroupBroadcast instead of every lane loading all of it.
  */
 function rowsCode(v: Variant, t: Tiling, sg = 0): string {
   const { tm, tn } = t;
