@@ -1,7 +1,7 @@
 // What every command shares: value parsers that turn bad input into usage errors, `--config
 // file.json` (keys are flag names; flags given on the command line win), `--json`, and printing
 // the effective configuration.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, type Option } from 'commander';
 import { CliError, ExitCode } from '../errors.js';
 
@@ -81,11 +81,4 @@ export function printConfig(title: string, cfg: Record<string, unknown>, write =
   const width = Math.max(...Object.keys(cfg).map((k) => k.length)) + 2;
   write(`${title}\n`);
   for (const [k, v] of Object.entries(cfg)) write(`  ${k.padEnd(width)}${typeof v === 'string' ? v : JSON.stringify(v)}\n`);
-}
-
-/** A file that must exist, as a usage error naming the flag. */
-export function requireFile(path: string, what: string): string {
-  if (!existsSync(path)) throw new CliError(`${what} ${path}: no such file`, ExitCode.usage);
-  if (!statSync(path).isFile()) throw new CliError(`${what} ${path}: is a folder, expected a file`, ExitCode.usage);
-  return path;
 }
