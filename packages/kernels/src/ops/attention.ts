@@ -111,14 +111,14 @@ function tileRows(d: number): number {
  * Rows (queries, or keys in the dK/dV pass) per invocation, and invocations per workgroup: each
  * invocation owns ROWS_PER_LANE rows so that every tile element it loads feeds that many dot
  * products (2.3× the throughput of one row per invocation on lavapipe; 8 rows compile 5× slower
- * for another 1.3×). Workgroups of up to 32 keep the last block's idle rows few at N = 785.
+ * for another 1.3×). Workgroups of 32 invocations run the long ViT sequences 1.4× faster than 8
+ * (fewer tile loads per row); short sequences (CLIP text) take 8. Only two sizes, since each
+ * workgroup size is another pipeline to compile.
  */
 const ROWS_PER_LANE = 4;
 
 function blockLanes(n: number): number {
-  let r = 8;
-  while (r * ROWS_PER_LANE < n && r < 32) r <<= 1;
-  return r;
+  return n <= 8 * ROWS_PER_LANE ? 8 : 32;
 }
 
 const OPERAND_PARAMS = (n: string): [string, 'u32'][] => [
