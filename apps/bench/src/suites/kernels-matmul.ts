@@ -29,7 +29,8 @@ const flops = (s: Shape) => 2 * s.M * s.N * s.K;
 
 /**
  * GFLOP/s per all cores' worth of this process's CPU time over `runs` runs: on a software adapter
- * that shares its cores with other jobs, wall time understates the kernel, CPU time does not.
+ * that shares its cores with other jobs, wall time understates the kernel, CPU time does not
+ * (shown for software adapters only: a hardware adapter's work is not this process's CPU time).
  */
 function cpuNote(s: Shape, cpu: NodeJS.CpuUsage, runs: number): string {
   const sec = (cpu.user + cpu.system) / 1e6 / runs / availableParallelism();
@@ -67,14 +68,14 @@ export async function matmulRows(dev: Device, opts: SuiteOptions = {}): Promise<
         metric: 'throughput',
         value: gflops,
         unit: 'GFLOP/s',
-        note: `${(sec * 1e3).toFixed(1)} ms; ${cpuNote(s, cpu, repeats)}${kernel === chosen ? '; default here' : ''}${variantNote(dev, kernel)}`,
+        note: `${(sec * 1e3).toFixed(1)} ms${dev.info.isFallback ? `; ${cpuNote(s, cpu, repeats)}` : ''}${kernel === chosen ? '; default here' : ''}${variantNote(dev, kernel)}`,
       });
     }
     a.dispose();
     b.dispose();
   }
   if (opts.quick) return rows;
-  const tf = await tfjsRows(shapes(false));
+  const tf = await tfjsRows(shapes(false), dev.info.isFallback);
   rows.push(...tf.rows);
   const key = square(1024).label;
   const theirs = tf.gflops.get(key);
@@ -150,7 +151,7 @@ async function loadTfjs(): Promise<Tf> {
   return tf;
 }
 
-async function tfjsRows(list: Shape[]): Promise<TfjsResult> {
+async function tfjsRows(list: Shape[], software: boolean): Promise<TfjsResult> {
   const rows: Row[] = [];
   const gflops = new Map<string, number>();
   let tf: Tf;
@@ -182,7 +183,7 @@ async function tfjsRows(list: Shape[]): Promise<TfjsResult> {
     times.sort((x, y) => x - y);
     const sec = times[1]!;
     gflops.set(s.label, flops(s) / sec / 1e9);
-    rows.push({ suite: 'kernels', name: 'tfjs-webgpu tf.matMul', shape: s.label, metric: 'throughput', value: flops(s) / sec / 1e9, unit: 'GFLOP/s', note: `${(sec * 1e3).toFixed(1)} ms incl. read-back; ${cpuNote(s, cpu, 3)}` });
+    rows.push({ suite: 'kernels', name: 'tfjs-webgpu tf.matMul', shape: s.label, metric: 'throughput', value: flops(s) / sec / 1e9, unit: 'GFLOP/s', note: `${(sec * 1e3).toFixed(1)} ms incl. read-back${software ? `; ${cpuNote(s, cpu, 3)}` : ''}` });
     a.dispose();
     b.dispose();
   }
