@@ -14,21 +14,18 @@ export type { AttentionOptions } from '../ops/attention.js';
  */
 export function attentionWithLse(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): { out: Tensor; lse: Tensor } {
   const { out, lse } = launchAttention(q, k, v, opts);
-  // The rule reads the tape's own handles, so the caller may dispose q, k, v before backward.
-  let saved: Tensor[] = [];
+  // Saved tensors are pinned by the tape: the caller may dispose q, k, v (and lse) before backward.
   record(
     'attention',
     out,
     [q, k, v],
     (g) => {
-      const [sq, sk, sv, so, sl] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor];
-      const grads = launchAttentionBackward(sq, sk, sv, so, sl, g, opts);
+      const grads = launchAttentionBackward(q, k, v, out, lse, g, opts);
       const pick = (x: Tensor, gx: Tensor) => (x.requiresGrad ? gx : (gx.dispose(), null));
       return [pick(q, grads.dq), pick(k, grads.dk), pick(v, grads.dv)];
     },
     [q, k, v, out, lse],
   );
-  saved = out.node?.saved ?? [];
   return { out, lse };
 }
 

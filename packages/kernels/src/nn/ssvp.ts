@@ -19,8 +19,6 @@ export function topk(scores: Tensor, k: number): Tensor {
 export function ssvpSelect(x: Tensor, scores: Tensor, k: number): { tokens: Tensor; ids: Tensor } {
   const { tokens, ids } = launchTopKGather(x, scores, k);
   const n = scores.shape[1]!;
-  let saved: Tensor[] = [];
-  record('ssvp_select', tokens, [x], (g) => [launchTopKScatter(g, saved[0]!, n)], [ids]);
-  saved = tokens.node?.saved ?? [];
+  record('ssvp_select', tokens, [x], (g) => [launchTopKScatter(g, ids, n)], [ids]);
   return { tokens, ids };
 }

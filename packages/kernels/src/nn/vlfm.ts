@@ -12,20 +12,17 @@ export type { VlfmOptions } from '../ops/vlfm.js';
  */
 export function vlfmAttention(q0: Tensor, k0: Tensor, v0: Tensor, kt: Tensor, vt: Tensor, opts: VlfmOptions = {}): Tensor {
   const { out, probs } = launchVlfm(q0, k0, v0, kt, vt, opts);
-  let saved: Tensor[] = [];
   record(
     'vlfm_attention',
     out,
     [q0, k0, v0, kt, vt],
     (g) => {
-      const [sq0, sk0, sv0, skt, svt, sp] = saved as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
-      const r = launchVlfmBackward(sq0, sk0, sv0, skt, svt, sp, g, { ...opts, text: kt.requiresGrad || vt.requiresGrad });
+      const r = launchVlfmBackward(q0, k0, v0, kt, vt, probs, g, { ...opts, text: kt.requiresGrad || vt.requiresGrad });
       const pick = (x: Tensor, gx: Tensor | null) => (x.requiresGrad ? gx : (gx?.dispose(), null));
       return [pick(q0, r.dq0), pick(k0, r.dk0), pick(v0, r.dv0), pick(kt, r.dkt), pick(vt, r.dvt)];
     },
     [q0, k0, v0, kt, vt, probs],
   );
-  saved = out.node?.saved ?? [];
   probs.dispose();
   return out;
 }
