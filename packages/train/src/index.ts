@@ -56,3 +56,4 @@ export { type StageReport, type TrainHooks, type TrainResult, TrainingError, dec
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
 export { CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, hasCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 export { type DemoOptions, type DemoResult, demoConfig, runDemo } from './demo.js';
+export { type CheckpointFolder, type Pretrained, type PretrainedFolders, loadPretrained, openCheckpointFolder, resolvePretrained } from './pretrained.js';

@@ -1,0 +1,78 @@
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Device, Rng, noGrad, tensor } from '@mpfgvc/kernels';
+import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, VisionTransformer, parseSafetensors, readF32, vitWeightSource } from '@mpfgvc/model';
+import { loadPretrained, openCheckpointFolder, resolvePretrained } from './index.js';
+
+const fixtures = fileURLToPath(new URL('../../model/fixtures/', import.meta.url));
+const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(join(fixtures, 'tokenizer-clip-tiny.json'), 'utf8')));
+
+/** A Hub-style folder: model.safetensors plus config.json. */
+function folder(weights: string, config?: unknown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ckpt-'));
+  copyFileSync(join(fixtures, weights), join(dir, 'model.safetensors'));
+  if (config) writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+const BASE: MPFGVCConfig = {
+  vision: { imageSize: 48, patchSize: 16, width: 8, depth: 2, heads: 1, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+  text: { vocabSize: 10, contextLength: 16, width: 8, depth: 1, heads: 1, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
+  embedDim: 8,
+  numClasses: 3,
+  selectK: 2,
+  promptLength: 2,
+  superCategory: 'bird',
+  temperature: 0.07,
+  visionHeadOn: 'embedding',
+};
+
+let dev: Device;
+beforeAll(async () => {
+  dev = await testDevice();
+});
+
+describe('pretrained initialisation', () => {
+  it('takes the towers from HF ViT and CLIP folders and loads them into MP-FGVC', async () => {
+    const golden = parseSafetensors(readFileSync(join(fixtures, 'vit_hf.golden.safetensors')), 'golden');
+    const vitDir = folder('vit_hf.safetensors', JSON.parse(golden.metadata.config!));
+    const textSt = parseSafetensors(readFileSync(join(fixtures, 'text_clip_tiny.safetensors')), 'text');
+    const width = textSt.tensors.get('text_model.embeddings.token_embedding.weight')!.shape[1]!;
+    const embedDim = textSt.tensors.get('text_projection.weight')!.shape[0]!;
+    const textDir = folder('text_clip_tiny.safetensors', {
+      projection_dim: embedDim,
+      text_config: { hidden_size: width, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 4 * width, vocab_size: tokenizer.vocabSize, max_position_embeddings: 77 },
+    });
+    const p = resolvePretrained({ vision: vitDir, text: textDir }, BASE);
+    expect(p.config.vision).toMatchObject({ width: 32, depth: 3, heads: 4, patchSize: 8, imageSize: 48 });
+    expect(p.config.text).toMatchObject({ width, depth: 2, heads: 4 });
+    expect(p.config.embedDim).toBe(embedDim);
+    expect(p.preprocessing).toBeDefined();
+
+    const model = new MPFGVC(dev, new Rng(1), p.config, { classIds: tokenizer.encode('bird'), sot: tokenizer.sot, eot: tokenizer.eot });
+    loadPretrained(model, p);
+    // The image encoder equals a ViT loaded straight from the same checkpoint.
+    const vit = new VisionTransformer(dev, new Rng(2), p.config.vision);
+    vit.load(vitWeightSource(p.vision!.weights, p.config.vision), 'direct');
+    const images = tensor(dev, new Rng(3).normal(2 * 3 * 48 * 48), [2, 3, 48, 48]);
+    const a = noGrad(() => model.vision.forward(images, { ssvpK: null }).embedding);
+    const b = noGrad(() => vit.forward(images, { ssvpK: null }).embedding);
+    assertClose(await a.read(), await b.read(), { atol: 0, rtol: 0 }, 'E_V');
+    const tok = (await model.text.stateDict()).get('text_model.embeddings.token_embedding.weight')!;
+    assertClose(tok.data, readF32(textSt, 'text_model.embeddings.token_embedding.weight'), { atol: 0, rtol: 0 }, 'token embedding');
+  });
+
+  it('names the folder at fault', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'ckpt-'));
+    expect(() => openCheckpointFolder(empty)).toThrow(`${empty}: no *.safetensors file`);
+    expect(() => openCheckpointFolder(join(empty, 'nope'))).toThrow(/nope: no such folder/);
+    mkdirSync(join(empty, 'x'));
+    writeFileSync(join(empty, 'a.safetensors'), '');
+    writeFileSync(join(empty, 'b.safetensors'), '');
+    expect(() => openCheckpointFolder(empty)).toThrow(/several \*\.safetensors files \(a.safetensors, b.safetensors\)/);
+  });
+});

@@ -1,0 +1,113 @@
+// Published checkpoints as the starting point of a run: a ViT folder (timm, Hugging Face
+// `google/vit-base-patch16-224-in21k` style, or a Hugging Face CLIP model's vision tower) for the
+// image encoder and a Hugging Face CLIP folder for the text tower. A folder holds one
+// *.safetensors file (model.safetensors preferred) and optionally config.json,
+// preprocessor_config.json and tokenizer.json, as the Hub lays them out.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type ImagePreprocessing,
+  type MPFGVC,
+  type MPFGVCConfig,
+  type Safetensors,
+  WeightsError,
+  clipTextWeights,
+  detectViTFamily,
+  parsePreprocessorConfig,
+  parseSafetensors,
+  textConfigFromHf,
+  textConfigFromWeights,
+  visualProjection,
+  vitConfigFromCheckpoint,
+  vitWeightSource,
+} from '@mpfgvc/model';
+
+export interface CheckpointFolder {
+  dir: string;
+  /** The weights file's path. */
+  file: string;
+  weights: Safetensors;
+  /** A JSON file of the folder, parsed; undefined when absent. */
+  json(name: string): unknown;
+}
+
+/** Opens a checkpoint folder; errors name the folder and what is wrong with it. */
+export function openCheckpointFolder(dir: string): CheckpointFolder {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new WeightsError(`${dir}: no such folder`);
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
+  const name = files.includes('model.safetensors') ? 'model.safetensors' : files.length === 1 ? files[0] : undefined;
+  if (!name) {
+    throw new WeightsError(
+      `${dir}: ${files.length === 0 ? 'no *.safetensors file' : `several *.safetensors files (${files.join(', ')}) and no model.safetensors; sharded checkpoints are not supported`}`,
+    );
+  }
+  const json = (file: string): unknown => {
+    const p = join(dir, file);
+    if (!existsSync(p)) return undefined;
+    try {
+      return JSON.parse(readFileSync(p, 'utf8'));
+    } catch (e) {
+      throw new WeightsError(`${p}: ${(e as Error).message}`);
+    }
+  };
+  const file = join(dir, name);
+  return { dir, file, weights: parseSafetensors(new Uint8Array(readFileSync(file)), file), json };
+}
+
+export interface PretrainedFolders {
+  /** Image-encoder checkpoint folder. */
+  vision?: string;
+  /** Hugging Face CLIP folder whose text tower (and tokenizer.json) the model uses. */
+  text?: string;
+}
+
+export interface Pretrained {
+  vision?: CheckpointFolder;
+  text?: CheckpointFolder;
+  /** The architecture with the towers' shapes taken from the checkpoints. */
+  config: MPFGVCConfig;
+  /** Image preprocessing (size, mean, std) that belongs to the vision checkpoint. */
+  preprocessing?: ImagePreprocessing;
+}
+
+/**
+ * Opens the folders and fits `base` to them: the towers' widths, depths and heads come from the
+ * checkpoints; the input size, K, J and the heads stay `base`'s (position embeddings are resized
+ * when the size differs). With a CLIP vision tower the joint width is CLIP's projection width.
+ */
+export function resolvePretrained(folders: PretrainedFolders, base: MPFGVCConfig): Pretrained {
+  const out: Pretrained = { config: { ...base } };
+  if (folders.vision) {
+    const f = openCheckpointFolder(folders.vision);
+    const { family } = detectViTFamily(f.weights);
+    out.vision = f;
+    out.config.vision = vitConfigFromCheckpoint(f.weights, f.json('config.json'), { imageSize: base.vision.imageSize });
+    out.preprocessing = parsePreprocessorConfig(f.json('preprocessor_config.json') ?? {}, family, base.vision.imageSize);
+  }
+  if (folders.text) {
+    const f = openCheckpointFolder(folders.text);
+    out.text = f;
+    const cfg = f.json('config.json');
+    const spec = cfg ? textConfigFromHf(cfg, join(f.dir, 'config.json')) : textConfigFromWeights(f.weights);
+    out.config.text = spec.text;
+    out.config.embedDim = spec.embedDim;
+  }
+  return out;
+}
+
+/**
+ * Loads the checkpoints into a model built from `p.config`: the image encoder, CLIP's visual
+ * projection when the vision folder has one of the right shape, the text tower and its projection.
+ * The heads, DaTP prompts and VLFM keep their fresh initialisation.
+ */
+export function loadPretrained(model: MPFGVC, p: Pretrained): void {
+  if (p.vision) {
+    model.vision.load(vitWeightSource(p.vision.weights, model.vision.config), p.vision.file);
+    const proj = visualProjection(p.vision.weights);
+    const want = model.visualProjection.shape;
+    if (proj && proj.shape[0] === want[0] && proj.shape[1] === want[1]) model.device.upload(model.visualProjection.buffer, model.visualProjection.offset * 4, proj.weight);
+  }
+  if (p.text) model.text.load(clipTextWeights(p.text.weights), p.text.file);
+}
