@@ -37,26 +37,26 @@ export interface DemoResult {
 
 /** The demo's run configuration (also what `mpfgvc demo` records in config.json). */
 export function demoConfig(opts: DemoOptions = {}): TrainConfigInput {
-  const [e1, e2] = opts.epochs ?? [15, 10];
+  const [e1, e2] = opts.epochs ?? [60, 15];
   return {
     outDir: resolve(opts.outDir ?? 'mpfgvc-demo'),
     seed: opts.seed ?? 0,
-    data: { kind: 'synth', numClasses: opts.numClasses ?? 24, trainPerClass: 100, testPerClass: 10 },
+    data: { kind: 'synth', numClasses: opts.numClasses ?? 24, trainPerClass: 30, testPerClass: 10 },
     model: {
-      vision: { imageSize: 32, patchSize: 8, width: 64, depth: 4, heads: 4, mlpRatio: 4, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+      vision: { imageSize: 32, patchSize: 8, width: 64, depth: 4, heads: 4, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
       // From scratch the frozen text tower is a fixed random map of the DaTP tokens; a vocabulary of
       // SOT, EOT and one super-category token is all it needs.
-      text: { vocabSize: 3, contextLength: 16, width: 64, depth: 2, heads: 2, mlpRatio: 4, activation: 'quick_gelu', layerNormEps: 1e-5 },
+      text: { vocabSize: 3, contextLength: 16, width: 64, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
       embedDim: 64,
       selectK: 8,
-      promptLength: 4,
+      promptLength: 3,
       temperature: 0.07,
       visionHeadOn: 'embedding',
     },
     promptTokens: { classIds: [0], sot: 1, eot: 2 },
     stage1: { epochs: e1, batchSize: 32, optimizer: 'adamw', lr: 2e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0, augment: true },
-    stage2: { epochs: e2, batchSize: 32, optimizer: 'adamw', lr: 2e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0.1, augment: false },
-    checkpointEvery: 250,
+    stage2: { epochs: e2, batchSize: 32, optimizer: 'adamw', lr: 3e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0, augment: false },
+    checkpointEvery: 500,
     evalBatchSize: 80,
   };
 }
