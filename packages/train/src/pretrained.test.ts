@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng, noGrad, tensor } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
 import { ClipTokenizer, MPFGVC, type MPFGVCConfig, VisionTransformer, parseSafetensors, readF32, vitWeightSource } from '@mpfgvc/model';
-import { loadPretrained, openCheckpointFolder, resolvePretrained } from './index.js';
+import { loadPretrained, openCheckpointFolder, resolvePretrained, train, writeCubLayout } from './index.js';
 
 const fixtures = fileURLToPath(new URL('../../model/fixtures/', import.meta.url));
 const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(join(fixtures, 'tokenizer-clip-tiny.json'), 'utf8')));
@@ -64,6 +64,33 @@ describe('pretrained initialisation', () => {
     assertClose(await a.read(), await b.read(), { atol: 0, rtol: 0 }, 'E_V');
     const tok = (await model.text.stateDict()).get('text_model.embeddings.token_embedding.weight')!;
     assertClose(tok.data, readF32(textSt, 'text_model.embeddings.token_embedding.weight'), { atol: 0, rtol: 0 }, 'token embedding');
+  });
+
+  it('a training run starts from the checkpoints and records their shapes in its config', async () => {
+    const golden = parseSafetensors(readFileSync(join(fixtures, 'vit_hf.golden.safetensors')), 'golden');
+    const vitDir = folder('vit_hf.safetensors', JSON.parse(golden.metadata.config!));
+    const data = mkdtempSync(join(tmpdir(), 'pre-data-'));
+    await writeCubLayout(join(data, 'cub'), { numClasses: 2, trainPerClass: 2, testPerClass: 1, size: 32, seed: 1 });
+    const out = join(data, 'run');
+    await train(
+      {
+        outDir: out,
+        data: { kind: 'folder', root: join(data, 'cub'), workers: 0 },
+        model: { vision: BASE.vision, text: BASE.text, embedDim: 8, selectK: 2, promptLength: 2, temperature: 0.07, visionHeadOn: 'embedding' },
+        tokenizer: join(fixtures, 'tokenizer-clip-tiny.json'),
+        pretrained: { vision: vitDir },
+        stage1: { epochs: 0 },
+        stage2: { epochs: 0 },
+      },
+      { device: dev, log: () => undefined },
+    );
+    const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(saved.model.vision).toMatchObject({ width: 32, depth: 3, heads: 4, imageSize: 48 });
+    const model = MPFGVC.load(dev, new Uint8Array(readFileSync(join(out, 'model.safetensors'))), 'model');
+    const want = new VisionTransformer(dev, new Rng(2), saved.model.vision);
+    want.load(vitWeightSource(parseSafetensors(readFileSync(join(vitDir, 'model.safetensors')), 'vit'), saved.model.vision), 'direct');
+    const got = await model.vision.stateDict();
+    for (const [name, v] of await want.stateDict()) assertClose(got.get(name)!.data, v.data, { atol: 0, rtol: 0 }, name);
   });
 
   it('names the folder at fault', () => {

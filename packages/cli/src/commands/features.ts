@@ -1,20 +1,18 @@
 // Embeddings from published checkpoints, with no MP-FGVC training: image embeddings from any ViT
 // checkpoint folder the model package reads (timm, HF ViT, HF CLIP vision), text embeddings from an
 // HF CLIP text checkpoint folder and its tokenizer.json.
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { type Device, Rng, type Tensor, linear, noGrad, tensor } from '@mpfgvc/kernels';
 import {
   ClipTextEncoder,
   ClipTokenizer,
-  type Safetensors,
   VisionTransformer,
   WeightsError,
   clipTextWeights,
   detectViTFamily,
   parsePreprocessorConfig,
-  parseSafetensors,
   serializeSafetensors,
   textConfigFromHf,
   textConfigFromWeights,
@@ -22,6 +20,7 @@ import {
   vitConfigFromCheckpoint,
   vitWeightSource,
 } from '@mpfgvc/model';
+import { type CheckpointFolder, openCheckpointFolder } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, openDevice, prepareEvalImage } from './model-io.js';
@@ -37,32 +36,13 @@ interface FeaturesOptions extends DeviceFlags {
   json?: boolean;
 }
 
-interface Folder {
-  dir: string;
-  weights: Safetensors;
-  config?: unknown;
-  read(name: string): unknown;
-}
-
-/** A checkpoint folder: one *.safetensors file (model.safetensors preferred) and optional JSON files. */
-export function openFolder(dir: string, flag: string): Folder {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CliError(`${flag} ${dir}: no such folder`, ExitCode.usage);
-  const files = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
-  const file = files.includes('model.safetensors') ? 'model.safetensors' : files.length === 1 ? files[0] : undefined;
-  if (!file) {
-    throw new CliError(`${flag} ${dir}: ${files.length === 0 ? 'no *.safetensors file' : `several *.safetensors files (${files.join(', ')}) and no model.safetensors; sharded checkpoints are not supported`}`, ExitCode.usage);
+/** A checkpoint folder, with a missing or ambiguous one reported as a usage error naming the flag. */
+function openFolder(dir: string, flag: string): CheckpointFolder {
+  try {
+    return openCheckpointFolder(dir);
+  } catch (e) {
+    throw new CliError(`${flag} ${(e as Error).message}`, ExitCode.usage);
   }
-  const read = (name: string): unknown => {
-    const p = join(dir, name);
-    if (!existsSync(p)) return undefined;
-    try {
-      return JSON.parse(readFileSync(p, 'utf8'));
-    } catch (e) {
-      throw new CliError(`${p}: ${(e as Error).message}`);
-    }
-  };
-  const path = join(dir, file);
-  return { dir, weights: parseSafetensors(new Uint8Array(readFileSync(path)), path), config: read('config.json'), read };
 }
 
 /** (N, D) rows of an embedding matrix with their inputs. */
@@ -79,8 +59,8 @@ interface Embeddings {
 async function imageEmbeddings(dev: Device, o: FeaturesOptions, inputs: string[]): Promise<Embeddings> {
   const folder = openFolder(o.vision!, '--vision');
   const { family } = detectViTFamily(folder.weights);
-  const cfg = vitConfigFromCheckpoint(folder.weights, folder.config, o.imageSize ? { imageSize: o.imageSize } : {});
-  const pre = parsePreprocessorConfig(folder.read('preprocessor_config.json') ?? folder.config, family, cfg.imageSize);
+  const cfg = vitConfigFromCheckpoint(folder.weights, folder.json('config.json'), o.imageSize ? { imageSize: o.imageSize } : {});
+  const pre = parsePreprocessorConfig(folder.json('preprocessor_config.json') ?? folder.json('config.json'), family, cfg.imageSize);
   const vit = new VisionTransformer(dev, new Rng(0), cfg);
   vit.load(vitWeightSource(folder.weights, cfg), folder.weights.source);
   const proj = visualProjection(folder.weights);
@@ -113,9 +93,10 @@ async function imageEmbeddings(dev: Device, o: FeaturesOptions, inputs: string[]
 
 async function textEmbeddings(dev: Device, o: FeaturesOptions, inputs: string[]): Promise<Embeddings> {
   const folder = openFolder(o.text!, '--text');
-  const tokJson = folder.read('tokenizer.json');
+  const tokJson = folder.json('tokenizer.json');
   if (!tokJson) throw new CliError(`--text ${folder.dir}: no tokenizer.json (the CLIP tokenizer of the checkpoint)`, ExitCode.usage);
-  const spec = folder.config ? textConfigFromHf(folder.config, join(folder.dir, 'config.json')) : textConfigFromWeights(folder.weights);
+  const config = folder.json('config.json');
+  const spec = config ? textConfigFromHf(config, join(folder.dir, 'config.json')) : textConfigFromWeights(folder.weights);
   const tokenizer = ClipTokenizer.fromJson(tokJson, { contextLength: spec.text.contextLength, source: join(folder.dir, 'tokenizer.json') });
   const enc = new ClipTextEncoder(dev, new Rng(0), spec.text, spec.embedDim);
   enc.load(clipTextWeights(folder.weights), folder.weights.source);

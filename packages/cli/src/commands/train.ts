@@ -26,6 +26,8 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   selectK?: number;
   promptLength?: number;
   tokenizer?: string;
+  vision?: string;
+  text?: string;
   normalize: 'imagenet' | 'clip';
   seed: number;
   stage1Epochs?: number;
@@ -64,7 +66,9 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--image-size <px>', 'input side (the position embeddings follow)', intArg(8, 4096))
     .option('--select-k <k>', "SsVP's K (0 turns SsVP off)", intArg(0, 100_000))
     .option('--prompt-length <j>', "DaTP's learnable tokens per class", intArg(1, 64))
-    .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset)")
+    .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset; default: --text's tokenizer.json)")
+    .option('--vision <dir>', 'start the image encoder from a checkpoint folder (timm, HF ViT such as vit-base-patch16-224-in21k, or HF CLIP); its shapes replace the preset\'s')
+    .option('--text <dir>', "start the text tower from a Hugging Face CLIP checkpoint folder; its shapes replace the preset's")
     .addOption(new Option('--normalize <stats>', 'input normalisation').choices(['imagenet', 'clip']).default('imagenet'))
     .option('--seed <n>', 'seeds initialisation, data order and augmentation', intArg(0, 0xffffffff), 0);
   stageFlags(cmd, 1);
@@ -134,9 +138,16 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
     evalBatchSize: o.evalBatch,
     strict: Boolean(o.strict),
   };
-  if (o.tokenizer) {
-    if (!existsSync(o.tokenizer)) throw new CliError(`--tokenizer ${o.tokenizer}: no such file`, ExitCode.usage);
-    input.tokenizer = o.tokenizer;
+  for (const flag of ['vision', 'text'] as const) {
+    const dir = o[flag];
+    if (dir === undefined) continue;
+    if (!existsSync(dir)) throw new CliError(`--${flag} ${dir}: no such folder`, ExitCode.usage);
+    input.pretrained = { ...input.pretrained, [flag]: resolve(dir) };
+  }
+  const tokenizer = o.tokenizer ?? (o.text && existsSync(join(o.text, 'tokenizer.json')) ? join(o.text, 'tokenizer.json') : undefined);
+  if (tokenizer) {
+    if (!existsSync(tokenizer)) throw new CliError(`--tokenizer ${tokenizer}: no such file`, ExitCode.usage);
+    input.tokenizer = tokenizer;
   } else if (o.model === 'demo') {
     // The demo's text tower has a three-token vocabulary: super-category, SOT, EOT.
     input.promptTokens = demoConfig().promptTokens!;
@@ -192,7 +203,7 @@ export function trainError(e: unknown): never {
   const err = e as Error;
   if (err.name === 'TrainingError') throw new CliError(err.message, ExitCode.diverged);
   if (/^config: /.test(err.message)) throw new CliError(err.message, ExitCode.usage);
-  if (err.name === 'CheckpointError' || /already holds a run/.test(err.message) || /^tokenizer /.test(err.message)) throw new CliError(err.message);
+  if (err.name === 'CheckpointError' || err.name === 'WeightsError' || /already holds a run/.test(err.message) || /^tokenizer /.test(err.message)) throw new CliError(err.message);
   throw e;
 }
 

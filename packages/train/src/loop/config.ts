@@ -1,6 +1,7 @@
 // The configuration of a training run, with commented defaults. `resolveConfig` fills the
 // defaults and checks every field, naming the one at fault; the result is what a run records in
 // config.json and in each checkpoint (the "effective" configuration).
+import type { PretrainedFolders } from '../pretrained.js';
 import type { DatasetKind } from '../datasets/dataset.js';
 import type { MPFGVCConfig, PromptTokens } from '@mpfgvc/model';
 
@@ -59,6 +60,11 @@ export interface TrainConfig {
   normalization: 'imagenet' | 'clip'; // 'imagenet'
   /** A CLIP tokenizer.json giving the super-category's tokens; or give promptTokens directly. */
   tokenizer?: string;
+  /**
+   * Published checkpoints the run starts from (a ViT folder, a Hugging Face CLIP folder); their
+   * shapes replace `model.vision` / `model.text` / `model.embedDim` when the run starts.
+   */
+  pretrained?: PretrainedFolders;
   promptTokens?: PromptTokens;
   stage1: StageConfig;
   stage2: StageConfig;
@@ -148,6 +154,7 @@ export function resolveConfig(input: TrainConfigInput): TrainConfig {
     strict: input.strict ?? false,
   };
   if (input.tokenizer !== undefined) c.tokenizer = input.tokenizer;
+  if (input.pretrained?.vision || input.pretrained?.text) c.pretrained = { ...input.pretrained };
   if (input.promptTokens !== undefined) c.promptTokens = input.promptTokens;
   if (!c.tokenizer && !c.promptTokens) throw new Error('config: give tokenizer (a CLIP tokenizer.json) or promptTokens for the DaTP prompts');
   if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= 0xffffffff)) throw new Error(`config: seed must be an integer in [0, 2^32), got ${c.seed}`);

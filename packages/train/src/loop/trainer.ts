@@ -29,6 +29,7 @@ import {
 } from '@mpfgvc/kernels';
 import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, type Stage } from '@mpfgvc/model';
 import { writeFileAtomic } from '../atomic.js';
+import { type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
 import { type CheckpointRecord, type LoadedCheckpoint, type RunPosition, CHECKPOINT_FILE, CheckpointError, hasCheckpoint, readCheckpoint, serializeOptimizer, writeCheckpoint } from '../checkpoint.js';
 import { type EvalResult, confusionCsv, evaluate } from '../eval.js';
 import type { EpochPosition } from '../images/epoch-order.js';
@@ -118,6 +119,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
 
   let ckpt: LoadedCheckpoint | undefined;
   let cfg: TrainConfig;
+  let pretrained: Pretrained | undefined;
   if ('resume' in input) {
     ckpt = readCheckpoint(input.resume);
     cfg = { ...resolveConfig(ckpt.record.config as TrainConfigInput), outDir: resolve(input.resume) };
@@ -125,6 +127,12 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
   } else {
     cfg = resolveConfig(input);
     cfg.outDir = resolve(cfg.outDir);
+    if (cfg.pretrained) {
+      // The checkpoints decide the towers' shapes; the run's config records them, so a resume
+      // rebuilds the same model without reopening the folders.
+      pretrained = resolvePretrained(cfg.pretrained, { ...cfg.model, numClasses: 1, superCategory: '' });
+      cfg.model = { ...cfg.model, vision: pretrained.config.vision, text: pretrained.config.text, embedDim: pretrained.config.embedDim };
+    }
     if (hasCheckpoint(cfg.outDir)) throw new Error(`${cfg.outDir} already holds a run (${CHECKPOINT_FILE}); resume it or choose another outDir`);
     mkdirSync(cfg.outDir, { recursive: true });
     writeFileAtomic(join(cfg.outDir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
@@ -144,6 +152,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     for (const [path, reason] of Object.entries(ckpt?.record.skipped ?? {})) data.skipped.set(path, reason);
     const modelConfig: MPFGVCConfig = { ...cfg.model, numClasses: data.classes.length, superCategory: data.superCategory };
     model = ckpt ? MPFGVC.load(dev, ckpt.model, join(cfg.outDir, ckpt.record.model)) : new MPFGVC(dev, new Rng(cfg.seed), modelConfig, promptTokens(cfg, data.superCategory));
+    if (pretrained) loadPretrained(model, pretrained);
     if (ckpt && JSON.stringify(model.config) !== JSON.stringify(modelConfig)) {
       throw new CheckpointError(`${out(ckpt.record.model)}: the model's configuration differs from the run's (${JSON.stringify(model.config)} vs ${JSON.stringify(modelConfig)})`);
     }
