@@ -19,8 +19,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def save_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
+def save_safetensors(path, tensors, metadata=None):
+    header, blobs, offset = ({"__metadata__": metadata} if metadata else {}), [], 0
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous()
         dtype = {torch.float32: "F32", torch.int32: "I32"}[t.dtype]
