@@ -3,6 +3,7 @@ import type { Row } from './report.js';
 import { type SuiteOptions, kernelsSuite } from './suites/kernels.js';
 import { checkSuite } from './suites/check.js';
 import { inferSuite, textSuite, trainSuite } from './suites/model.js';
+import { peersSuite } from './suites/peers.js';
 
 export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise<Row[]>> = {
   check: checkSuite,
@@ -10,6 +11,7 @@ export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise
   train: trainSuite,
   infer: inferSuite,
   text: textSuite,
+  peers: peersSuite,
 };
 
 export async function runSuites(dev: Device, names: string[], opts: SuiteOptions = {}): Promise<Row[]> {

@@ -1,0 +1,88 @@
+// Peers measured in the same run on the same machine: a ViT training step (forward, backward,
+// AdamW) here on WebGPU and in PyTorch on the CPU, same shapes; jax-js where it runs under Node.
+// A peer that cannot run is a row with a 'missing: …' note, not a failure.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { AdamW, type Device, Rng, backward, crossEntropy, linear, tensor } from '@mpfgvc/kernels';
+import { VisionTransformer, type ViTConfig } from '@mpfgvc/model';
+import { timeGpu } from '../measure.js';
+import type { Row } from '../report.js';
+import { CONFIGS } from './model.js';
+import type { SuiteOptions } from './kernels.js';
+
+const PYTHON = '/usr/bin/python3';
+const OPENBLAS_OPENMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
+const CLASSES = 200;
+
+function script(): string | undefined {
+  // From the bundle (dist/bench.js) and from the sources (src/suites/peers.ts) alike.
+  for (const rel of ['../scripts/torch_peer.py', '../../scripts/torch_peer.py']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+async function ours(dev: Device, vision: ViTConfig, batch: number, repeats: number): Promise<number> {
+  const rng = new Rng(1);
+  const vit = new VisionTransformer(dev, rng, vision);
+  const headW = tensor(dev, rng.normal(CLASSES * vision.width, 0.01), [CLASSES, vision.width], { requiresGrad: true });
+  const headB = tensor(dev, new Float32Array(CLASSES), [CLASSES], { requiresGrad: true });
+  const opt = new AdamW([...vit.parameters(), headW, headB], { lr: 1e-4 });
+  const s = vision.imageSize;
+  const images = tensor(dev, rng.normal(batch * 3 * s * s), [batch, 3, s, s]);
+  const labels = Int32Array.from({ length: batch }, (_, i) => i % CLASSES);
+  const step = () => {
+    const loss = crossEntropy(linear(vit.forward(images, { ssvpK: null }).embedding, headW, headB), labels);
+    backward(loss);
+    opt.step();
+    opt.zeroGrad();
+    loss.dispose();
+  };
+  const sec = await timeGpu(dev, step, { warmup: 1, repeats, wallClock: true });
+  opt.dispose();
+  vit.dispose();
+  for (const t of [headW, headB, images]) t.dispose();
+  dev.trim();
+  return batch / sec;
+}
+
+function torchPeer(vision: ViTConfig, batch: number, steps: number): { value: number; note: string } {
+  const path = script();
+  if (!existsSync(PYTHON)) return { value: NaN, note: `missing: no ${PYTHON}` };
+  if (!path) return { value: NaN, note: 'missing: torch_peer.py not found beside the bench' };
+  const cfg = { imageSize: vision.imageSize, patchSize: vision.patchSize, width: vision.width, depth: vision.depth, heads: vision.heads, mlpRatio: vision.mlpRatio, classes: CLASSES, batch, steps };
+  const env = { ...process.env, OMP_NUM_THREADS: '2', ...(existsSync(OPENBLAS_OPENMP) ? { LD_LIBRARY_PATH: OPENBLAS_OPENMP } : {}) };
+  const r = spawnSync(PYTHON, [path, JSON.stringify(cfg)], { encoding: 'utf8', env, timeout: 600_000 });
+  if (r.status !== 0) {
+    const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').pop();
+    return { value: NaN, note: `missing: ${why}` };
+  }
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { imagesPerSec: number; threads: number; torch: string };
+  return { value: out.imagesPerSec, note: `PyTorch ${out.torch} CPU, ${out.threads} threads` };
+}
+
+export async function peersSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
+  const rows: Row[] = [];
+  const configs = opts.quick ? [{ ...CONFIGS.tiny!, batch: 2 }] : [CONFIGS.tiny!, CONFIGS['vit-tiny-224']!];
+  for (const cfg of configs) {
+    const v = cfg.model.vision;
+    const shape = `ViT ${v.imageSize}² patch ${v.patchSize} width ${v.width} depth ${v.depth}, B=${cfg.batch}, C=${CLASSES}`;
+    const mine = await ours(dev, v, cfg.batch, opts.quick ? 1 : 3);
+    const peer = torchPeer(v, cfg.batch, opts.quick ? 1 : 3);
+    rows.push({ suite: 'peers', name: `${cfg.name} ViT training step, WebGPU (ours)`, shape, metric: 'throughput', value: mine, unit: 'images/s', note: dev.info.name });
+    rows.push({ suite: 'peers', name: `${cfg.name} ViT training step, PyTorch`, shape, metric: 'throughput', value: peer.value, unit: 'images/s', note: peer.note });
+    rows.push({
+      suite: 'peers',
+      name: `${cfg.name} ours / PyTorch`,
+      shape,
+      metric: 'ratio',
+      value: mine / peer.value,
+      unit: '×',
+      ...(Number.isFinite(peer.value) ? {} : { note: 'missing: PyTorch did not run' }),
+    });
+  }
+  rows.push({ suite: 'peers', name: 'jax-js', shape: '-', metric: 'throughput', value: NaN, unit: '-', note: 'missing: jax-js is not wired into the bench' });
+  return rows;
+}
