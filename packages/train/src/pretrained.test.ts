@@ -69,6 +69,8 @@ describe('pretrained initialisation', () => {
   it('a training run starts from the checkpoints and records their shapes in its config', async () => {
     const golden = parseSafetensors(readFileSync(join(fixtures, 'vit_hf.golden.safetensors')), 'golden');
     const vitDir = folder('vit_hf.safetensors', JSON.parse(golden.metadata.config!));
+    // As google/vit-base-patch16-224-in21k ships it: mean and std 0.5.
+    writeFileSync(join(vitDir, 'preprocessor_config.json'), JSON.stringify({ image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], size: { height: 224, width: 224 } }));
     const data = mkdtempSync(join(tmpdir(), 'pre-data-'));
     await writeCubLayout(join(data, 'cub'), { numClasses: 2, trainPerClass: 2, testPerClass: 1, size: 32, seed: 1 });
     const out = join(data, 'run');
@@ -86,6 +88,7 @@ describe('pretrained initialisation', () => {
     );
     const saved = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(saved.model.vision).toMatchObject({ width: 32, depth: 3, heads: 4, imageSize: 48 });
+    expect(saved.normalization).toEqual({ mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
     const model = MPFGVC.load(dev, new Uint8Array(readFileSync(join(out, 'model.safetensors'))), 'model');
     const want = new VisionTransformer(dev, new Rng(2), saved.model.vision);
     want.load(vitWeightSource(parseSafetensors(readFileSync(join(vitDir, 'model.safetensors')), 'vit'), saved.model.vision), 'direct');

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Device, requestDevice } from '@mpfgvc/kernels';
 import { MPFGVC, WeightsError } from '@mpfgvc/model';
-import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type Rgb, centerCropPlan, decodeRgb, normalizeInto } from '@mpfgvc/train';
+import { type InputNormalization, type Rgb, centerCropPlan, decodeRgb, normalizationStats, normalizeInto } from '@mpfgvc/train';
 import sharp from 'sharp';
 import { CliError, ExitCode } from '../errors.js';
 import { deviceOptions } from './device-options.js';
@@ -41,7 +41,7 @@ export interface LoadedModel {
   /** Display names, by label, when the checkpoint carries them. */
   classes?: string[];
   /** The normalisation the run trained with, when the checkpoint is a run's. */
-  normalization?: NormalizationName;
+  normalization?: InputNormalization;
 }
 
 export function loadModel(dev: Device, path: string): LoadedModel {
@@ -50,7 +50,7 @@ export function loadModel(dev: Device, path: string): LoadedModel {
   try {
     const model = MPFGVC.load(dev, new Uint8Array(readFileSync(file)), file);
     const norm = runConfig?.normalization;
-    return { model, path: file, ...classNames(file, model.config.numClasses), ...(norm === 'clip' || norm === 'imagenet' ? { normalization: norm } : {}) };
+    return { model, path: file, ...classNames(file, model.config.numClasses), ...(norm ? { normalization: norm as InputNormalization } : {}) };
   } catch (e) {
     if (e instanceof WeightsError || e instanceof SyntaxError) throw new CliError(`checkpoint ${file}: ${e.message.replace(`${file}: `, '')}`);
     throw e;
@@ -69,8 +69,8 @@ function classNames(file: string, count: number): { classes?: string[] } {
 
 export type NormalizationName = 'imagenet' | 'clip';
 
-export function normalization(name: NormalizationName): { mean: Rgb; std: Rgb } {
-  return name === 'clip' ? CLIP_NORMALIZATION : IMAGENET_NORMALIZATION;
+export function normalization(n: InputNormalization): { mean: Rgb; std: Rgb } {
+  return normalizationStats(n);
 }
 
 export interface PreparedImage {

@@ -28,7 +28,7 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   tokenizer?: string;
   vision?: string;
   text?: string;
-  normalize: 'imagenet' | 'clip';
+  normalize?: 'imagenet' | 'clip';
   seed: number;
   stage1Epochs?: number;
   stage1Batch?: number;
@@ -69,7 +69,7 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset; default: --text's tokenizer.json)")
     .option('--vision <dir>', 'start the image encoder from a checkpoint folder (timm, HF ViT such as vit-base-patch16-224-in21k, or HF CLIP); its shapes replace the preset\'s')
     .option('--text <dir>', "start the text tower from a Hugging Face CLIP checkpoint folder; its shapes replace the preset's")
-    .addOption(new Option('--normalize <stats>', 'input normalisation').choices(['imagenet', 'clip']).default('imagenet'))
+    .addOption(new Option('--normalize <stats>', "input normalisation (default: the --vision checkpoint's mean/std, else imagenet)").choices(['imagenet', 'clip']))
     .option('--seed <n>', 'seeds initialisation, data order and augmentation', intArg(0, 0xffffffff), 0);
   stageFlags(cmd, 1);
   stageFlags(cmd, 2);
@@ -130,7 +130,7 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
     seed: o.seed,
     data,
     model,
-    normalization: o.normalize,
+    ...(o.normalize ? { normalization: o.normalize } : {}),
     stage1: stage(1),
     stage2: stage(2),
     checkpointEvery: o.checkpointEvery,

@@ -14,6 +14,15 @@ export const CLIP_NORMALIZATION: { mean: Rgb; std: Rgb } = {
   std: [0.26862954, 0.26130258, 0.27577711],
 };
 
+/** Input normalisation: by name, or the mean and std a checkpoint's preprocessor config gives. */
+export type InputNormalization = 'imagenet' | 'clip' | { mean: Rgb; std: Rgb };
+
+export function normalizationStats(n: InputNormalization): { mean: Rgb; std: Rgb } {
+  if (n === 'imagenet') return IMAGENET_NORMALIZATION;
+  if (n === 'clip') return CLIP_NORMALIZATION;
+  return n;
+}
+
 export interface ImageConfig {
   /** Output side S: images are (3, S, S). */
   size: number;

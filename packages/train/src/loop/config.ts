@@ -1,6 +1,7 @@
 // The configuration of a training run, with commented defaults. `resolveConfig` fills the
 // defaults and checks every field, naming the one at fault; the result is what a run records in
 // config.json and in each checkpoint (the "effective" configuration).
+import type { InputNormalization } from '../images/preprocess.js';
 import type { PretrainedFolders } from '../pretrained.js';
 import type { DatasetKind } from '../datasets/dataset.js';
 import type { MPFGVCConfig, PromptTokens } from '@mpfgvc/model';
@@ -57,7 +58,8 @@ export interface TrainConfig {
   data: DataConfig;
   /** The model; numClasses and superCategory come from the dataset. */
   model: Omit<MPFGVCConfig, 'numClasses' | 'superCategory'>;
-  normalization: 'imagenet' | 'clip'; // 'imagenet'
+  /** 'imagenet' (default), 'clip', or a checkpoint's {mean, std} (a pretrained vision folder's, when not given). */
+  normalization: InputNormalization;
   /** A CLIP tokenizer.json giving the super-category's tokens; or give promptTokens directly. */
   tokenizer?: string;
   /**
@@ -164,6 +166,10 @@ export function resolveConfig(input: TrainConfigInput): TrainConfig {
   for (const k of ['logEvery', 'evalBatchSize'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] >= 1)) throw new Error(`config: ${k} must be a positive integer, got ${c[k]}`);
   }
-  if (c.normalization !== 'imagenet' && c.normalization !== 'clip') throw new Error(`config: normalization must be 'imagenet' or 'clip', got ${JSON.stringify(c.normalization)}`);
+  const n = c.normalization;
+  const rgb = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+  if (n !== 'imagenet' && n !== 'clip' && !(typeof n === 'object' && n !== null && rgb(n.mean) && rgb(n.std) && n.std.every((x) => x > 0))) {
+    throw new Error(`config: normalization must be 'imagenet', 'clip' or {mean: [r, g, b], std: [r, g, b]} with positive std, got ${JSON.stringify(n)}`);
+  }
   return c;
 }

@@ -6,7 +6,7 @@ import { type Dataset, type Sample } from '../datasets/dataset.js';
 import { openDataset } from '../datasets/open.js';
 import { type EpochPosition, EpochOrder } from '../images/epoch-order.js';
 import { ImageLoader } from '../images/loader.js';
-import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, imageConfig } from '../images/preprocess.js';
+import { type InputNormalization, imageConfig, normalizationStats } from '../images/preprocess.js';
 import { sampleRng } from '../images/streams.js';
 import { makeSynthBirds } from '../synth/dataset.js';
 import type { DataConfig } from './config.js';
@@ -41,7 +41,7 @@ export interface RunData {
 
 export interface OpenDataOptions {
   imageSize: number;
-  normalization: 'imagenet' | 'clip';
+  normalization: InputNormalization;
   seed: number;
   strict: boolean;
   /** The image worker's entry (tests running from TypeScript source bundle their own). */
@@ -84,7 +84,7 @@ function mirrorInto(src: Float32Array, size: number, out: Float32Array, offset: 
 }
 
 function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOptions): RunData {
-  const norm = opts.normalization === 'clip' ? CLIP_NORMALIZATION : IMAGENET_NORMALIZATION;
+  const norm = normalizationStats(opts.normalization);
   const ds = makeSynthBirds({ seed: cfg.seed, numClasses: cfg.numClasses, trainPerClass: cfg.trainPerClass, testPerClass: cfg.testPerClass, size: opts.imageSize, normalize: norm });
   const rowSize = 3 * opts.imageSize * opts.imageSize;
   const train = { rows: ds.train.chw!, rowSize, labels: ds.train.labels };
@@ -106,7 +106,7 @@ function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOp
 
 function folderData(cfg: Extract<DataConfig, { kind: 'folder' }>, opts: OpenDataOptions): RunData {
   const ds: Dataset = openDataset(cfg.format, cfg.root, cfg.superCategory === undefined ? {} : { superCategory: cfg.superCategory });
-  const norm = opts.normalization === 'clip' ? CLIP_NORMALIZATION : IMAGENET_NORMALIZATION;
+  const norm = normalizationStats(opts.normalization);
   const loaders = new Set<ImageLoader>();
   const data: RunData = {
     classes: ds.classes,

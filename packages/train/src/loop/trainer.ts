@@ -132,6 +132,8 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
       // rebuilds the same model without reopening the folders.
       pretrained = resolvePretrained(cfg.pretrained, { ...cfg.model, numClasses: 1, superCategory: '' });
       cfg.model = { ...cfg.model, vision: pretrained.config.vision, text: pretrained.config.text, embedDim: pretrained.config.embedDim };
+      // The vision checkpoint's own statistics (ViT-in21k: 0.5/0.5) unless the caller chose.
+      if (input.normalization === undefined && pretrained.preprocessing) cfg.normalization = { mean: pretrained.preprocessing.mean, std: pretrained.preprocessing.std };
     }
     if (hasCheckpoint(cfg.outDir)) throw new Error(`${cfg.outDir} already holds a run (${CHECKPOINT_FILE}); resume it or choose another outDir`);
     mkdirSync(cfg.outDir, { recursive: true });
