@@ -100,3 +100,34 @@ export function vec4Width(...values: number[]): 1 | 4 {
 export function floatType(width: 1 | 4): 'f32' | 'vec4<f32>' {
   return width === 4 ? 'vec4<f32>' : 'f32';
 }
+
+/**
+ * Tree reductions over the workgroup (WG_X a power of two), returning the result to every
+ * invocation: wg_sum, wg_sum2 (two sums at once), wg_max. They hold barriers, so call them in
+ * uniform control flow only; the trailing barrier lets the next reduction reuse the scratch array.
+ */
+export const WORKGROUP_REDUCE_WGSL = `
+var<workgroup> red: array<vec2<f32>, WG_X>;
+fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wg_sum(v: f32, lid: u32) -> f32 { return wg_sum2(vec2<f32>(v, 0.0), lid).x; }
+fn wg_max(v: f32, lid: u32) -> f32 {
+  red[lid] = vec2<f32>(v, 0.0);
+  workgroupBarrier();
+  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid].x = max(red[lid].x, red[lid + s].x); }
+    workgroupBarrier();
+  }
+  let r = red[0].x;
+  workgroupBarrier();
+  return r;
+}`;

@@ -7,9 +7,9 @@
 // the mean loss is NaN, and its row of the gradient is NaN; the run cannot silently train on it.
 // The NaN comes in as a parameter (p.nan) because a WGSL constant expression may not be NaN.
 // Hosts that hold the labels check them before upload (see nn/loss.ts).
-import { type KernelSpec, LINEAR_INDEX, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
 import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
-import { ROW_ARGS, ROW_INDEX, ROW_REDUCE_WGSL, dense, release, rowWorkgroup, rowsOf } from './row.js';
+import { ROW_ARGS, ROW_INDEX, dense, release, rowWorkgroup, rowsOf } from './row.js';
 
 const f32 = (name: string, access: 'read' | 'read_write' = 'read') => ({ name, access, type: 'array<f32>' });
 
@@ -19,7 +19,7 @@ function crossEntropyRowsSpec(wg: number): KernelSpec {
     storage: [f32('X'), { name: 'Labels', access: 'read', type: 'array<i32>' }, f32('Loss', 'read_write'), f32('Stats', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['smoothing', 'f32'], ['nan', 'f32'], ['off_x', 'u32'], ['off_l', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};
@@ -58,7 +58,7 @@ const MEAN_SPEC: KernelSpec = {
   storage: [f32('Loss'), f32('Out', 'read_write')],
   params: [['rows', 'u32']],
   workgroupSize: [MEAN_WG],
-  code: `${ROW_REDUCE_WGSL}
+  code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let lid = lid3.x;

@@ -2,9 +2,9 @@
 // One workgroup per row; LayerNorm's weight and bias gradients are reduced over rows in two passes
 // (per-chunk partial sums with one invocation per column, then a sum over chunks) so that many
 // rows spread over many workgroups.
-import { type KernelSpec, grid1d } from '../kernel.js';
+import { type KernelSpec, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
 import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
-import { ROW_ARGS, ROW_INDEX, ROW_REDUCE_WGSL, dense, release, rowWorkgroup, rowsOf } from './row.js';
+import { ROW_ARGS, ROW_INDEX, dense, release, rowWorkgroup, rowsOf } from './row.js';
 
 const f32 = (name: string, access: 'read' | 'read_write' = 'read') => ({ name, access, type: 'array<f32>' });
 
@@ -14,7 +14,7 @@ function layerNormSpec(wg: number): KernelSpec {
     storage: [f32('X'), f32('W'), f32('B'), f32('Y', 'read_write'), f32('Mean', 'read_write'), f32('Rstd', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['eps', 'f32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_b', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};
@@ -47,7 +47,7 @@ function layerNormDxSpec(wg: number): KernelSpec {
     storage: [f32('G'), f32('X'), f32('W'), f32('Mean'), f32('Rstd'), f32('DX', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};
@@ -236,7 +236,7 @@ function l2NormalizeSpec(wg: number): KernelSpec {
     storage: [f32('X'), f32('Y', 'read_write'), f32('Norm', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['eps', 'f32'], ['off_x', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};
@@ -263,7 +263,7 @@ function l2NormalizeBackwardSpec(wg: number): KernelSpec {
     storage: [f32('G'), f32('X'), f32('Norm'), f32('DX', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['eps', 'f32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_n', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};

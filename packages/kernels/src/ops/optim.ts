@@ -2,7 +2,7 @@
 // gradient norm with clipping. The norm stays on the GPU: per-tensor partial sums of squares,
 // one final reduction into a scalar, and a scaling kernel that reads the norm from that buffer,
 // so clipping costs no read-back and no pipeline stall.
-import { type KernelSpec, LINEAR_INDEX, floatType, grid1d, vec4Width } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, floatType, grid1d, vec4Width } from '../kernel.js';
 import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
@@ -181,7 +181,7 @@ function sumsqSpec(width: 1 | 4): KernelSpec {
     ],
     workgroupSize: [WG],
     code: `
-var<workgroup> partial: array<f32, WG_X>;
+${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let chunk = wid.x + wid.y * nwg.x;
@@ -193,13 +193,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let x = X[p.off + i];
     acc += ${width === 4 ? 'dot(x, x)' : 'x * x'};
   }
-  partial[lid.x] = acc;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u) { Partials[p.base + chunk] = partial[0]; }
+  let total = wg_sum(acc, lid.x);
+  if (lid.x == 0u) { Partials[p.base + chunk] = total; }
 }`,
   };
 }
@@ -214,18 +209,13 @@ const NORM_FINAL: KernelSpec = {
   params: [['n', 'u32']],
   workgroupSize: [WG],
   code: `
-var<workgroup> partial: array<f32, WG_X>;
+${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   var acc = 0.0;
   for (var i = lid.x; i < p.n; i += WG_X) { acc += Partials[i]; }
-  partial[lid.x] = acc;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u) { Norm[0] = sqrt(partial[0]); }
+  let total = wg_sum(acc, lid.x);
+  if (lid.x == 0u) { Norm[0] = sqrt(total); }
 }`,
 };
 

@@ -1,6 +1,6 @@
 // Sum over any set of axes of a strided tensor. Each output element sums R inputs: one invocation
 // per output when R is small; one workgroup per output with a tree reduction when R is large.
-import { type KernelSpec, LINEAR_INDEX, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { MAX_RANK, coalesce } from './layout.js';
 
@@ -27,7 +27,7 @@ function indexFns(): string {
 function spec(perRow: boolean): KernelSpec {
   const body = perRow
     ? `
-var<workgroup> partial: array<f32, WG_X>;
+${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let o = wid.x + wid.y * nwg.x;
@@ -35,13 +35,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let base = kept_at(o);
   var acc = 0.0;
   for (var r = lid.x; r < p.n_red; r += WG_X) { acc += X[base + red_at(r)]; }
-  partial[lid.x] = acc;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { partial[lid.x] += partial[lid.x + s]; }
-    workgroupBarrier();
-  }
-  if (lid.x == 0u) { Out[o] = partial[0]; }
+  let total = wg_sum(acc, lid.x);
+  if (lid.x == 0u) { Out[o] = total; }
 }`
     : `
 @compute @workgroup_size(WG_X)

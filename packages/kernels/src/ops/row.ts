@@ -1,6 +1,6 @@
 // What the row-wise kernels (normalisation, softmax, losses) share: they run one workgroup per row
-// of the last axis and reduce within it through workgroup memory, with no subgroup operations so
-// that every adapter runs them.
+// of the last axis and reduce within it through workgroup memory (kernel.ts WORKGROUP_REDUCE_WGSL),
+// with no subgroup operations so that every adapter runs them.
 import { type Tensor, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
@@ -21,37 +21,6 @@ export const ROW_INDEX = 'wid.x + wid.y * nwg.x';
 /** The builtins a row kernel's `main` takes. */
 export const ROW_ARGS =
   '@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>';
-
-/**
- * Tree reductions over the workgroup, returning the result to every invocation. They hold
- * barriers, so call them in uniform control flow only; the trailing barrier lets the next
- * reduction reuse the scratch array.
- */
-export const ROW_REDUCE_WGSL = `
-var<workgroup> red: array<vec2<f32>, WG_X>;
-fn wg_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn wg_sum(v: f32, lid: u32) -> f32 { return wg_sum2(vec2<f32>(v, 0.0), lid).x; }
-fn wg_max(v: f32, lid: u32) -> f32 {
-  red[lid] = vec2<f32>(v, 0.0);
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid].x = max(red[lid].x, red[lid + s].x); }
-    workgroupBarrier();
-  }
-  let r = red[0].x;
-  workgroupBarrier();
-  return r;
-}`;
 
 /** Rows and width of a tensor normalised over its last axis; throws unless it is f32 with a non-empty last axis. */
 export function rowsOf(op: string, x: Tensor): { rows: number; n: number } {

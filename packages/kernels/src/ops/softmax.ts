@@ -1,8 +1,8 @@
 // Softmax and log-softmax over the last axis, forward and backward; one workgroup per row. Both
 // shift by the row maximum first, so large logits neither overflow nor lose the small ones.
-import { type KernelSpec, grid1d } from '../kernel.js';
+import { type KernelSpec, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
 import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
-import { ROW_ARGS, ROW_INDEX, ROW_REDUCE_WGSL, dense, release, rowWorkgroup, rowsOf } from './row.js';
+import { ROW_ARGS, ROW_INDEX, dense, release, rowWorkgroup, rowsOf } from './row.js';
 
 export type SoftmaxKind = 'softmax' | 'log_softmax';
 
@@ -16,7 +16,7 @@ function forwardSpec(kind: SoftmaxKind, wg: number): KernelSpec {
     storage: [f32('X'), f32('Y', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['off_x', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};
@@ -44,7 +44,7 @@ function backwardSpec(kind: SoftmaxKind, wg: number): KernelSpec {
     storage: [f32('G'), f32('Y'), f32('DX', 'read_write')],
     params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_y', 'u32']],
     workgroupSize: [wg],
-    code: `${ROW_REDUCE_WGSL}
+    code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
 fn main(${ROW_ARGS}) {
   let row = ${ROW_INDEX};

@@ -3,7 +3,7 @@
 // C+1 scaled scores, weighted sum of the values. The forward keeps the probabilities (B, C+1),
 // a few KiB, for backward. Backward is two passes: per image (dQ0, dK0, dV0 and dS), then per
 // text row (dKt, dVt summed over the batch in a fixed order: deterministic without float atomics).
-import type { KernelSpec } from '../kernel.js';
+import { type KernelSpec, WORKGROUP_REDUCE_WGSL } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
 
@@ -12,31 +12,6 @@ const WG = 256;
 export const VLFM_MAX_DIM = 4096;
 
 const ROWS = (names: string[]): [string, 'u32'][] => names.flatMap((n): [string, 'u32'][] => [[`${n}_off`, 'u32'], [`${n}_s`, 'u32']]);
-
-const REDUCE_WGSL = `
-var<workgroup> red: array<f32, WG_X>;
-fn reduce_max(x: f32, lid: u32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn reduce_sum(x: f32, lid: u32) -> f32 {
-  red[lid] = x;
-  workgroupBarrier();
-  for (var s = WG_X / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}`;
 
 const FORWARD: KernelSpec = {
   name: 'vlfm_forward',
@@ -51,7 +26,7 @@ const FORWARD: KernelSpec = {
   ],
   params: [['c', 'u32'], ['dim', 'u32'], ['scale', 'f32'], ...ROWS(['q0', 'k0', 'v0', 'kt', 'vt'])],
   workgroupSize: [WG],
-  code: `${REDUCE_WGSL}
+  code: `${WORKGROUP_REDUCE_WGSL}
 var<workgroup> qs: array<f32, ${VLFM_MAX_DIM}>;
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -74,14 +49,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     P[prow + i] = s;
     m = max(m, s);
   }
-  m = reduce_max(m, lid.x);
+  m = wg_max(m, lid.x);
   var l = 0.0;
   for (var i = lid.x; i < n; i += WG_X) {
     let pe = exp(P[prow + i] - m);
     P[prow + i] = pe;
     l += pe;
   }
-  l = reduce_sum(l, lid.x);
+  l = wg_sum(l, lid.x);
   let inv = 1.0 / l;
   for (var i = lid.x; i < n; i += WG_X) { P[prow + i] *= inv; }
   storageBarrier();
@@ -111,7 +86,7 @@ const BACKWARD_IMAGE: KernelSpec = {
   ],
   params: [['c', 'u32'], ['dim', 'u32'], ['scale', 'f32'], ...ROWS(['q0', 'k0', 'v0', 'kt', 'vt', 'g'])],
   workgroupSize: [WG],
-  code: `${REDUCE_WGSL}
+  code: `${WORKGROUP_REDUCE_WGSL}
 var<workgroup> gs: array<f32, ${VLFM_MAX_DIM}>;
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -134,7 +109,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     DS[prow + i] = dp;
     delta += P[prow + i] * dp;
   }
-  delta = reduce_sum(delta, lid.x);
+  delta = wg_sum(delta, lid.x);
   // dS_i = P_i (dP_i − delta), with the score scale folded in.
   for (var i = lid.x; i < n; i += WG_X) { DS[prow + i] = P[prow + i] * (DS[prow + i] - delta) * p.scale; }
   storageBarrier();
