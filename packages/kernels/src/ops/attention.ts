@@ -155,6 +155,12 @@ const MASKED = '-1.0e30';
 // not unroll them either.)
 const range = (n: number) => [...Array(n).keys()];
 
+/** WGSL: `a`'s dot products with the four tile rows `v<o>`..`v<o+3>`, as a vec4. */
+const dots = (a: string, v: string, o: number) => `vec4<f32>(${range(4).map((t) => `dot(${a}, ${v}${o + t})`).join(', ')})`;
+
+/** Joins `f(r)` over the `rpl` rows one invocation owns. */
+const eachRow = (rpl: number) => (f: (r: number) => string, sep = '\n') => range(rpl).map(f).join(sep);
+
 /**
  * WGSL: `let <v>0..<v>7` = element c of tile rows g..g+7. With a fixed subgroup of 8 each lane
  * loads one row and the others get it by subgroupBroadcast: one gather and eight shuffles instead
@@ -200,10 +206,8 @@ function headerConsts(d: number, tile: number): string {
 
 function forwardSpec(d: number, bc: number, br: number, rpl: number, sg: boolean): KernelSpec {
   const d4 = Math.ceil(d / 4);
-  const R = range(rpl);
-  const each = (f: (r: number) => string, sep = '\n') => R.map(f).join(sep);
+  const each = eachRow(rpl);
   const keyRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
-  const dots = (r: number, o: number) => `vec4<f32>(${range(4).map((t) => `dot(qr${r}, k${o + t})`).join(', ')})`;
   return {
     name: 'attention_forward',
     variant: `d${d}_bc${bc}_r${rpl}${sg ? '_sg8' : ''}`,
@@ -259,7 +263,7 @@ ${loadTile('Vs', 'V', 'v_at', 'BT', 'nj')}
 ${each((r) => `      var sa${r} = vec4<f32>(0.0);\n      var sb${r} = vec4<f32>(0.0);`)}
       for (var c = 0u; c < p.d4; c++) {
 ${keyRegs('Ks', 'k')}
-${each((r) => `          let qr${r} = q[${r}u * D4 + c];\n          sa${r} += ${dots(r, 0)};\n          sb${r} += ${dots(r, 4)};`)}
+${each((r) => `          let qr${r} = q[${r}u * D4 + c];\n          sa${r} += ${dots(`qr${r}`, 'k', 0)};\n          sb${r} += ${dots(`qr${r}`, 'k', 4)};`)}
       }
       let ja = vec4<u32>(j0 + g) + vec4<u32>(0u, 1u, 2u, 3u);
       let jb = ja + vec4<u32>(4u);
@@ -301,10 +305,8 @@ ${each(
 
 function backwardQuerySpec(d: number, bc: number, br: number, rpl: number, sg: boolean): KernelSpec {
   const d4 = Math.ceil(d / 4);
-  const R = range(rpl);
-  const each = (f: (r: number) => string, sep = '\n') => R.map(f).join(sep);
+  const each = eachRow(rpl);
   const tileRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
-  const dots = (a: string, v: string, o: number) => `vec4<f32>(${range(4).map((t) => `dot(${a}, ${v}${o + t})`).join(', ')})`;
   return {
     name: 'attention_backward_dq',
     variant: `d${d}_bc${bc}_r${rpl}${sg ? '_sg8' : ''}`,
@@ -426,10 +428,8 @@ ${storeRow('DQ', 'da', 'dq', ' * p.scale', d).replace(/dq\[c\]/g, `dq[${r}u * D4
 
 function backwardKeySpec(d: number, bq: number, br: number, rpl: number, sg: boolean): KernelSpec {
   const d4 = Math.ceil(d / 4);
-  const R = range(rpl);
-  const each = (f: (r: number) => string, sep = '\n') => R.map(f).join(sep);
+  const each = eachRow(rpl);
   const tileRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
-  const dots = (a: string, v: string, o: number) => `vec4<f32>(${range(4).map((t) => `dot(${a}, ${v}${o + t})`).join(', ')})`;
   return {
     name: 'attention_backward_dkv',
     variant: `d${d}_bq${bq}_r${rpl}${sg ? '_sg8' : ''}`,
