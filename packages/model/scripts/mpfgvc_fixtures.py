@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 import text_fixtures as text
 import vit_fixtures as vit
-from vlfm_fixtures import VLFM, save_safetensors
+from safetensors_io import save
+from vlfm_fixtures import VLFM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 C, J, TAU, VOCAB = 3, 2, 0.07, 50
@@ -99,7 +100,7 @@ def main():
         out[f"grad.vlfm.{ours}.bias"] = layer.bias.grad
     tensors = {k: (v.detach().float() if v.dtype == torch.float64 else v.detach()) for k, v in out.items()}
     meta = {"config": json.dumps(CONFIG), "tokens": json.dumps({"classIds": CLASS_IDS, "sot": SOT, "eot": EOT})}
-    save_safetensors(os.path.join(HERE, "..", "fixtures", "mpfgvc.safetensors"), tensors, meta)
+    save(os.path.join(HERE, "..", "fixtures", "mpfgvc.safetensors"), tensors, meta)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ Run: LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OMP_NUM_THREADS=1
 
 import json
 import os
-import struct
 import unicodedata
 from collections import Counter
 
 import torch
+
+from safetensors_io import save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "fixtures")
@@ -329,24 +330,6 @@ def text_features(w, embeds, eot):
     return pooled @ w["text_projection.weight"].T
 
 
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for k in sorted(tensors):
-        t = tensors[k]
-        dtype = {torch.float32: "F32", torch.int32: "I32"}[t.dtype]
-        raw = t.contiguous().numpy().tobytes()
-        header[k] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":"))
-    h += " " * ((8 - (len(h) + 8) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h.encode())
-        for b in blobs:
-            f.write(b)
-
-
 def main():
     torch.set_default_dtype(torch.float64)
     os.makedirs(OUT, exist_ok=True)
@@ -401,7 +384,7 @@ def main():
             "datp.grad_x": f32(x.grad),
         }
     )
-    write_safetensors(os.path.join(OUT, "text_clip_tiny.safetensors"), out)
+    save(os.path.join(OUT, "text_clip_tiny.safetensors"), out)
     print(f"DaTP length {L} (class tokens {cls}), |T| {T.abs().max().item():.3f}")
 
 

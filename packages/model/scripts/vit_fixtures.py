@@ -25,39 +25,16 @@ Run (Debian's torch): LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp 
 import json
 import math
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from safetensors_io import save
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 WIDTH, DEPTH, HEADS, PATCH, IMAGE, MLP, CHANNELS, BATCH, K = 32, 3, 4, 8, 32, 128, 3, 2, 3
 PROJ = 24  # CLIP's joint width for visual_projection
-
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int32: "I32"}
-
-
-def save(path, tensors, metadata=None):
-    """safetensors: 8-byte LE header length, JSON header (sorted keys, padded to 8), raw LE data."""
-    header, blobs, offset = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":"))
-    text += " " * ((8 - (len(text) + 8) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text.encode())
-        for b in blobs:
-            f.write(b)
-    print(f"wrote {path} ({8 + len(text) + offset} bytes)")
-
 
 def quick_gelu(x):
     return x * torch.sigmoid(1.702 * x)

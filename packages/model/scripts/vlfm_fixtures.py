@@ -7,34 +7,16 @@ The module as the paper describes it: position-wise 1x1 convolutions over the C+
 Run: LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp /usr/bin/python3 scripts/vlfm_fixtures.py
 Writes fixtures/vlfm.safetensors.
 """
-import json
 import math
 import os
-import struct
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from safetensors_io import save
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def save_safetensors(path, tensors, metadata=None):
-    header, blobs, offset = ({"__metadata__": metadata} if metadata else {}), [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        dtype = {torch.float32: "F32", torch.int32: "I32"}[t.dtype]
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - (len(h) + 8) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 class VLFM(nn.Module):
@@ -84,7 +66,7 @@ def main():
         out[f"param.{ours}.bias"] = layer.bias
         out[f"grad.{ours}.weight"] = layer.weight.grad.reshape(w.shape)
         out[f"grad.{ours}.bias"] = layer.bias.grad
-    save_safetensors(os.path.join(HERE, "..", "fixtures", "vlfm.safetensors"), {k: (v.float() if v.dtype == torch.float64 else v) for k, v in out.items()})
+    save(os.path.join(HERE, "..", "fixtures", "vlfm.safetensors"), {k: (v.float() if v.dtype == torch.float64 else v) for k, v in out.items()})
 
 
 if __name__ == "__main__":
