@@ -97,6 +97,23 @@ export async function listAdapters(): Promise<{ backend: string; name: string }[
   return out;
 }
 
+/**
+ * A further Dawn instance that offers only the adapter `info` describes (Node only), loaded the
+ * way ours is (MPFGVC_DAWN_NODE or npm `webgpu`): other WebGPU libraries measured beside ours get it
+ * as their `navigator.gpu` and so run on the same adapter. Kept referenced like ours.
+ */
+export async function dawnInstance(info: AdapterInfo): Promise<GPU> {
+  if (!isNode()) throw new AdapterError('dawnInstance: Dawn runs in Node only; in browsers use navigator.gpu');
+  const d = await loadDawn();
+  const available = await listAdapters();
+  if (!available.some((a) => a.name === info.name && a.backend === info.backend)) {
+    throw new AdapterError(`dawnInstance: adapter '${info.name}' (${info.backend}) is not among Dawn's adapters: ${describeAdapters(available)}`);
+  }
+  const gpu = d.create([`backend=${info.backend}`, `adapter=${info.name}`]);
+  liveInstances.push(gpu);
+  return gpu;
+}
+
 function describeAdapters(list: { backend: string; name: string }[]): string {
   return list.length ? list.map((a) => `${a.backend}: ${a.name}`).join('; ') : 'none';
 }

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, GPUValidationError, type KernelSpec, LINEAR_INDEX, empty, grid1d, kernelSource, requestDevice, scope, sizeClass, tensor } from './index.js';
+import { type Device, GPUValidationError, type KernelSpec, LINEAR_INDEX, dawnInstance, empty, grid1d, kernelSource, requestDevice, scope, sizeClass, tensor } from './index.js';
 import { testDevice } from './testing/index.js';
 
 let dev: Device;
@@ -36,6 +36,12 @@ describe('device', () => {
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/^no WebGPU adapter matches adapter=no-such-gpu-xyz; available: \S+/);
     expect((err as Error).message).not.toContain('\n');
+  });
+
+  it('opens a further Dawn instance over the same adapter for libraries measured beside ours', async () => {
+    const adapter = await (await dawnInstance(dev.info)).requestAdapter();
+    expect(adapter?.info.description).toBe(dev.ctx.adapter.info.description);
+    expect(adapter?.info.device).toBe(dev.ctx.adapter.info.device);
   });
 });
 
