@@ -1,4 +1,6 @@
-// Bundles the benchmark app into one file; Dawn's native module (npm `webgpu`) stays external.
+// Bundles the benchmark app into one file, the WebGPU peers (tfjs, jax-js) included so that a
+// machine with only Node and Dawn runs them too; Dawn's native module (npm `webgpu`) stays external,
+// and so does node-fetch, which tfjs-core loads only where Node has no fetch (before Node 18).
 import { build } from 'esbuild';
 import { chmodSync } from 'node:fs';
 
@@ -9,7 +11,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['webgpu', 'sharp'],
+  external: ['webgpu', 'sharp', 'node-fetch'],
   banner: { js: "#!/usr/bin/env node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   sourcemap: true,
   logLevel: 'warning',

@@ -1,6 +1,7 @@
-// Peers measured in the same run on the same machine: a ViT training step (forward, backward,
-// AdamW) here on WebGPU and in PyTorch on the CPU, same shapes; jax-js where it runs under Node.
-// A peer that cannot run is a row with a 'missing: …' note, not a failure.
+// Peers measured in the same run on the same machine: matmul here and in tfjs and jax-js on the same
+// adapter (peers-matmul.ts), and a ViT training step (forward, backward, AdamW) here on WebGPU and
+// in PyTorch on the CPU, same shapes. A peer that cannot run is a row with a 'missing: …' note, not
+// a failure.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,7 @@ import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import { CONFIGS } from './model.js';
 import type { SuiteOptions } from './kernels.js';
+import { peerMatmulRows } from './peers-matmul.js';
 
 const PYTHON = '/usr/bin/python3';
 const OPENBLAS_OPENMP = '/usr/lib/x86_64-linux-gnu/openblas-openmp';
@@ -64,7 +66,7 @@ function torchPeer(vision: ViTConfig, batch: number, steps: number): { value: nu
 }
 
 export async function peersSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
-  const rows: Row[] = [];
+  const rows = await peerMatmulRows(dev, opts);
   const configs = opts.quick ? [{ ...CONFIGS.tiny!, batch: 2 }] : [CONFIGS.tiny!, CONFIGS['vit-tiny-224']!];
   for (const cfg of configs) {
     const v = cfg.model.vision;
@@ -83,6 +85,5 @@ export async function peersSuite(dev: Device, opts: SuiteOptions = {}): Promise<
       ...(Number.isFinite(peer.value) ? {} : { note: 'missing: PyTorch did not run' }),
     });
   }
-  rows.push({ suite: 'peers', name: 'jax-js', shape: '-', metric: 'throughput', value: NaN, unit: '-', note: 'missing: jax-js is not wired into the bench' });
   return rows;
 }
