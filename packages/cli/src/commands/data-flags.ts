@@ -14,6 +14,7 @@ export interface DataFlags {
   perClass: number;
   testPerClass: number;
   dataSeed: number;
+  fresh?: boolean;
 }
 
 export const DATA_KINDS = ['synth', 'auto', ...(Object.keys(DATASET_NAMES) as DatasetKind[])];
@@ -27,14 +28,15 @@ export function withDataFlags(cmd: Command): Command {
     .option('--classes <n>', `synthetic birds: subcategories (2-${MAX_BIRD_CLASSES})`, intArg(2, MAX_BIRD_CLASSES), 24)
     .option('--per-class <n>', 'synthetic birds: training images per class', intArg(1, 100_000), 30)
     .option('--test-per-class <n>', 'synthetic birds: test images per class', intArg(1, 100_000), 10)
-    .option('--data-seed <n>', 'synthetic birds: seed of the images', intArg(0, 0xffffffff), 0);
+    .option('--data-seed <n>', 'synthetic birds: seed of the images', intArg(0, 0xffffffff), 0)
+    .option('--fresh', 'synthetic birds: every epoch after the first trains on newly generated images');
 }
 
 /** The loop's data configuration, with the dataset opened once to fail early with one line. */
 export function dataConfig(o: DataFlags): { config: DataConfig; trainCount: number } {
   if (o.data === 'synth') {
     if (o.dataRoot) throw new CliError(`--data-root ${o.dataRoot} needs --data auto|${Object.keys(DATASET_NAMES).join('|')} (the synthetic birds are generated in memory)`, ExitCode.usage);
-    return { config: { kind: 'synth', numClasses: o.classes, trainPerClass: o.perClass, testPerClass: o.testPerClass, seed: o.dataSeed }, trainCount: o.classes * o.perClass };
+    return { config: { kind: 'synth', numClasses: o.classes, trainPerClass: o.perClass, testPerClass: o.testPerClass, seed: o.dataSeed, fresh: o.fresh === true }, trainCount: o.classes * o.perClass };
   }
   if (!o.dataRoot) throw new CliError(`--data ${o.data} needs --data-root <dir>`, ExitCode.usage);
   let trainCount: number;

@@ -45,7 +45,7 @@ export function evalCommand(): Command {
       else data = dataConfig(o).config;
       if (data.kind === 'folder' && !existsSync(data.root)) throw new CliError(`dataset ${data.root}: no such folder`, ExitCode.usage);
       const stream = o.json ? process.stderr : process.stdout;
-      const DATA_KEYS = ['data', 'data-root', 'super-category', 'workers', 'classes', 'per-class', 'test-per-class', 'data-seed'];
+      const DATA_KEYS = ['data', 'data-root', 'super-category', 'workers', 'classes', 'per-class', 'test-per-class', 'data-seed', 'fresh'];
       const shown = Object.fromEntries(Object.entries(effectiveConfig(cmd)).filter(([k]) => dataGiven || !DATA_KEYS.includes(k)));
       if (!o.json) printConfig('eval', { checkpoint, ...shown, ...(dataGiven ? {} : { 'data (the run\'s)': JSON.stringify(data) }) });
       const dev = await openDevice(o);

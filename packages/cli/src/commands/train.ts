@@ -289,7 +289,7 @@ function mkdirRun(dir: string): void {
 
 /** Data flags equivalent to a resolved data configuration (to count a resumed run's images). */
 function flagsOfData(d: ReturnType<typeof resolveConfig>['data']): DataFlags {
-  if (d.kind === 'synth') return { data: 'synth', workers: 0, classes: d.numClasses, perClass: d.trainPerClass, testPerClass: d.testPerClass, dataSeed: d.seed };
+  if (d.kind === 'synth') return { data: 'synth', workers: 0, classes: d.numClasses, perClass: d.trainPerClass, testPerClass: d.testPerClass, dataSeed: d.seed, fresh: d.fresh };
   return { data: d.format, dataRoot: d.root, workers: d.workers, classes: 0, perClass: 0, testPerClass: 0, dataSeed: 0, ...(d.superCategory ? { superCategory: d.superCategory } : {}) };
 }
 

@@ -37,6 +37,12 @@ export type DataConfig =
       trainPerClass: number; // 30
       testPerClass: number; // 10
       seed: number; // 0
+      /**
+       * Every epoch after the first trains on newly generated images (trainPerClass per class,
+       * never a test image): a from-scratch model learns the parts instead of memorising a few
+       * hundred pictures. Stage 2 with augmentation off still caches the first epoch's embeddings.
+       */
+      fresh: boolean; // false
     }
   | {
       /** A dataset on disk, read by the readers of src/datasets through the image pipeline. */
@@ -82,7 +88,7 @@ export interface TrainConfig {
 }
 
 type StageInput = Partial<StageConfig>;
-type DataInput = { kind: 'synth'; numClasses?: number; trainPerClass?: number; testPerClass?: number; seed?: number } | { kind: 'folder'; root: string; format?: DatasetKind | 'auto'; superCategory?: string; workers?: number; cropScale?: [number, number] };
+type DataInput = { kind: 'synth'; numClasses?: number; trainPerClass?: number; testPerClass?: number; seed?: number; fresh?: boolean } | { kind: 'folder'; root: string; format?: DatasetKind | 'auto'; superCategory?: string; workers?: number; cropScale?: [number, number] };
 
 export interface TrainConfigInput extends Partial<Omit<TrainConfig, 'data' | 'stage1' | 'stage2' | 'outDir' | 'model'>> {
   outDir: string;
@@ -128,7 +134,11 @@ function resolveStage(name: string, s: StageInput, defaults: Partial<StageConfig
 }
 
 function resolveData(d: DataInput): DataConfig {
-  if (d.kind === 'synth') return { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, seed: d.seed ?? 0 };
+  if (d.kind === 'synth') {
+    const c: DataConfig = { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, seed: d.seed ?? 0, fresh: d.fresh ?? false };
+    if (typeof c.fresh !== 'boolean') throw new Error(`config: data.fresh must be true or false, got ${JSON.stringify(c.fresh)}`);
+    return c;
+  }
   if (d.kind === 'folder') {
     const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1] };
     if (d.superCategory !== undefined) c.superCategory = d.superCategory;

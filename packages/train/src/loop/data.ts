@@ -8,7 +8,7 @@ import { type EpochPosition, EpochOrder } from '../images/epoch-order.js';
 import { ImageLoader } from '../images/loader.js';
 import { type InputNormalization, imageConfig, normalizationStats } from '../images/preprocess.js';
 import { sampleRng } from '../images/streams.js';
-import { makeSynthBirds } from '../synth/dataset.js';
+import { freshEpochFirstIndex, makeSynthBirds, renderSynthSplit, resolveSynthOptions } from '../synth/dataset.js';
 import type { DataConfig } from './config.js';
 
 export interface DataBatch {
@@ -85,9 +85,22 @@ function mirrorInto(src: Float32Array, size: number, out: Float32Array, offset: 
 
 function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOptions): RunData {
   const norm = normalizationStats(opts.normalization);
-  const ds = makeSynthBirds({ seed: cfg.seed, numClasses: cfg.numClasses, trainPerClass: cfg.trainPerClass, testPerClass: cfg.testPerClass, size: opts.imageSize, normalize: norm });
+  const synthOpts = { seed: cfg.seed, numClasses: cfg.numClasses, trainPerClass: cfg.trainPerClass, testPerClass: cfg.testPerClass, size: opts.imageSize };
+  const ds = makeSynthBirds({ ...synthOpts, normalize: norm });
   const rowSize = 3 * opts.imageSize * opts.imageSize;
   const train = { rows: ds.train.chw!, rowSize, labels: ds.train.labels };
+  const epochRows = (epoch: number) => {
+    if (!cfg.fresh || epoch === 0) return train;
+    const split = renderSynthSplit(resolveSynthOptions(synthOpts), ds.classInfo, freshEpochFirstIndex(cfg, epoch), cfg.trainPerClass, norm);
+    return { rows: split.chw!, rowSize, labels: split.labels };
+  };
+  async function* trainBatches(b: number, augment: boolean, from: EpochPosition, until: number): AsyncGenerator<DataBatch> {
+    const order = trainOrder(ds.train.count, b, opts.seed);
+    for (let epoch = from.epoch; epoch < until; epoch++) {
+      const start = epoch === from.epoch ? from : { epoch, index: 0 };
+      yield* memoryBatches(order, start, epoch + 1, epochRows(epoch), augment ? { seed: opts.seed, size: opts.imageSize } : undefined);
+    }
+  }
   const test = { rows: ds.test.chw!, rowSize, labels: ds.test.labels };
   const inOrder = (n: number, b: number) => new EpochOrder(n, b, { seed: opts.seed, shuffle: false });
   return {
@@ -95,7 +108,7 @@ function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOp
     superCategory: ds.superCategory,
     trainCount: ds.train.count,
     testCount: ds.test.count,
-    train: (b, augment, from, until) => memoryBatches(trainOrder(ds.train.count, b, opts.seed), from, until, train, augment ? { seed: opts.seed, size: opts.imageSize } : undefined),
+    train: trainBatches,
     trainPlain: (b) => memoryBatches(inOrder(ds.train.count, b), { epoch: 0, index: 0 }, 1, train),
     test: (b) => memoryBatches(inOrder(ds.test.count, b), { epoch: 0, index: 0 }, 1, test),
     skipped: new Map(),

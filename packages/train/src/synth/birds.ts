@@ -183,8 +183,11 @@ const SPOT_COLORS: Rgb[] = [RING_COLORS.red, RING_COLORS.white, RING_COLORS.yell
 // The bird in its own frame: x forward (towards the beak), y down, body centre at the origin.
 // A generous box around every part, used to keep the whole bird inside the image.
 const EXTENT = { x0: -0.95, y0: -0.72, x1: 1.02, y1: 0.5 };
+// Part sizes are set for the smallest images (32 px): the eye ring spans about 3 px there, the
+// wing bar and the tail bands about 2. Thinner parts vanished into quantisation and noise, and a
+// small ViT trained from scratch could not learn them.
 const HEAD = { x: 0.4, y: -0.3, r: 0.19 };
-const EYE = { x: 0.47, y: -0.33, ring: 0.095, pupil: 0.04 };
+const EYE = { x: 0.47, y: -0.33, ring: 0.14, pupil: 0.04 };
 const FEET = { x: 0.07, y: 0.42 };
 
 function u(rng: Rng, lo: number, hi: number): number {
@@ -369,7 +372,7 @@ export function renderBird(attrs: BirdAttributes, s: BirdScene, out?: Uint8Array
   } else {
     fillPolygon(cv, tail([0, -0.07, 1, -0.12, 1, 0.12, 0, 0.07]), tailColor);
     if (attrs.tail === 'banded') {
-      for (const t of [0.5, 0.82]) fillPolygon(cv, tail([t, -0.14, t + 0.11, -0.14, t + 0.11, 0.14, t, 0.14]), BAND_COLOR);
+      for (const t of [0.45, 0.78]) fillPolygon(cv, tail([t, -0.14, t + 0.165, -0.14, t + 0.165, 0.14, t, 0.14]), BAND_COLOR);
     }
   }
   capsule(0.0, 0.2, FEET.x - 0.04, FEET.y, 0.022, s.legColor);
@@ -380,7 +383,7 @@ export function renderBird(attrs: BirdAttributes, s: BirdScene, out?: Uint8Array
   ellipse(-0.1, -0.03, 0.33, 0.15, -0.2, s.wing);
   if (attrs.wingBar !== 'none') {
     const bx = -0.06 + s.barOffset;
-    capsule(bx + 0.02, -0.13, bx - 0.03, 0.07, 0.045, BAR_COLORS[attrs.wingBar]);
+    capsule(bx + 0.02, -0.13, bx - 0.03, 0.07, 0.068, BAR_COLORS[attrs.wingBar]);
   }
 
   // The crest sits behind the head, so the head hides its base.

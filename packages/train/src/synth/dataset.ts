@@ -72,34 +72,45 @@ export function resolveSynthOptions(opts: SynthBirdsOptions = {}): ResolvedSynth
 export function makeSynthBirds(opts: SynthBirdsOptions = {}): SynthBirds {
   const o = resolveSynthOptions(opts);
   const classInfo = birdClasses(o.numClasses);
-  const split = (first: number, perClass: number): SynthSplit => {
-    const count = classInfo.length * perClass;
-    const px = o.size * o.size * 3;
-    const labels = new Int32Array(count);
-    const indices = new Int32Array(count);
-    const rgb = new Uint8Array(count * px);
-    const parts: BirdParts[] = [];
-    let n = 0;
-    for (const cls of classInfo) {
-      for (let i = first; i < first + perClass; i++, n++) {
-        labels[n] = cls.index;
-        indices[n] = i;
-        parts.push(generateBird(o.seed, cls, i, o.size, rgb.subarray(n * px, (n + 1) * px)).parts);
-      }
-    }
-    const s: SynthSplit = { count, labels, indices, rgb, parts };
-    if (opts.normalize) s.chw = rgbToChw(rgb, o.size, opts.normalize);
-    return s;
-  };
   return {
     classes: classInfo.map((c) => c.name),
     classInfo,
     superCategory: 'bird',
     size: o.size,
     seed: o.seed,
-    train: split(0, o.trainPerClass),
-    test: split(o.trainPerClass, o.testPerClass),
+    train: renderSynthSplit(o, classInfo, 0, o.trainPerClass, opts.normalize),
+    test: renderSynthSplit(o, classInfo, o.trainPerClass, o.testPerClass, opts.normalize),
   };
+}
+
+/** `perClass` images of every class with generator indices `first`, `first + 1`, ..., class-major. */
+export function renderSynthSplit(o: ResolvedSynthOptions, classInfo: readonly BirdClass[], first: number, perClass: number, normalize?: Normalization): SynthSplit {
+  const count = classInfo.length * perClass;
+  const px = o.size * o.size * 3;
+  const labels = new Int32Array(count);
+  const indices = new Int32Array(count);
+  const rgb = new Uint8Array(count * px);
+  const parts: BirdParts[] = [];
+  let n = 0;
+  for (const cls of classInfo) {
+    for (let i = first; i < first + perClass; i++, n++) {
+      labels[n] = cls.index;
+      indices[n] = i;
+      parts.push(generateBird(o.seed, cls, i, o.size, rgb.subarray(n * px, (n + 1) * px)).parts);
+    }
+  }
+  const s: SynthSplit = { count, labels, indices, rgb, parts };
+  if (normalize) s.chw = rgbToChw(rgb, o.size, normalize);
+  return s;
+}
+
+/**
+ * The first generator index of epoch `epoch`'s training images when every epoch draws new ones:
+ * epoch 0 is the training split itself, later epochs continue after the test images, so a test
+ * image is never trained on.
+ */
+export function freshEpochFirstIndex(o: Pick<ResolvedSynthOptions, 'trainPerClass' | 'testPerClass'>, epoch: number): number {
+  return epoch === 0 ? 0 : o.trainPerClass + o.testPerClass + (epoch - 1) * o.trainPerClass;
 }
 
 /** (N, size, size, 3) 8-bit RGB to (N, 3, size, size) floats normalised by `norm`. */
