@@ -3,6 +3,12 @@
 
 export type Activation = 'gelu' | 'quick_gelu';
 
+/** Where the text features T come from. */
+export type PromptMode = 'datp' | 'fixed';
+
+/** What stage 1 trains on, and so which heads the model predicts with. */
+export type Objective = 'mpfgvc' | 'vision';
+
 export interface ViTConfig {
   imageSize: number; // input side in pixels (448 for FGVC)
   patchSize: number; // 16
@@ -37,6 +43,23 @@ export interface MPFGVCConfig {
   superCategory: string; // 'bird', 'dog', 'food', ...
   temperature: number; // τ of the cosine logits, 0.07
   visionHeadOn: 'embedding' | 'projection'; // ŷ_1 = Linear(E_V) (default) or Linear(V)
+  /**
+   * 'datp' (default): DaTP's learned tokens. 'fixed': the paper's "w/o DaTP" baseline, each
+   * class's hand-crafted prompt (PromptTokens.classPrompts, e.g. "a photo of a {class}, a type of
+   * bird.") through the frozen text encoder: nothing on the text side trains, T is a constant.
+   */
+  prompts?: PromptMode;
+  /**
+   * 'mpfgvc' (default): stage 1 on L_v + L_i2t, stage 2 trains VLFM, four heads. 'vision': the
+   * ViT-only baseline, the image encoder and its head trained on L_v alone, no stage 2; the model
+   * predicts with the vision head only (its text tower, prompts and VLFM stay untrained).
+   */
+  objective?: Objective;
+}
+
+/** The configuration with the optional fields filled (a configuration without them predates them). */
+export function withModelDefaults(c: MPFGVCConfig): MPFGVCConfig {
+  return { ...c, prompts: c.prompts ?? 'datp', objective: c.objective ?? 'mpfgvc' };
 }
 
 export const VIT_B16_448: ViTConfig = {

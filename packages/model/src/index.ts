@@ -18,4 +18,4 @@ export { ClipTextEncoder, validateText } from './text.js';
 export { Datp, type DatpConfig } from './datp.js';
 export { type ClipTextSpec, clipTextWeights, textConfigFromHf, textConfigFromWeights } from './weights/clip-text.js';
 export { VLFM } from './vlfm.js';
-export { MPFGVC, type Predictions, type PromptTokens, type Stage, type StageOneOutput } from './mpfgvc.js';
+export { HEADS, type Head, MPFGVC, type Predictions, type PromptTokens, type Stage, type StageOneOutput, type VisionOutput } from './mpfgvc.js';

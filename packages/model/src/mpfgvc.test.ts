@@ -48,7 +48,7 @@ describe('MP-FGVC', () => {
       if (trained.has(t)) expect(t.grad, name).not.toBeNull();
       else expect(t.grad, name).toBeNull();
     }
-    expect(model.datp.prompts.grad).not.toBeNull();
+    expect(model.datp!.prompts.grad).not.toBeNull();
   });
 
   it('both stages lower their losses on a fixed batch', async () => {
@@ -89,7 +89,7 @@ describe('MP-FGVC', () => {
     const before = model.predict(images, text);
     const bytes = await model.save();
     const loaded = MPFGVC.load(dev, bytes, 'round-trip.safetensors');
-    expect(loaded.config).toEqual(CONFIG);
+    expect(loaded.config).toEqual({ ...CONFIG, prompts: 'datp', objective: 'mpfgvc' });
     const after = loaded.predict(images, noGrad(() => loaded.textFeatures()));
     for (const head of ['vision', 'text', 'vlfm', 'ensemble'] as const) {
       assertClose(await after[head].read(), await before[head].read(), { atol: 0, rtol: 0 }, head);

@@ -1,6 +1,8 @@
 // MP-FGVC assembled (DESIGN.md §1): the image encoder with SsVP and its visual projection, the
 // frozen CLIP text encoder with DaTP prompts, the stage-1 heads (vision classifier, cosine
-// image-text logits) and VLFM for stage 2. Which parameters train depends on the stage.
+// image-text logits) and VLFM for stage 2. Which parameters train depends on the stage, and on
+// the two ablation options of the configuration: hand-crafted fixed prompts instead of DaTP
+// (`prompts: 'fixed'`) and the ViT-only baseline (`objective: 'vision'`).
 import {
   type Device,
   Rng,
@@ -15,22 +17,32 @@ import {
   scope,
   softmax,
 } from '@mpfgvc/kernels';
-import type { MPFGVCConfig } from './config.js';
+import { type MPFGVCConfig, withModelDefaults } from './config.js';
 import { Datp } from './datp.js';
 import { Module } from './module.js';
 import { ClipTextEncoder } from './text.js';
+import type { TokenBatch } from './tokenizer.js';
 import { VisionTransformer } from './vit.js';
 import { VLFM } from './vlfm.js';
 import { WeightsError, parseSafetensors, readF32, serializeSafetensors } from './weights/safetensors.js';
 
 export type Stage = 1 | 2;
 
-/** Token ids DaTP needs: the super-category's tokens and CLIP's SOT/EOT (saved with the model). */
+/** Token ids the prompts need (saved with the model). */
 export interface PromptTokens {
+  /** The super-category's tokens, without SOT and EOT (DaTP's class++). */
   classIds: number[];
   sot: number;
   eot: number;
+  /**
+   * Fixed prompts only: each class's hand-crafted prompt, in label order, as token ids without SOT
+   * and EOT (ClipTokenizer.encode('a photo of a Cardinal, a type of bird.')); lengths may differ.
+   */
+  classPrompts?: number[][];
 }
+
+export const HEADS = ['vision', 'text', 'vlfm', 'ensemble'] as const;
+export type Head = (typeof HEADS)[number];
 
 export interface StageOneOutput {
   /** L_1 = L_v + L_i2t. */
@@ -45,21 +57,65 @@ export interface StageOneOutput {
   selected?: Tensor;
 }
 
+export interface VisionOutput {
+  /** L_v. */
+  loss: Tensor;
+  /** ŷ_1 (B, C). */
+  visionLogits: Tensor;
+  selected?: Tensor;
+}
+
+/** Logits of the model's heads (MPFGVC.heads): all four, or the vision head alone (objective 'vision'). */
 export interface Predictions {
   vision: Tensor;
-  text: Tensor;
-  vlfm: Tensor;
+  text?: Tensor;
+  vlfm?: Tensor;
   /** Mean of the three heads' softmax probabilities (B, C). */
-  ensemble: Tensor;
+  ensemble?: Tensor;
   selected?: Tensor;
+}
+
+/**
+ * The fixed prompts as a batch in CLIP's layout ([SOT, tokens, EOT], zero-padded), checked against
+ * the class count and the text encoder's vocabulary and context.
+ */
+function fixedPromptBatch(tokens: PromptTokens, config: MPFGVCConfig): TokenBatch {
+  const prompts = tokens.classPrompts;
+  const C = config.numClasses;
+  const { vocabSize, contextLength } = config.text;
+  if (!Array.isArray(prompts) || prompts.length !== C) {
+    throw new Error(`fixed prompts: PromptTokens.classPrompts must hold one prompt per class (${C}), got ${Array.isArray(prompts) ? prompts.length : JSON.stringify(prompts ?? null)}`);
+  }
+  const rows = prompts.map((p, c) => {
+    const row = [tokens.sot, ...p, tokens.eot];
+    if (row.length > contextLength) throw new Error(`fixed prompts: class ${c}'s prompt has ${row.length} tokens with SOT and EOT, beyond the text context length ${contextLength}`);
+    const bad = row.find((id) => !(Number.isInteger(id) && id >= 0 && id < vocabSize));
+    if (bad !== undefined) throw new Error(`fixed prompts: class ${c}'s prompt holds token id ${bad}, outside the text vocabulary [0, ${vocabSize})`);
+    return row;
+  });
+  const length = Math.max(...rows.map((r) => r.length));
+  const ids = new Int32Array(C * length);
+  const eot = new Int32Array(C);
+  rows.forEach((r, c) => {
+    ids.set(r, c * length);
+    eot[c] = r.length - 1;
+  });
+  return { ids, batch: C, length, eot };
 }
 
 const FORMAT = 'mpfgvc-1';
 
 export class MPFGVC extends Module {
+  /** With the optional fields filled (withModelDefaults). */
+  readonly config: MPFGVCConfig;
   readonly vision: VisionTransformer;
   readonly text: ClipTextEncoder;
-  readonly datp: Datp;
+  /** Absent with fixed prompts. */
+  readonly datp: Datp | undefined;
+  /** The fixed prompts (prompts 'fixed'), one row per class. */
+  private readonly fixedPrompts: TokenBatch | undefined;
+  /** The heads predict() returns. */
+  readonly heads: readonly Head[];
   /** P_v (D, D_v), bias-free as CLIP's visual projection. */
   readonly visualProjection: Tensor;
   readonly headWeight: Tensor;
@@ -69,14 +125,24 @@ export class MPFGVC extends Module {
   constructor(
     device: Device,
     rng: Rng,
-    readonly config: MPFGVCConfig,
+    config: MPFGVCConfig,
     readonly tokens: PromptTokens,
   ) {
     super(device, rng);
+    this.config = config = withModelDefaults(config);
+    if (config.prompts !== 'datp' && config.prompts !== 'fixed') throw new Error(`prompts must be 'datp' or 'fixed', got ${JSON.stringify(config.prompts)}`);
+    if (config.objective !== 'mpfgvc' && config.objective !== 'vision') throw new Error(`objective must be 'mpfgvc' or 'vision', got ${JSON.stringify(config.objective)}`);
     const { vision, text, embedDim: D, numClasses: C } = config;
     this.vision = this.child('vision', new VisionTransformer(device, rng, vision));
     this.text = this.child('text', new ClipTextEncoder(device, rng, text, D));
-    this.datp = this.child('datp', new Datp(device, rng, { numClasses: C, promptLength: config.promptLength, width: text.width }, tokens.classIds, tokens.sot, tokens.eot));
+    if (config.prompts === 'fixed') {
+      this.fixedPrompts = fixedPromptBatch(tokens, config);
+      this.datp = undefined;
+    } else {
+      this.datp = this.child('datp', new Datp(device, rng, { numClasses: C, promptLength: config.promptLength, width: text.width }, tokens.classIds, tokens.sot, tokens.eot));
+      this.fixedPrompts = undefined;
+    }
+    this.heads = config.objective === 'vision' ? ['vision'] : HEADS;
     this.visualProjection = this.param('visual_projection.weight', [D, vision.width], { normal: 1 / Math.sqrt(vision.width) });
     const headIn = config.visionHeadOn === 'projection' ? D : vision.width;
     this.headWeight = this.param('vision_head.weight', [C, headIn], { normal: 0.01 });
@@ -84,10 +150,20 @@ export class MPFGVC extends Module {
     this.vlfm = this.child('vlfm', new VLFM(device, rng, D, C));
   }
 
-  /** The parameters a stage trains (DESIGN.md §1). */
+  /** The ViT-only baseline (objective 'vision'): L_v alone, no stage 2, the vision head alone. */
+  get visionOnly(): boolean {
+    return this.config.objective === 'vision';
+  }
+
+  /** The parameters a stage trains (DESIGN.md §1); fixed prompts train nothing, ViT only trains no projection L_v does not reach. */
   trainable(stage: Stage): Tensor[] {
-    if (stage === 2) return this.vlfm.parameters();
-    return [...this.vision.parameters(), this.visualProjection, this.headWeight, this.headBias, ...this.datp.parameters()];
+    if (stage === 2) {
+      if (this.visionOnly) throw new Error("the ViT-only model (objective 'vision') has no stage 2");
+      return this.vlfm.parameters();
+    }
+    const head = [this.headWeight, this.headBias];
+    if (this.visionOnly) return [...this.vision.parameters(), ...(this.config.visionHeadOn === 'projection' ? [this.visualProjection] : []), ...head];
+    return [...this.vision.parameters(), this.visualProjection, ...head, ...(this.datp?.parameters() ?? [])];
   }
 
   /** Sets requiresGrad so that exactly the stage's parameters train. */
@@ -100,9 +176,16 @@ export class MPFGVC extends Module {
     return this.config.selectK > 0 ? this.config.selectK : null;
   }
 
-  /** T (C, D): the DaTP text embeddings of every subcategory. */
+  /**
+   * T (C, D): every subcategory's text embedding, of its DaTP prompt, or of its fixed prompt
+   * (a constant: computed without a tape, so callers compute it once and keep it).
+   */
   textFeatures(): Tensor {
-    return this.datp.forward(this.text);
+    if (this.fixedPrompts) {
+      const batch = this.fixedPrompts;
+      return noGrad(() => this.text.forward(batch));
+    }
+    return this.datp!.forward(this.text);
   }
 
   /** E_V (B, D_v), V = P_v E_V (B, D) and the selected ids. */
@@ -114,22 +197,44 @@ export class MPFGVC extends Module {
     });
   }
 
-  private heads(images: Tensor, text: Tensor) {
+  /** V and ŷ_1. */
+  private visionHead(images: Tensor) {
     const { embedding, joint, selected } = this.encodeImages(images);
     const visionLogits = linear(this.config.visionHeadOn === 'projection' ? joint : embedding, this.headWeight, this.headBias);
+    return { joint, visionLogits, selected };
+  }
+
+  private logits(images: Tensor, text: Tensor) {
+    const { joint, visionLogits, selected } = this.visionHead(images);
     const cos = matmul(l2Normalize(joint), l2Normalize(text), { transB: true }); // (B, C)
     const textLogits = scale(cos, 1 / this.config.temperature);
     return { joint, visionLogits, textLogits, selected };
   }
 
-  /** Stage 1: L_1 = CE(ŷ_1, y) + CE(cos(V, T)/τ, y), text encoder frozen, DaTP prompts trained. */
-  stageOne(images: Tensor, labels: Tensor | Int32Array, opts: { labelSmoothing?: number } = {}): StageOneOutput {
+  /**
+   * Stage 1: L_1 = CE(ŷ_1, y) + CE(cos(V, T)/τ, y), text encoder frozen, DaTP prompts trained.
+   * With fixed prompts `text` may carry T from textFeatures() (it is a constant); with DaTP it
+   * must not (T has to be recomputed on the tape for the prompts to train).
+   */
+  stageOne(images: Tensor, labels: Tensor | Int32Array, opts: { labelSmoothing?: number; text?: Tensor } = {}): StageOneOutput {
+    if (this.visionOnly) throw new Error("stageOne: the ViT-only model (objective 'vision') trains with stageOneVision (L_v alone)");
+    if (opts.text && this.datp) throw new Error('stageOne: DaTP prompts train in stage 1, so T cannot be given (only with fixed prompts)');
     return scope(() => {
-      const { visionLogits, textLogits, selected } = this.heads(images, this.textFeatures());
+      const { visionLogits, textLogits, selected } = this.logits(images, opts.text ?? this.textFeatures());
       const lossVision = crossEntropy(visionLogits, labels, opts);
       const lossText = crossEntropy(textLogits, labels, opts);
       const loss = add(lossVision, lossText);
       const out: StageOneOutput = { loss, lossVision, lossText, visionLogits, textLogits };
+      if (selected) out.selected = selected;
+      return out;
+    });
+  }
+
+  /** The ViT-only baseline's stage 1: L_v = CE(ŷ_1, y); the text side does not run. */
+  stageOneVision(images: Tensor, labels: Tensor | Int32Array, opts: { labelSmoothing?: number } = {}): VisionOutput {
+    return scope(() => {
+      const { visionLogits, selected } = this.visionHead(images);
+      const out: VisionOutput = { loss: crossEntropy(visionLogits, labels, opts), visionLogits };
       if (selected) out.selected = selected;
       return out;
     });
@@ -140,6 +245,7 @@ export class MPFGVC extends Module {
    * computed once per run (it cannot change in stage 2). The image side runs without a tape.
    */
   stageTwo(images: Tensor, labels: Tensor | Int32Array, text: Tensor, opts: { labelSmoothing?: number } = {}): { loss: Tensor; logits: Tensor } {
+    if (this.visionOnly) throw new Error("stageTwo: the ViT-only model (objective 'vision') has no stage 2");
     return scope(() => {
       const joint = noGrad(() => this.encodeImages(images).joint);
       const logits = this.vlfm.forward(joint, text);
@@ -147,11 +253,23 @@ export class MPFGVC extends Module {
     });
   }
 
-  /** Every head's logits/probabilities for evaluation (no tape). `text` from textFeatures(). */
-  predict(images: Tensor, text: Tensor): Predictions {
+  /**
+   * Every head's logits/probabilities for evaluation (no tape). `text` from textFeatures(); the
+   * ViT-only model needs none.
+   */
+  predict(images: Tensor, text?: Tensor): Predictions {
+    if (this.visionOnly) {
+      return noGrad(() =>
+        scope(() => {
+          const { visionLogits: vision, selected } = this.visionHead(images);
+          return selected ? { vision, selected } : { vision };
+        }),
+      );
+    }
+    if (!text) throw new Error('predict: give T (textFeatures()) for the text and VLFM heads');
     return noGrad(() =>
       scope(() => {
-        const { joint, visionLogits, textLogits, selected } = this.heads(images, text);
+        const { joint, visionLogits, textLogits, selected } = this.logits(images, text);
         const vlfmLogits = this.vlfm.forward(joint, text);
         const probs = add(add(softmax(visionLogits), softmax(textLogits)), softmax(vlfmLogits));
         const out: Predictions = { vision: visionLogits, text: textLogits, vlfm: vlfmLogits, ensemble: scale(probs, 1 / 3) };
