@@ -78,9 +78,14 @@ describe('attention forward', () => {
     { B: 1, H: 3, Nq: 17, d: 8, opts: { keyLength: 11 } },
     { B: 3, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 13 } },
     { B: 1, H: 2, Nq: 5, Nk: 37, d: 5, opts: { scale: 0.3 } },
-    { B: 1, H: 2, Nq: 5, Nk: 37, d: 5, opts: { scale: 0.3, subgroups: false } },
+    { B: 1, H: 2, Nq: 5, Nk: 37, d: 8, opts: { scale: 0.3 } },
     { B: 1, H: 1, Nq: 70, d: 64 },
+    { B: 2, H: 1, Nq: 70, d: 16, opts: { causal: true } },
+    { B: 1, H: 2, Nq: 41, Nk: 70, d: 8, opts: { keyLength: 45 } },
     { B: 1, H: 2, Nq: 785, d: 64 },
+    // The portable kernels, which adapters without fixed 8-lane subgroups run.
+    { B: 1, H: 2, Nq: 5, Nk: 37, d: 8, opts: { scale: 0.3, subgroups: false } },
+    { B: 2, H: 1, Nq: 70, d: 16, opts: { causal: true, keyLength: 50, subgroups: false } },
   ];
   for (const c of cases) {
     it(label(c), async () => {
@@ -125,12 +130,29 @@ describe('attention forward', () => {
     got.dispose();
   });
 
+  it('copies a view whose offset is not a multiple of 4 for the vec4 kernels', async () => {
+    const c: Case = { B: 1, H: 2, Nq: 9, d: 8 };
+    const x = data(c);
+    const padded = new Float32Array(x.q.length + 2);
+    padded.set(x.q, 2);
+    const got = scope(() => {
+      const base = tensor(dev, padded, [padded.length]);
+      const q = base.view(x.qs, [c.H * c.Nq * c.d, c.Nq * c.d, c.d, 1], 2);
+      return attention(q, tensor(dev, x.k, x.ks), tensor(dev, x.v, x.ks));
+    });
+    const want = attentionRef(f64(x.q, x.qs), f64(x.k, x.ks), f64(x.v, x.ks));
+    assertClose(await got.read(), want.out.data, { atol: 2e-5, rtol: 1e-4 }, 'offset view');
+    got.dispose();
+  });
+
   it('names the op and the shapes on mismatched inputs', () => {
     scope(() => {
       const q = tensor(dev, rng.normal(2 * 4 * 8), [1, 2, 4, 8]);
       const k = tensor(dev, rng.normal(2 * 5 * 4), [1, 2, 5, 4]);
       expect(() => attention(q, k, k)).toThrow(/attention: k and v must be \(B, H, Nk, d\).*q \[1, 2, 4, 8\], k \[1, 2, 5, 4\]/);
       expect(() => attention(q, q, q, { keyLength: 0 })).toThrow(/keyLength 0/);
+      const odd = tensor(dev, rng.normal(2 * 4 * 5), [1, 2, 4, 5]);
+      expect(() => attention(odd, odd, odd, { subgroups: true })).toThrow(/multiple of 4 \(d = 5\)/);
     });
   });
 });
@@ -160,8 +182,15 @@ describe('attention backward (GPU vs float64 reference)', () => {
     { B: 2, H: 1, Nq: 17, d: 16, opts: { keyLength: 9 } },
     { B: 2, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 14 } },
     { B: 1, H: 2, Nq: 6, Nk: 41, d: 5, opts: { scale: 0.4 } },
-    { B: 1, H: 1, Nq: 17, d: 8, opts: { causal: true, keyLength: 12, subgroups: false } },
+    { B: 1, H: 2, Nq: 6, Nk: 41, d: 8, opts: { scale: 0.4 } },
     { B: 1, H: 2, Nq: 97, d: 64 },
+    // Several 128-key steps of the subgroup backward, a partial last one, keys cut mid-step.
+    { B: 1, H: 1, Nq: 70, Nk: 300, d: 16 },
+    { B: 2, H: 1, Nq: 150, d: 8, opts: { causal: true } },
+    { B: 1, H: 2, Nq: 201, d: 8, opts: { keyLength: 140 } },
+    { B: 1, H: 1, Nq: 785, d: 64 },
+    // The portable kernels.
+    { B: 1, H: 1, Nq: 17, d: 8, opts: { causal: true, keyLength: 12, subgroups: false } },
   ];
   for (const c of cases) {
     it(label(c), async () => {

@@ -1,11 +1,16 @@
-// Fused multi-head attention, FlashAttention-2 style: the forward streams key/value tiles through
-// workgroup memory with an online softmax, so the N×N scores never reach global memory, and saves
-// only the per-row log-sum-exp. The backward recomputes the probabilities from Q, K and that LSE,
-// in two passes because WGSL has no float atomics: one over query rows (dQ, and D = rowsum(dO ⊙ O)),
-// one over key rows (dK, dV). Each invocation owns whole rows (four of them): on a SIMD CPU
-// adapter the lanes then vectorise the head dimension's loops with no cross-lane reduction, and
-// the tile in workgroup memory is read by all rows of the block. Measured on lavapipe at
-// ViT-B/16@448 (B1 H12 N785 d64) by the kernels bench (apps/bench, `attention ...` rows).
+// Fused multi-head attention, FlashAttention-2 style: the forward streams key/value tiles with an
+// online softmax, so the N×N scores never reach global memory, and saves only the per-row
+// log-sum-exp; the backward recomputes the probabilities from Q, K and that LSE. Two families:
+// - subgroup kernels (CPU adapters that fix subgroups at 8 lanes, head dim a multiple of 4; see
+//   "Subgroup kernels" below): tiles go straight from storage to the lanes by subgroupBroadcast,
+//   and the backward is one kernel per head that also accumulates dQ (10·N²·d flops);
+// - portable kernels (any adapter): tiles pass through workgroup memory, and since WGSL has no
+//   float atomics the backward takes two passes (14·N²·d flops), one over query rows (dQ, and
+//   D = rowsum(dO ⊙ O)), one over key rows (dK, dV). Each invocation owns whole rows (four of
+//   them): on a SIMD CPU adapter the lanes then vectorise the head dimension's loops with no
+//   cross-lane reduction, and the tile in workgroup memory is read by all rows of the block.
+// Measured on lavapipe at ViT-B/16@448 (B1 H12 N785 d64) by the kernels bench (apps/bench,
+// `attention ...` rows).
 //
 // Layout: q, k, v, dO are (B, H, N, d) views with any strides over B, H, N and a unit stride over
 // d, so q, k and v can be views of one (B, N, 3, H, d) projection without copies. Outputs (O, dQ,
@@ -25,7 +30,8 @@ export interface AttentionOptions {
   scale?: number;
   /**
    * Kernels that share tile rows by subgroupBroadcast; default: where the adapter fixes subgroups
-   * at 8 lanes. false forces the portable kernels (tests cover both).
+   * at 8 lanes and the head dim is a multiple of 4. false forces the portable kernels (tests
+   * cover both).
    */
   subgroups?: boolean;
 }
@@ -41,10 +47,15 @@ interface Operand {
   copy: boolean;
 }
 
-function operand(op: string, name: string, x: Tensor): Operand {
+/**
+ * x as a kernel reads it: copied when its last dim is strided, or, for the subgroup kernels
+ * (`vec4`: they bind operands as vec4 arrays), when its offset or a stride is not a multiple of 4.
+ */
+function operand(op: string, name: string, x: Tensor, vec4: boolean): Operand {
   if (x.dtype !== 'f32') throw new Error(`${op}: ${name} must be f32, got ${x.dtype} ${shapeStr(x.shape)}`);
   if (x.rank !== 4) throw new Error(`${op}: ${name} must be (B, H, N, d), got ${shapeStr(x.shape)}`);
-  if (x.strides[3] === 1 || x.shape[3] === 1) return { t: x, copy: false };
+  const unit = x.strides[3] === 1 || x.shape[3] === 1;
+  if (unit && (!vec4 || [x.offset, ...x.strides.slice(0, 3)].every((v) => v % 4 === 0))) return { t: x, copy: false };
   return { t: launchCopy(x), copy: true };
 }
 
@@ -57,9 +68,10 @@ function release(...ops: Operand[]): void {
 }
 
 function useSubgroups(q: Tensor, opts: AttentionOptions): boolean {
-  const fixed8 = fixedSubgroupSize(q.device) === 8;
-  if (opts.subgroups && !fixed8) throw new Error('attention: subgroups requested but the adapter does not fix them at 8 lanes');
-  return opts.subgroups ?? fixed8;
+  const d = q.shape[3]!;
+  const able = fixedSubgroupSize(q.device) === 8 && d % 4 === 0;
+  if (opts.subgroups && !able) throw new Error(`attention: the subgroup kernels need subgroups fixed at 8 lanes and a head dim that is a multiple of 4 (d = ${d})`);
+  return opts.subgroups ?? able;
 }
 
 /** A new (B, H, N, d) tensor stored as (B, N, H, d). */
@@ -161,15 +173,9 @@ const dots = (a: string, v: string, o: number) => `vec4<f32>(${range(4).map((t) 
 /** Joins `f(r)` over the `rpl` rows one invocation owns. */
 const eachRow = (rpl: number) => (f: (r: number) => string, sep = '\n') => range(rpl).map(f).join(sep);
 
-/**
- * WGSL: `let <v>0..<v>7` = element c of tile rows g..g+7. With a fixed subgroup of 8 each lane
- * loads one row and the others get it by subgroupBroadcast: one gather and eight shuffles instead
- * of eight loads that every lane issues for the same address (on lavapipe a uniform load costs
- * a load per lane group, and it bounded these kernels).
- */
-function tileRows8(tile: string, v: string, sg: boolean): string {
-  if (!sg) return range(8).map((t) => `          let ${v}${t} = ${tile}[(g + ${t}u) * D4 + c];`).join('\n');
-  return [`          let ${v}l = ${tile}[(g + sgl) * D4 + c];`, ...range(8).map((t) => `          let ${v}${t} = subgroupBroadcast(${v}l, ${t}u);`)].join('\n');
+/** WGSL: `let <v>0..<v>7` = element c of tile rows g..g+7 of a workgroup tile. */
+function tileRows8(tile: string, v: string): string {
+  return range(8).map((t) => `          let ${v}${t} = ${tile}[(g + ${t}u) * D4 + c];`).join('\n');
 }
 
 /** Stores register array `reg` (times `factor`) to `buffer` at row address `at`, dropping lanes past D. */
@@ -204,13 +210,13 @@ function headerConsts(d: number, tile: number): string {
   return `const D: u32 = ${d}u;\nconst D4: u32 = ${Math.ceil(d / 4)}u;\nconst BT: u32 = ${tile}u;`;
 }
 
-function forwardSpec(d: number, bc: number, br: number, rpl: number, sg: boolean): KernelSpec {
+function forwardSpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const each = eachRow(rpl);
-  const keyRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
+  const keyRegs = (tile: string, v: string) => tileRows8(tile, v);
   return {
     name: 'attention_forward',
-    variant: `d${d}_bc${bc}_r${rpl}${sg ? '_sg8' : ''}`,
+    variant: `d${d}_bc${bc}_r${rpl}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<f32>' },
       { name: 'K', access: 'read', type: 'array<f32>' },
@@ -220,7 +226,6 @@ function forwardSpec(d: number, bc: number, br: number, rpl: number, sg: boolean
     ],
     params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
     workgroupSize: [br],
-    enable: sg ? ['subgroups'] : [],
     code: `
 ${headerConsts(d, bc)}
 const RPL: u32 = ${rpl}u;
@@ -234,7 +239,7 @@ ${loader('Q', d)}
 ${loader('K', d)}
 ${loader('V', d)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   // Each invocation owns RPL query rows, WG_X apart: the key tile's loads are shared by all.
@@ -303,13 +308,13 @@ ${each(
   };
 }
 
-function backwardQuerySpec(d: number, bc: number, br: number, rpl: number, sg: boolean): KernelSpec {
+function backwardQuerySpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const each = eachRow(rpl);
-  const tileRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
+  const tileRegs = (tile: string, v: string) => tileRows8(tile, v);
   return {
     name: 'attention_backward_dq',
-    variant: `d${d}_bc${bc}_r${rpl}${sg ? '_sg8' : ''}`,
+    variant: `d${d}_bc${bc}_r${rpl}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<f32>' },
       { name: 'K', access: 'read', type: 'array<f32>' },
@@ -332,7 +337,6 @@ function backwardQuerySpec(d: number, bc: number, br: number, rpl: number, sg: b
       ['lse_off', 'u32'],
     ],
     workgroupSize: [br],
-    enable: sg ? ['subgroups'] : [],
     code: `
 ${headerConsts(d, bc)}
 const RPL: u32 = ${rpl}u;
@@ -350,7 +354,7 @@ ${loader('V', d)}
 ${loader('O', d)}
 ${loader('DO', d)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   let row0 = wid.x * WG_X * RPL;
@@ -426,13 +430,13 @@ ${storeRow('DQ', 'da', 'dq', ' * p.scale', d).replace(/dq\[c\]/g, `dq[${r}u * D4
   };
 }
 
-function backwardKeySpec(d: number, bq: number, br: number, rpl: number, sg: boolean): KernelSpec {
+function backwardKeySpec(d: number, bq: number, br: number, rpl: number): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const each = eachRow(rpl);
-  const tileRegs = (tile: string, v: string) => tileRows8(tile, v, sg);
+  const tileRegs = (tile: string, v: string) => tileRows8(tile, v);
   return {
     name: 'attention_backward_dkv',
-    variant: `d${d}_bq${bq}_r${rpl}${sg ? '_sg8' : ''}`,
+    variant: `d${d}_bq${bq}_r${rpl}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<f32>' },
       { name: 'K', access: 'read', type: 'array<f32>' },
@@ -455,7 +459,6 @@ function backwardKeySpec(d: number, bq: number, br: number, rpl: number, sg: boo
       ['lse_off', 'u32'],
     ],
     workgroupSize: [br],
-    enable: sg ? ['subgroups'] : [],
     code: `
 ${headerConsts(d, bq)}
 const RPL: u32 = ${rpl}u;
@@ -474,7 +477,7 @@ ${loader('K', d)}
 ${loader('V', d)}
 ${loader('DO', d)}
 @compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${sg ? ', @builtin(subgroup_invocation_id) sgl: u32' : ''}) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   // Each invocation owns RPL keys, WG_X apart: the query tile's loads are shared by all.
@@ -577,6 +580,351 @@ ${storeRow('DV', 'vd', 'dv', '', d).replace(/dv\[c\]/g, `dv[${r}u * D4 + c]`)}
   };
 }
 
+// ---- Subgroup kernels (CPU adapters with a fixed subgroup of 8) ----
+//
+// Shaped like the 'subgroup' matmul: a workgroup is one subgroup, each lane owns SG_ROWS rows and
+// walks the other operand in tiles of SG_TILE rows straight from storage. For each 4-wide chunk
+// of the head dimension every lane loads a vec4 of SG_TILE / 8 tile rows and subgroupBroadcast
+// hands them to the other lanes: a tile element costs one gather for all 8 lanes and feeds
+// SG_ROWS dot products (or multiply-adds) per lane. No workgroup memory. On lavapipe at
+// ViT-B/16@448 (process CPU time, other jobs sharing the cores, so ±10%):
+// - operands bound as vec4 arrays, one load per chunk: forward 1.1×, backward 1.3× faster than
+//   four scalar loads (and than masking a ragged last chunk, hence d % 4 = 0);
+// - the per-row accumulators (o, dk, dv, dq) are read and written once per tile and chunk, so the
+//   loops that update them take 32 tile rows; the score loops take them in slices of 16
+//   (SG_ROWS × 16 running sums): the forward runs 1.2× faster than with 16-row tiles or with one
+//   32-row score loop;
+// - a store whose address differs per lane is scalarised, the dearest access of all: adding dQ
+//   to storage after every 32-key block took a fifth of the backward; once per SG_BLOCKS blocks
+//   the backward runs 1.15× faster;
+// - one backward kernel (dQ from the dS that the dK/dV pass computes anyway) instead of a second
+//   pass over query rows that recomputes P and dP: 1.15×.
+/** Rows a lane owns (queries in the forward, keys in the backward): 8 lanes cover 32. */
+const SG_ROWS = 4;
+/** Rows of the other operand per step: 8 groups of 4, one per lane in the backward's dQ hand-over. */
+const SG_TILE = 32;
+/** Score loops run over the tile in slices of this many rows. */
+const SG_SLICE = 16;
+/** Blocks of 32 keys per backward step: dQ of a query tile is added to storage once per step. */
+const SG_BLOCKS = 4;
+
+/**
+ * vec4 capacity of a row's private accumulators: one pipeline serves every head dim up to 64
+ * (the loops run to p.d4), since lavapipe takes up to 20 s to compile the backward.
+ */
+function sgCapacity(d: number): number {
+  return d <= 64 ? 16 : MAX_HEAD_DIM / 4;
+}
+
+/** WGSL: `fn ld_<B>(a: u32) -> vec4<f32>`, the vec4 at element a (a multiple of 4) of a vec4 binding. */
+function sgLoader(buffer: string): string {
+  return `fn ld_${buffer}(a: u32) -> vec4<f32> { return ${buffer}[a >> 2u]; }`;
+}
+
+/** WGSL: `buffer[at + 4c ..] op value` over the row's chunks c, `value` a vec4 expression of c. */
+function sgStoreRow(buffer: string, at: string, value: string, op = '='): string {
+  return `for (var c = 0u; c < p.d4; c++) { let v = ${value}; ${range(4).map((t) => `${buffer}[${at} + 4u * c + ${t}u] ${op} v[${t}];`).join(' ')} }`;
+}
+
+/** WGSL: `let <v>0..` = chunk c of tile rows first..first+n-1, from the row addresses `<v>a<l>` (row 8l + lane). */
+function sgTile(buffer: string, v: string, n: number, first = 0): string {
+  const loads = range(n / 8).map((l) => `        let ${v}l${l + first / 8} = ld_${buffer}(${v}a${l + first / 8} + 4u * c);`);
+  const casts = range(n).map((t) => `        let ${v}${t + first} = subgroupBroadcast(${v}l${(t + first) >> 3}, ${(t + first) & 7}u);`);
+  return [...loads, ...casts].join('\n');
+}
+
+/** WGSL: acc<r>_<g> (vec4 over tile rows 4g..4g+3) += own row chunk x<r> · tile rows t<4g>..t<4g+3>, for tile rows first..first+n-1. */
+function sgScores(acc: string, x: string, t: string, n: number, first: number): string {
+  const L: string[] = [];
+  const groups = range(n / 4).map((g) => g + first / 4);
+  // The tile chunks transposed: column e of four rows (vec4 components are separate registers on
+  // a CPU adapter, so this costs nothing).
+  for (const g of groups) for (const e of 'xyzw') L.push(`        let ${t}t${e}${g} = vec4<f32>(${range(4).map((u) => `${t}${4 * g + u}.${e}`).join(', ')});`);
+  for (const r of range(SG_ROWS)) for (const g of groups) for (const e of 'xyzw') L.push(`        ${acc}${r}_${g} += ${x}${r}.${e} * ${t}t${e}${g};`);
+  return L.join('\n');
+}
+
+/** WGSL: `<arr>[(<base> + r)·D4 + c] = that · f<r> + Σ_t w<r>_<t/4>[t%4] · t<t>` over the lane's rows and the tile. */
+function sgAccumulate(arr: string, w: string, t: string, base = '', factor?: string): string {
+  return range(SG_ROWS)
+    .map((r) => {
+      const at = `${arr}[(${base}${r}u) * D4 + c]`;
+      const terms = range(SG_TILE).map((u) => `${w}${r}_${u >> 2}.${'xyzw'[u & 3]} * ${t}${u}`);
+      return `        ${at} = ${at}${factor ? ` * ${factor}${r}` : ''} + ${terms.join(' + ')};`;
+    })
+    .join('\n');
+}
+
+/** Forward: lane owns SG_ROWS queries; online softmax over key tiles of SG_TILE. */
+function forwardSubgroupSpec(d: number): KernelSpec {
+  const cap = sgCapacity(d);
+  const each = eachRow(SG_ROWS);
+  const groups = range(SG_TILE / 4);
+  const vec = (f: (g: number) => string) => groups.map(f).join('\n');
+  return {
+    name: 'attention_forward_sg',
+    variant: `c${cap}`,
+    storage: [
+      { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'V', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'O', access: 'read_write', type: 'array<f32>' },
+      { name: 'Lse', access: 'read_write', type: 'array<f32>' },
+    ],
+    params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
+    workgroupSize: [8],
+    enable: ['subgroups'],
+    code: `
+const D4: u32 = ${cap}u;
+${rowFn('q')}
+${rowFn('k')}
+${rowFn('v')}
+${rowFn('o')}
+${sgLoader('Q')}
+${sgLoader('K')}
+${sgLoader('V')}
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let row0 = wid.x * ${8 * SG_ROWS}u;
+  var o: array<vec4<f32>, ${SG_ROWS * cap}>;
+  for (var e = 0u; e < ${SG_ROWS}u * D4; e++) { o[e] = vec4<f32>(0.0); }
+${each((r) => `  let i${r} = row0 + lane * ${SG_ROWS}u + ${r}u;
+  let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u));
+  var m${r} = ${MASKED};
+  var l${r} = 0.0;
+  var lim${r} = p.key_len;`)}
+  // Keys row i may see: j < lim_i. The subgroup's loop bound is the largest lim of its rows.
+  var kend = p.key_len;
+  if (p.causal != 0u) {
+    kend = min(kend, min(row0 + ${8 * SG_ROWS}u, p.nq));
+${each((r) => `    lim${r} = min(lim${r}, i${r} + 1u);`)}
+  }
+  for (var j0 = 0u; j0 < kend; j0 += ${SG_TILE}u) {
+${range(SG_TILE / 8)
+  .map((l) => `    let ka${l} = k_at(b, h, min(j0 + ${8 * l}u + lane, p.nk - 1u));\n    let va${l} = v_at(b, h, min(j0 + ${8 * l}u + lane, p.nk - 1u));`)
+  .join('\n')}
+${each((r) => vec((g) => `    var s${r}_${g} = vec4<f32>(0.0);`))}
+${range(SG_TILE / SG_SLICE)
+  .map(
+    (sl) => `    for (var c = 0u; c < p.d4; c++) {
+${sgTile('K', 'k', SG_SLICE, sl * SG_SLICE)}
+${each((r) => `        let q${r} = ld_Q(qa${r} + 4u * c);`)}
+${sgScores('s', 'q', 'k', SG_SLICE, sl * SG_SLICE)}
+    }`,
+  )
+  .join('\n')}
+${each(
+  (r) => `${vec((g) => `    let ms${r}_${g} = select(vec4<f32>(${MASKED}), s${r}_${g} * p.scale_log2, vec4<u32>(j0 + ${4 * g}u) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(lim${r}));`)}
+    let mx${r} = ${groups.map((g) => `ms${r}_${g}`).reduce((a, b) => `max(${a}, ${b})`)};
+    let mt${r} = max(m${r}, max(max(mx${r}.x, mx${r}.y), max(mx${r}.z, mx${r}.w)));
+    let alpha${r} = exp2(m${r} - mt${r});
+${vec((g) => `    let w${r}_${g} = exp2(ms${r}_${g} - vec4<f32>(mt${r}));`)}
+    l${r} = l${r} * alpha${r} + dot(${groups.map((g) => `w${r}_${g}`).join(' + ')}, vec4<f32>(1.0));
+    m${r} = mt${r};`,
+)}
+    for (var c = 0u; c < p.d4; c++) {
+${sgTile('V', 'v', SG_TILE)}
+${sgAccumulate('o', 'w', 'v', '', 'alpha')}
+    }
+  }
+${each(
+  (r) => `  if (i${r} < p.nq) {
+    let oa = o_at(b, h, i${r});
+    let inv = 1.0 / l${r};
+    ${sgStoreRow('O', 'oa', `o[${r}u * D4 + c] * inv`)}
+    Lse[p.lse_off + (b * p.heads + h) * p.nq + i${r}] = (m${r} + log2(l${r})) * ${Math.LN2};
+  }`,
+)}
+}`,
+  };
+}
+
+/**
+ * Backward in one kernel, one workgroup per head: dQ then has a single writer and needs no
+ * atomics (the price: B·H workgroups, which keeps a CPU adapter's threads busy from one ViT image
+ * up, not hundreds of GPU cores). After D = rowsum(dO ⊙ O) and dQ = 0, it walks key blocks of
+ * SG_BLOCKS × 32 keys (lane: SG_ROWS keys of each 32) and, per block, query tiles of 32: it
+ * recomputes Pᵀ and dPᵀ for the lane's keys, adds into dV and dK (private, stored once per
+ * block), and hands dS over the lanes so that each lane adds dS·K of the block into its 4
+ * queries' dQ rows in storage.
+ */
+function backwardSubgroupSpec(d: number): KernelSpec {
+  const cap = sgCapacity(d);
+  const each = eachRow(SG_ROWS);
+  const groups = range(SG_TILE / 4);
+  const vec = (f: (g: number) => string) => groups.map(f).join('\n');
+  const bcastVec = (src: string, g: number) => `vec4<f32>(${range(4).map((u) => `subgroupBroadcast(${src}${(4 * g + u) >> 3}, ${(4 * g + u) & 7}u)`).join(', ')})`;
+  const keyRows = (first: string) =>
+    each((r) => `      let j${r} = ${first} + lane * ${SG_ROWS}u + ${r}u;
+      let ka${r} = k_at(b, h, min(j${r}, p.nk - 1u));`);
+  return {
+    name: 'attention_backward_sg',
+    variant: `c${cap}`,
+    storage: [
+      { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'V', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'O', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'DO', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'Lse', access: 'read', type: 'array<f32>' },
+      { name: 'Delta', access: 'read_write', type: 'array<f32>' },
+      { name: 'DQ', access: 'read_write', type: 'array<f32>' },
+      { name: 'DK', access: 'read_write', type: 'array<f32>' },
+      { name: 'DV', access: 'read_write', type: 'array<f32>' },
+    ],
+    params: [
+      ...COMMON_PARAMS,
+      ['scale', 'f32'],
+      ...OPERAND_PARAMS('q'),
+      ...OPERAND_PARAMS('k'),
+      ...OPERAND_PARAMS('v'),
+      ...OPERAND_PARAMS('o'),
+      ...OPERAND_PARAMS('do'),
+      ...OPERAND_PARAMS('dq'),
+      ...OPERAND_PARAMS('dk'),
+      ...OPERAND_PARAMS('dv'),
+      ['lse_off', 'u32'],
+    ],
+    workgroupSize: [8],
+    enable: ['subgroups'],
+    code: `
+const D4: u32 = ${cap}u;
+const KB: u32 = ${SG_BLOCKS}u;
+${['q', 'k', 'v', 'o', 'do', 'dq', 'dk', 'dv'].map(rowFn).join('\n')}
+${['Q', 'K', 'V', 'O', 'DO'].map(sgLoader).join('\n')}
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let rows = wid.y * p.nq;
+  for (var i = lane; i < p.nq; i += 8u) {
+    let oa = o_at(b, h, i);
+    let ga = do_at(b, h, i);
+    var dl = 0.0;
+    for (var c = 0u; c < p.d4; c++) { dl += dot(ld_DO(ga + 4u * c), ld_O(oa + 4u * c)); }
+    Delta[rows + i] = dl;
+    let qd = dq_at(b, h, i);
+    ${sgStoreRow('DQ', 'qd', 'vec4<f32>(0.0)')}
+  }
+  storageBarrier();
+  // Per lane: dk, dv of its keys in each 32-key block; dS of the tile (wp: own keys, es: the
+  // lane's 4 queries against every key); dQ of its queries over the step's blocks.
+  var dk: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * cap}>;
+  var dv: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * cap}>;
+  var wp: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * 8}>;
+  var es: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * 8}>;
+  var dqp: array<vec4<f32>, ${4 * cap}>;
+  for (var col0 = 0u; col0 < p.nk; col0 += KB * 32u) {
+    for (var e = 0u; e < KB * ${SG_ROWS}u * D4; e++) { dk[e] = vec4<f32>(0.0); dv[e] = vec4<f32>(0.0); }
+    // Keys past key_len get no gradient; with the causal mask, query rows before the block's
+    // first key see none of it.
+    let kb_end = min(KB, (max(p.key_len, col0) - col0 + 31u) / 32u);
+    var i0 = 0u;
+    if (p.causal != 0u) { i0 = col0; }
+    var iend = p.nq;
+    if (col0 >= p.key_len) { iend = 0u; }
+    for (var t0 = i0; t0 < iend; t0 += ${SG_TILE}u) {
+${range(SG_TILE / 8)
+  .map(
+    (l) => `      let il${l} = min(t0 + ${8 * l}u + lane, p.nq - 1u);
+      let xa${l} = q_at(b, h, il${l});
+      let ya${l} = do_at(b, h, il${l});
+      let ll${l} = Lse[p.lse_off + rows + il${l}] * ${LOG2E};
+      let dl${l} = Delta[rows + il${l}];`,
+  )
+  .join('\n')}
+${vec((g) => `      let la${g} = ${bcastVec('ll', g)};\n      let da${g} = ${bcastVec('dl', g)};\n      let ia${g} = vec4<u32>(t0 + ${4 * g}u) + vec4<u32>(0u, 1u, 2u, 3u);`)}
+      for (var kb = 0u; kb < kb_end; kb++) {
+${keyRows('col0 + 32u * kb')}
+${each((r) => `      let va${r} = v_at(b, h, min(j${r}, p.nk - 1u));\n      let live${r} = vec4<bool>(j${r} < p.key_len);`)}
+${each((r) => vec((g) => `      var s${r}_${g} = vec4<f32>(0.0);\n      var t${r}_${g} = vec4<f32>(0.0);`))}
+${range(SG_TILE / SG_SLICE)
+  .map(
+    (sl) => `      for (var c = 0u; c < p.d4; c++) {
+${sgTile('Q', 'x', SG_SLICE, sl * SG_SLICE)}
+${each((r) => `        let kr${r} = ld_K(ka${r} + 4u * c);`)}
+${sgScores('s', 'kr', 'x', SG_SLICE, sl * SG_SLICE)}
+      }
+      for (var c = 0u; c < p.d4; c++) {
+${sgTile('DO', 'y', SG_SLICE, sl * SG_SLICE)}
+${each((r) => `        let vr${r} = ld_V(va${r} + 4u * c);`)}
+${sgScores('t', 'vr', 'y', SG_SLICE, sl * SG_SLICE)}
+      }`,
+  )
+  .join('\n')}
+${each((r) =>
+  vec(
+    (g) => `      var ok${r}_${g} = (ia${g} < vec4<u32>(iend)) & live${r};
+      if (p.causal != 0u) { ok${r}_${g} = ok${r}_${g} & (vec4<u32>(j${r}) <= ia${g}); }
+      let p${r}_${g} = select(vec4<f32>(0.0), exp2(s${r}_${g} * p.scale_log2 - la${g}), ok${r}_${g});
+      let w${r}_${g} = p${r}_${g} * (t${r}_${g} - da${g});
+      wp[(kb * ${SG_ROWS}u + ${r}u) * 8u + ${g}u] = w${r}_${g} * p.scale;`,
+  ),
+)}
+      for (var c = 0u; c < p.d4; c++) {
+${sgTile('DO', 'y', SG_TILE)}
+${sgAccumulate('dv', 'p', 'y', `kb * ${SG_ROWS}u + `)}
+      }
+      for (var c = 0u; c < p.d4; c++) {
+${sgTile('Q', 'x', SG_TILE)}
+${sgAccumulate('dk', 'w', 'x', `kb * ${SG_ROWS}u + `)}
+      }
+      }
+      // dQ: lane m takes the tile's queries t0 + 4m .. + 3 (group m of every lane's dS). Turn u
+      // of the rotation hands lane m the dS of lane m - u by subgroupShuffle; es files it by
+      // source lane, so that the K rows can then go to all lanes by subgroupBroadcast.
+      for (var kb = 0u; kb < kb_end; kb++) {
+        for (var u = 0u; u < 8u; u++) {
+          let src = (lane - u) & 7u;
+${each((r) => `          es[(kb * 8u + src) * ${SG_ROWS}u + ${r}u] = subgroupShuffle(wp[(kb * ${SG_ROWS}u + ${r}u) * 8u + ((lane + u) & 7u)], src);`)}
+        }
+      }
+      for (var e = 0u; e < 4u * D4; e++) { dqp[e] = vec4<f32>(0.0); }
+      for (var kb = 0u; kb < kb_end; kb++) {
+${keyRows('col0 + 32u * kb')}
+${range(8)
+  .map((l) => each((r) => `      let e${l}_${r} = es[(kb * 8u + ${l}u) * ${SG_ROWS}u + ${r}u];`))
+  .join('\n')}
+      for (var c = 0u; c < p.d4; c++) {
+${each((r) => `        let kr${r} = ld_K(ka${r} + 4u * c);`)}
+${range(8)
+  .map((l) => each((r) => `        let kk${l}_${r} = subgroupBroadcast(kr${r}, ${l}u);`))
+  .join('\n')}
+${range(4)
+  .map((qi) => `        dqp[${qi}u * D4 + c] += ${range(8)
+    .flatMap((l) => range(SG_ROWS).map((r) => `e${l}_${r}.${'xyzw'[qi]} * kk${l}_${r}`))
+    .join(' + ')};`)
+  .join('\n')}
+      }
+      }
+      let tq = t0 + 4u * lane;
+${range(4)
+  .map(
+    (qi) => `      if (tq + ${qi}u < iend) {
+        let qd = dq_at(b, h, tq + ${qi}u);
+        ${sgStoreRow('DQ', 'qd', `dqp[${qi}u * D4 + c]`, '+=')}
+      }`,
+  )
+  .join('\n')}
+    }
+    for (var kb = 0u; kb < KB; kb++) {
+${keyRows('col0 + 32u * kb')}
+${each(
+  (r) => `      if (j${r} < p.nk) {
+        let kd = dk_at(b, h, j${r});
+        let vd = dv_at(b, h, j${r});
+        ${sgStoreRow('DK', 'kd', `dk[(kb * ${SG_ROWS}u + ${r}u) * D4 + c] * p.scale`)}
+        ${sgStoreRow('DV', 'vd', `dv[(kb * ${SG_ROWS}u + ${r}u) * D4 + c]`)}
+      }`,
+)}
+    }
+  }
+}`,
+  };
+}
+
 export interface AttentionForward {
   /** (B, H, Nq, d), stored as (B, Nq, H, d). */
   out: Tensor;
@@ -587,20 +935,21 @@ export interface AttentionForward {
 /** softmax(scale·Q·Kᵀ, masked)·V in one kernel; returns the output and the per-row log-sum-exp. */
 export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): AttentionForward {
   const r = resolve('attention', q, k, v, opts);
-  const Q = operand('attention', 'q', q);
-  const K = operand('attention', 'k', k);
-  const V = operand('attention', 'v', v);
+  const sg = useSubgroups(q, opts);
+  const Q = operand('attention', 'q', q, sg);
+  const K = operand('attention', 'k', k, sg);
+  const V = operand('attention', 'v', v, sg);
   const out = headsLast(q, r.Nq, 'attention');
   const lse = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_lse');
-  const br = blockLanes(r.Nq);
-  const sg = useSubgroups(q, opts);
-  const spec = forwardSpec(r.d, tileRows(r.d), br, ROWS_PER_LANE, sg);
-  q.device.dispatch(
-    spec,
-    [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer],
-    [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset],
-    [Math.ceil(r.Nq / (br * ROWS_PER_LANE)), r.B * r.H, 1],
-  );
+  const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E];
+  const operands = [...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset];
+  const buffers = [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer];
+  if (sg) {
+    q.device.dispatch(forwardSubgroupSpec(r.d), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
+  } else {
+    const br = blockLanes(r.Nq);
+    q.device.dispatch(forwardSpec(r.d, tileRows(r.d), br, ROWS_PER_LANE), buffers, [...common, ...operands], [Math.ceil(r.Nq / (br * ROWS_PER_LANE)), r.B * r.H, 1]);
+  }
   release(Q, K, V);
   return { out, lse };
 }
@@ -632,31 +981,40 @@ export function launchAttentionBackward(
   if (lse.shape.join() !== [r.B, r.H, r.Nq].join() || !lse.isContiguous() || lse.dtype !== 'f32') {
     throw new Error(`attention backward: lse must be a contiguous f32 (B, H, Nq); got ${shapes}`);
   }
-  const Q = operand('attention backward', 'q', q);
-  const K = operand('attention backward', 'k', k);
-  const V = operand('attention backward', 'v', v);
-  const O = operand('attention backward', 'out', out);
-  const G = operand('attention backward', 'dOut', dOut);
+  const sg = useSubgroups(q, opts);
+  const Q = operand('attention backward', 'q', q, sg);
+  const K = operand('attention backward', 'k', k, sg);
+  const V = operand('attention backward', 'v', v, sg);
+  const O = operand('attention backward', 'out', out, sg);
+  const G = operand('attention backward', 'dOut', dOut, sg);
   const dq = headsLast(q, r.Nq, 'attention_dq');
   const dk = headsLast(k, r.Nk, 'attention_dk');
   const dv = headsLast(v, r.Nk, 'attention_dv');
   const delta = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_delta');
-  const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E, r.scale];
-  const sg = useSubgroups(q, opts);
-  const brq = blockLanes(r.Nq);
-  q.device.dispatch(
-    backwardQuerySpec(r.d, tileRows(r.d), brq, ROWS_PER_LANE, sg),
-    [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, dq.buffer, delta.buffer],
-    [...common, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(O.t), ...layout(G.t), ...layout(dq), lse.offset],
-    [Math.ceil(r.Nq / (brq * ROWS_PER_LANE)), r.B * r.H, 1],
-  );
-  const brk = blockLanes(r.Nk);
-  q.device.dispatch(
-    backwardKeySpec(r.d, tileRows(r.d), brk, ROWS_PER_LANE, sg),
-    [Q.t.buffer, K.t.buffer, V.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
-    [...common, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(G.t), ...layout(dk), ...layout(dv), lse.offset],
-    [Math.ceil(r.Nk / (brk * ROWS_PER_LANE)), r.B * r.H, 1],
-  );
+  const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E];
+  if (sg) {
+    q.device.dispatch(
+      backwardSubgroupSpec(r.d),
+      [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dq.buffer, dk.buffer, dv.buffer],
+      [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset],
+      [1, r.B * r.H, 1],
+    );
+  } else {
+    const brq = blockLanes(r.Nq);
+    q.device.dispatch(
+      backwardQuerySpec(r.d, tileRows(r.d), brq, ROWS_PER_LANE),
+      [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, dq.buffer, delta.buffer],
+      [...common, r.scale, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(O.t), ...layout(G.t), ...layout(dq), lse.offset],
+      [Math.ceil(r.Nq / (brq * ROWS_PER_LANE)), r.B * r.H, 1],
+    );
+    const brk = blockLanes(r.Nk);
+    q.device.dispatch(
+      backwardKeySpec(r.d, tileRows(r.d), brk, ROWS_PER_LANE),
+      [Q.t.buffer, K.t.buffer, V.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dk.buffer, dv.buffer],
+      [...common, r.scale, ...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(G.t), ...layout(dk), ...layout(dv), lse.offset],
+      [Math.ceil(r.Nk / (brk * ROWS_PER_LANE)), r.B * r.H, 1],
+    );
+  }
   delta.dispose();
   release(Q, K, V, O, G);
   return { dq, dk, dv };
@@ -715,8 +1073,8 @@ export function launchClsAttentionScores(q: Tensor, k: Tensor, lse: Tensor, opts
     throw new Error(`clsAttentionScores: lse must be a contiguous f32 (B, H, Nq); got ${shapes}`);
   }
   if (d > MAX_HEAD_DIM || B > 65535) throw new Error(`clsAttentionScores: unsupported shapes ${shapes}`);
-  const Q = operand('clsAttentionScores', 'q', q);
-  const K = operand('clsAttentionScores', 'k', k);
+  const Q = operand('clsAttentionScores', 'q', q, false);
+  const K = operand('clsAttentionScores', 'k', k, false);
   const out = empty(q.device, [B, Nk - 1], 'f32', 'cls_scores');
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   q.device.dispatch(
