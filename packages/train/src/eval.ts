@@ -1,22 +1,27 @@
 // Evaluation of every head MP-FGVC reports (DESIGN.md §1): the vision classifier ŷ_1, the
 // image-text cosine logits, VLFM's ŷ_2 and their ensemble (mean of the three softmaxes). Top-1,
 // top-5 and per-class accuracy of each; the confusion matrix is the ensemble's, the prediction the
-// model ships with. One read-back per batch, issued before the next batch is recorded.
+// model ships with. The ViT-only model (objective 'vision') has the vision head alone: the others
+// are absent from the result, not filled with numbers of untrained heads. One read-back per batch,
+// issued before the next batch is recorded.
 import { type Tensor, concat, keep, noGrad, scope, tensor } from '@mpfgvc/kernels';
-import type { MPFGVC } from '@mpfgvc/model';
+import { HEADS, type Head, type MPFGVC } from '@mpfgvc/model';
 import type { DataBatch } from './loop/data.js';
 
-export const HEADS = ['vision', 'text', 'vlfm', 'ensemble'] as const;
-export type Head = (typeof HEADS)[number];
+export { HEADS, type Head };
 
 export interface EvalResult {
   count: number;
-  top1: Record<Head, number>;
-  top5: Record<Head, number>;
+  /** The model's heads (MPFGVC.heads), the keys of top1, top5 and perClass. */
+  heads: Head[];
+  top1: Partial<Record<Head, number>>;
+  top5: Partial<Record<Head, number>>;
   /** Accuracy of each class (null for a class without test images). */
-  perClass: Record<Head, (number | null)[]>;
+  perClass: Partial<Record<Head, (number | null)[]>>;
   classCounts: number[];
-  /** Ensemble predictions: confusion[true][predicted]. */
+  /** The head the model ships with: the ensemble, or the vision head of a ViT-only model. */
+  confusionHead: Head;
+  /** Predictions of confusionHead: confusion[true][predicted]. */
   confusion: number[][];
 }
 
@@ -39,15 +44,18 @@ function argmax(scores: Float32Array, offset: number, n: number): number {
 
 /**
  * Runs `batches` (image rows of the model's input size) through every head. `text` is T from
- * textFeatures(); computed here when not given.
+ * textFeatures(); computed here when not given and the model has text heads.
  */
 export async function evaluate(model: MPFGVC, batches: AsyncIterable<DataBatch>, text?: Tensor): Promise<EvalResult> {
   const C = model.config.numClasses;
   const S = model.config.vision.imageSize;
-  const T = text ?? keep(noGrad(() => model.textFeatures()));
-  const hits1 = Object.fromEntries(HEADS.map((h) => [h, 0])) as Record<Head, number>;
+  const heads = [...model.heads];
+  const shipped: Head = heads.includes('ensemble') ? 'ensemble' : 'vision';
+  const shippedAt = heads.indexOf(shipped);
+  const T = text ?? (model.visionOnly ? undefined : keep(noGrad(() => model.textFeatures())));
+  const hits1 = Object.fromEntries(heads.map((h) => [h, 0])) as Record<Head, number>;
   const hits5 = { ...hits1 };
-  const classHits = Object.fromEntries(HEADS.map((h) => [h, new Array<number>(C).fill(0)])) as Record<Head, number[]>;
+  const classHits = Object.fromEntries(heads.map((h) => [h, new Array<number>(C).fill(0)])) as Record<Head, number[]>;
   const classCounts = new Array<number>(C).fill(0);
   const confusion = Array.from({ length: C }, () => new Array<number>(C).fill(0));
   let count = 0;
@@ -56,7 +64,7 @@ export async function evaluate(model: MPFGVC, batches: AsyncIterable<DataBatch>,
     for (let i = 0; i < B; i++) {
       const y = labels[i]!;
       classCounts[y]!++;
-      HEADS.forEach((h, k) => {
+      heads.forEach((h, k) => {
         const off = (k * B + i) * C;
         const r = rankOf(scores, off, C, y);
         if (r === 0) {
@@ -65,7 +73,7 @@ export async function evaluate(model: MPFGVC, batches: AsyncIterable<DataBatch>,
         }
         if (r < 5) hits5[h]++;
       });
-      confusion[y]![argmax(scores, (3 * B + i) * C, C)]!++;
+      confusion[y]![argmax(scores, (shippedAt * B + i) * C, C)]!++;
     }
     count += B;
   };
@@ -76,7 +84,7 @@ export async function evaluate(model: MPFGVC, batches: AsyncIterable<DataBatch>,
       const all = scope(() => {
         const x = tensor(model.device, b.rows, [b.size, 3, S, S]);
         const p = model.predict(x, T);
-        return concat([p.vision, p.text, p.vlfm, p.ensemble], 0); // (4B, C)
+        return concat(heads.map((h) => p[h]!), 0); // (heads·B, C)
       });
       const read = all.read().then((v) => v as Float32Array);
       read.finally(() => all.dispose()).catch(() => undefined);
@@ -85,16 +93,18 @@ export async function evaluate(model: MPFGVC, batches: AsyncIterable<DataBatch>,
     }
     if (pending) tally(await pending.read, pending.labels);
   } finally {
-    if (!text) T.dispose();
+    if (!text) T?.dispose();
   }
   const frac = (k: number) => (count ? k / count : 0);
-  const rec = <V>(f: (h: Head) => V) => Object.fromEntries(HEADS.map((h) => [h, f(h)])) as Record<Head, V>;
+  const rec = <V>(f: (h: Head) => V) => Object.fromEntries(heads.map((h) => [h, f(h)])) as Partial<Record<Head, V>>;
   return {
     count,
+    heads,
     top1: rec((h) => frac(hits1[h])),
     top5: rec((h) => frac(hits5[h])),
     perClass: rec((h) => classHits[h].map((k, c) => (classCounts[c] ? k / classCounts[c]! : null))),
     classCounts,
+    confusionHead: shipped,
     confusion,
   };
 }

@@ -57,5 +57,6 @@ export { type EvalRow, MetricsLog, type StepRow } from './loop/metrics.js';
 export { type StageReport, type TrainHooks, type TrainResult, TrainingError, decays, train } from './loop/trainer.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
 export { CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, hasCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';
 export { type DemoOptions, type DemoResult, demoConfig, runDemo } from './demo.js';
 export { type CheckpointFolder, type Pretrained, type PretrainedFolders, loadPretrained, openCheckpointFolder, resolvePretrained } from './pretrained.js';

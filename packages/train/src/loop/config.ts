@@ -5,6 +5,7 @@ import type { InputNormalization } from '../images/preprocess.js';
 import type { PretrainedFolders } from '../pretrained.js';
 import type { DatasetKind } from '../datasets/dataset.js';
 import type { MPFGVCConfig, PromptTokens } from '@mpfgvc/model';
+import { FIXED_PROMPT_TEMPLATE, validatePromptTemplate } from '../prompts.js';
 
 export interface StageConfig {
   epochs: number; // stage 1: 30, stage 2: 10
@@ -62,7 +63,13 @@ export interface TrainConfig {
   /** Seeds model initialisation, data order and augmentation. */
   seed: number; // 0
   data: DataConfig;
-  /** The model; numClasses and superCategory come from the dataset. */
+  /**
+   * The model; numClasses and superCategory come from the dataset. Its ablation options:
+   * `prompts: 'fixed'` (hand-crafted prompts instead of DaTP: with a tokenizer built from
+   * promptTemplate and the dataset's class names, else promptTokens.classPrompts) and
+   * `objective: 'vision'` (the ViT-only baseline: stage 1 on L_v alone, no stage 2, evaluation of
+   * the vision head only). Both are recorded filled in ('datp', 'mpfgvc' by default).
+   */
   model: Omit<MPFGVCConfig, 'numClasses' | 'superCategory'>;
   /** 'imagenet' (default), 'clip', or a checkpoint's {mean, std} (a pretrained vision folder's, when not given). */
   normalization: InputNormalization;
@@ -74,7 +81,10 @@ export interface TrainConfig {
    */
   pretrained?: PretrainedFolders;
   promptTokens?: PromptTokens;
+  /** Fixed prompts with a tokenizer: each class's prompt, {class} and {superCategory} filled in. */
+  promptTemplate: string; // 'a photo of a {class}, a type of {superCategory}.'
   stage1: StageConfig;
+  /** Stage 2's epochs default to 0 for objective 'vision', which refuses any other number. */
   stage2: StageConfig;
   /** A checkpoint every N optimiser steps (0: only at the end of each stage). */
   checkpointEvery: number; // 0
@@ -149,16 +159,27 @@ function resolveData(d: DataInput): DataConfig {
   throw new Error(`config: data.kind must be 'synth' or 'folder', got ${JSON.stringify((d as { kind: unknown }).kind)}`);
 }
 
+function resolveModel(m: TrainConfig['model']): TrainConfig['model'] {
+  if (typeof m !== 'object' || m === null) throw new Error('config: model must describe the architecture');
+  const c = { ...m, prompts: m.prompts ?? 'datp', objective: m.objective ?? 'mpfgvc' };
+  if (c.prompts !== 'datp' && c.prompts !== 'fixed') throw new Error(`config: model.prompts must be 'datp' or 'fixed', got ${JSON.stringify(c.prompts)}`);
+  if (c.objective !== 'mpfgvc' && c.objective !== 'vision') throw new Error(`config: model.objective must be 'mpfgvc' or 'vision', got ${JSON.stringify(c.objective)}`);
+  return c;
+}
+
 export function resolveConfig(input: TrainConfigInput): TrainConfig {
   if (typeof input.outDir !== 'string' || input.outDir === '') throw new Error('config: outDir must name the run directory');
+  const model = resolveModel(input.model);
+  const visionOnly = model.objective === 'vision';
   const c: TrainConfig = {
     outDir: input.outDir,
     seed: input.seed ?? 0,
     data: resolveData(input.data),
-    model: input.model,
+    model,
     normalization: input.normalization ?? 'imagenet',
+    promptTemplate: input.promptTemplate ?? FIXED_PROMPT_TEMPLATE,
     stage1: resolveStage('stage1', input.stage1 ?? {}, {}),
-    stage2: resolveStage('stage2', input.stage2 ?? {}, { epochs: 10, augment: false }),
+    stage2: resolveStage('stage2', input.stage2 ?? {}, { epochs: visionOnly ? 0 : 10, augment: false }),
     checkpointEvery: input.checkpointEvery ?? 0,
     logEvery: input.logEvery ?? 1,
     evalEvery: input.evalEvery ?? 0,
@@ -169,6 +190,13 @@ export function resolveConfig(input: TrainConfigInput): TrainConfig {
   if (input.pretrained?.vision || input.pretrained?.text) c.pretrained = { ...input.pretrained };
   if (input.promptTokens !== undefined) c.promptTokens = input.promptTokens;
   if (!c.tokenizer && !c.promptTokens) throw new Error('config: give tokenizer (a CLIP tokenizer.json) or promptTokens for the DaTP prompts');
+  validatePromptTemplate(c.promptTemplate);
+  if (model.prompts === 'fixed' && !c.tokenizer && !Array.isArray(c.promptTokens?.classPrompts)) {
+    throw new Error("config: model.prompts 'fixed' needs tokenizer (each class's prompt from promptTemplate) or promptTokens.classPrompts (each class's prompt ids)");
+  }
+  if (visionOnly && c.stage2.epochs > 0) {
+    throw new Error(`config: stage2.epochs must be 0 with model.objective 'vision' (the ViT-only baseline trains L_v alone and has no VLFM stage), got ${c.stage2.epochs}`);
+  }
   if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= 0xffffffff)) throw new Error(`config: seed must be an integer in [0, 2^32), got ${c.seed}`);
   for (const k of ['checkpointEvery', 'evalEvery'] as const) {
     if (!(Number.isInteger(c[k]) && c[k] >= 0)) throw new Error(`config: ${k} must be a non-negative integer, got ${c[k]}`);

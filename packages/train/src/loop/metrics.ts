@@ -23,8 +23,9 @@ export interface EvalRow {
   stage: Stage;
   epoch: number;
   split: 'test';
-  top1: Record<Head, number>;
-  top5: Record<Head, number>;
+  /** The model's heads only (the ViT-only model: vision). */
+  top1: Partial<Record<Head, number>>;
+  top5: Partial<Record<Head, number>>;
 }
 
 export class MetricsLog {

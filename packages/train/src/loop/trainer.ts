@@ -1,6 +1,8 @@
 // The two-stage MP-FGVC training loop (DESIGN.md §1). Stage 1 trains the image encoder, the visual
 // projection, the vision head and the DaTP tokens on L_v + L_i2t; stage 2 trains VLFM on its own
-// cross-entropy with everything else frozen. Each optimiser step is recorded without a host
+// cross-entropy with everything else frozen. The ablation variants run through the same loop:
+// fixed prompts (their T is a constant, computed once per stage) and the ViT-only objective
+// (stage 1 on L_v alone, no stage 2). Each optimiser step is recorded without a host
 // round trip; its loss (with the partial losses and the gradient norm: one small read) is read
 // back asynchronously and awaited only after the next step has been recorded, so the GPU never
 // waits for the host. A checkpoint waits for the step's own loss first: only a run whose losses
@@ -29,6 +31,7 @@ import {
 } from '@mpfgvc/kernels';
 import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, type Stage } from '@mpfgvc/model';
 import { writeFileAtomic } from '../atomic.js';
+import { fillPrompt } from '../prompts.js';
 import { type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
 import { type CheckpointRecord, type LoadedCheckpoint, type RunPosition, CHECKPOINT_FILE, CheckpointError, hasCheckpoint, readCheckpoint, serializeOptimizer, writeCheckpoint } from '../checkpoint.js';
 import { type EvalResult, confusionCsv, evaluate } from '../eval.js';
@@ -85,7 +88,8 @@ export function decays(name: string): boolean {
   return decayWeightsOnly(name) && name !== 'datp.prompts';
 }
 
-function promptTokens(cfg: TrainConfig, superCategory: string): PromptTokens {
+/** The configuration's prompt tokens, or the tokenizer's (with each class's filled template for fixed prompts). */
+function promptTokens(cfg: TrainConfig, superCategory: string, classes: readonly string[]): PromptTokens {
   if (cfg.promptTokens) return cfg.promptTokens;
   const path = cfg.tokenizer!;
   let json: unknown;
@@ -95,7 +99,9 @@ function promptTokens(cfg: TrainConfig, superCategory: string): PromptTokens {
     throw new Error(`tokenizer ${path}: ${(e as Error).message}`);
   }
   const tok = ClipTokenizer.fromJson(json, { source: path, contextLength: cfg.model.text.contextLength });
-  return { classIds: tok.encode(superCategory), sot: tok.sot, eot: tok.eot };
+  const tokens: PromptTokens = { classIds: tok.encode(superCategory), sot: tok.sot, eot: tok.eot };
+  if (cfg.model.prompts === 'fixed') tokens.classPrompts = classes.map((c) => tok.encode(fillPrompt(cfg.promptTemplate, c, superCategory)));
+  return tokens;
 }
 
 interface Pending {
@@ -153,7 +159,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     data = openRunData(cfg.data, { imageSize: cfg.model.vision.imageSize, normalization: cfg.normalization, seed: cfg.seed, strict: cfg.strict, ...(hooks.workerUrl ? { workerUrl: hooks.workerUrl } : {}) });
     for (const [path, reason] of Object.entries(ckpt?.record.skipped ?? {})) data.skipped.set(path, reason);
     const modelConfig: MPFGVCConfig = { ...cfg.model, numClasses: data.classes.length, superCategory: data.superCategory };
-    model = ckpt ? MPFGVC.load(dev, ckpt.model, join(cfg.outDir, ckpt.record.model)) : new MPFGVC(dev, new Rng(cfg.seed), modelConfig, promptTokens(cfg, data.superCategory));
+    model = ckpt ? MPFGVC.load(dev, ckpt.model, join(cfg.outDir, ckpt.record.model)) : new MPFGVC(dev, new Rng(cfg.seed), modelConfig, promptTokens(cfg, data.superCategory, data.classes));
     if (pretrained) loadPretrained(model, pretrained);
     if (ckpt && JSON.stringify(model.config) !== JSON.stringify(modelConfig)) {
       throw new CheckpointError(`${out(ckpt.record.model)}: the model's configuration differs from the run's (${JSON.stringify(model.config)} vs ${JSON.stringify(modelConfig)})`);
@@ -226,7 +232,9 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     const from: EpochPosition = resumeAt?.data ?? { epoch: 0, index: 0 };
     say(`stage ${stage}: ${sc.epochs} epochs of ${stepsPerEpoch} steps (batch ${sc.batchSize} x ${sc.accumulate}), ${params.length} parameter tensors train`);
 
-    const text = stage === 2 ? keep(noGrad(() => model.textFeatures())) : undefined;
+    // T once per stage where it cannot change: in stage 2, and throughout with fixed prompts.
+    const constantText = stage === 2 || (model.config.prompts === 'fixed' && !model.visionOnly);
+    const text = constantText ? keep(noGrad(() => model.textFeatures())) : undefined;
     try {
       let batches: AsyncGenerator<DataBatch>;
       let cached = false;
@@ -256,7 +264,8 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
           if (p.step % cfg.logEvery !== 0 && !last) continue;
           const now = seconds();
           const row: StepRow = { stage: p.stage, epoch: p.epoch, step: p.step, lr: p.lr, loss, imagesPerSec: imagesSinceRow / Math.max(1e-9, now - lastRow.time), time: now };
-          if (p.stage === 1) {
+          if (p.stage === 1 && model.visionOnly) row.lossVision = loss;
+          else if (p.stage === 1) {
             row.lossVision = v[1]!;
             row.lossText = v[2]!;
           }
@@ -337,14 +346,17 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     }
   }
 
-  /** One batch's forward and backward (gradients accumulate); returns [L, L_v, L_i2t] / groupSize. */
+  /** One batch's forward and backward (gradients accumulate); returns [L, L_v, L_i2t] / groupSize ([L_v] for ViT only, [L_2] in stage 2). */
   function microStep(stage: Stage, sc: StageConfig, b: DataBatch, groupSize: number, cached: boolean, text: Tensor | undefined): Tensor {
     return scope(() => {
       const smoothing = { labelSmoothing: sc.labelSmoothing };
       let parts: Tensor[];
-      if (stage === 1) {
+      if (stage === 1 && model.visionOnly) {
         const S = cfg.model.vision.imageSize;
-        const o = model.stageOne(tensor(dev, b.rows, [b.size, 3, S, S]), b.labels, smoothing);
+        parts = [model.stageOneVision(tensor(dev, b.rows, [b.size, 3, S, S]), b.labels, smoothing).loss];
+      } else if (stage === 1) {
+        const S = cfg.model.vision.imageSize;
+        const o = model.stageOne(tensor(dev, b.rows, [b.size, 3, S, S]), b.labels, { ...smoothing, ...(text ? { text } : {}) });
         parts = [o.loss, o.lossVision, o.lossText];
       } else if (cached) {
         const logits = model.vlfm.forward(tensor(dev, b.rows, [b.size, cfg.model.embedDim]), text!);
@@ -384,8 +396,8 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     const row: EvalRow = { stage, epoch, split: 'test', top1: result.top1, top5: result.top5 };
     metrics.append(row);
     hooks.onEval?.(row, result);
-    const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-    say(`stage ${stage} epoch ${epoch} test top-1: vision ${pct(result.top1.vision)}, text ${pct(result.top1.text)}, vlfm ${pct(result.top1.vlfm)}, ensemble ${pct(result.top1.ensemble)} (${result.count} images)`);
+    const heads = result.heads.map((h) => `${h} ${(100 * result.top1[h]!).toFixed(1)}%`).join(', ');
+    say(`stage ${stage} epoch ${epoch} test top-1: ${heads} (${result.count} images)`);
     return result;
   }
 
