@@ -7,7 +7,8 @@ describe('fixed prompts', () => {
   });
 
   it('over a word vocabulary give each class its own sequence, the super-category and SOT/EOT first', () => {
-    const { tokens, vocabulary } = wordPrompts(['long-beak red-eyering', 'short-beak red-eyering'], 'bird');
+    const { tokens, vocabulary, contextLength } = wordPrompts(['long-beak red-eyering', 'short-beak red-eyering'], 'bird');
+    expect(contextLength).toBe(14);
     expect(vocabulary.slice(0, 3)).toEqual(['bird', '<|startoftext|>', '<|endoftext|>']);
     expect(tokens).toMatchObject({ classIds: [0], sot: 1, eot: 2 });
     const [a, b] = tokens.classPrompts!.map((p) => p.map((i) => vocabulary[i]));

@@ -26,8 +26,9 @@ function words(text: string): string[] {
  * from-scratch text tower: the super-category's words take the first ids, then SOT and EOT (the
  * synthetic birds' layout: bird 0, SOT 1, EOT 2, so DaTP runs read the same ids), then every other
  * word in order of first appearance. Classes whose names differ get different sequences.
+ * `contextLength` is the longest prompt's length with SOT and EOT: the text tower needs at least that.
  */
-export function wordPrompts(classes: readonly string[], superCategory: string, template = FIXED_PROMPT_TEMPLATE): { tokens: PromptTokens; vocabulary: string[] } {
+export function wordPrompts(classes: readonly string[], superCategory: string, template = FIXED_PROMPT_TEMPLATE): { tokens: PromptTokens; vocabulary: string[]; contextLength: number } {
   validatePromptTemplate(template);
   const vocabulary: string[] = [];
   const ids = new Map<string, number>();
@@ -42,5 +43,5 @@ export function wordPrompts(classes: readonly string[], superCategory: string, t
   const sot = id('<|startoftext|>');
   const eot = id('<|endoftext|>');
   const classPrompts = classes.map((c) => words(fillPrompt(template, c, superCategory)).map(id));
-  return { tokens: { classIds, sot, eot, classPrompts }, vocabulary };
+  return { tokens: { classIds, sot, eot, classPrompts }, vocabulary, contextLength: Math.max(0, ...classPrompts.map((p) => p.length)) + 2 };
 }
