@@ -241,6 +241,37 @@ describe('mpfgvc train, eval and demo', () => {
     expect(p.stdout).toMatch(/ensemble +\S+-beak/);
   });
 
+  it('train --prompts fixed and --objective vision: recorded in the run, the ViT-only run evaluated and predicted on its vision head', () => {
+    const fixed = mpfgvc('train', '--config', 'train.json', '--out', 'run-fixed', '--prompts', 'fixed', '--prompt-template', 'a {class} {superCategory}', '--json');
+    expect(fixed.code, fixed.stderr).toBe(0);
+    const cfg = JSON.parse(readFileSync(join(tmp, 'run-fixed', 'config.json'), 'utf8'));
+    expect(cfg.model).toMatchObject({ prompts: 'fixed', objective: 'mpfgvc' });
+    expect(cfg.promptTemplate).toBe('a {class} {superCategory}');
+    // The demo's text tower reads the prompts' words: 'a', the first class name's four words, 'bird'.
+    expect(cfg.promptTokens.classPrompts).toHaveLength(3);
+    expect(cfg.promptTokens.classPrompts[0]).toHaveLength(6);
+    expect(cfg.model.text.vocabSize).toBeGreaterThan(3);
+    expect(JSON.parse(fixed.stdout).stages[1].top1).toHaveProperty('ensemble');
+
+    const vit = mpfgvc('train', '--config', 'train.json', '--stage2-epochs', '0', '--out', 'run-vit', '--objective', 'vision', '--json');
+    expect(vit.code, vit.stderr).toBe(0);
+    const out = JSON.parse(vit.stdout);
+    expect(out.stages.map((s: { stage: number }) => s.stage)).toEqual([1]);
+    expect(Object.keys(out.stages[0].top1)).toEqual(['vision']);
+    expect(JSON.parse(readFileSync(join(tmp, 'run-vit', 'config.json'), 'utf8')).model.objective).toBe('vision');
+    const e = mpfgvc('eval', 'run-vit', '--json');
+    expect(e.code, e.stderr).toBe(0);
+    expect(JSON.parse(e.stdout).top1).toEqual(out.stages[0].top1);
+    const p = mpfgvc('predict', '--checkpoint', 'run-vit', '--top', '1', images[0]!);
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout).toMatch(/vision +\S+-beak/);
+    expect(p.stdout).not.toMatch(/ensemble|vlfm/);
+
+    expectOneLine(mpfgvc('train', '--config', 'train.json', '--out', 'x', '--objective', 'vision'), 2, /^mpfgvc: config: stage2.epochs must be 0 with model.objective 'vision' .*, got 1$/);
+    expectOneLine(mpfgvc('train', '--data', 'auto', '--data-root', 'birds', '--out', 'x', '--prompts', 'fixed'), 2, /^mpfgvc: --prompts fixed with --model demo needs --tokenizer/);
+    expectOneLine(mpfgvc('train', '--prompts', 'learned'), 2, /argument 'learned' is invalid. Allowed choices are datp, fixed/);
+  });
+
   it('train: bad flags, a missing dataset, a taken run folder and --resume with new flags are one line each', () => {
     expectOneLine(mpfgvc('train', '--data', 'cub', '--out', 'x'), 2, /^mpfgvc: --data cub needs --data-root <dir>$/);
     expectOneLine(mpfgvc('train', '--data', 'cub', '--data-root', 'nowhere', '--out', 'x'), 2, /^mpfgvc: CUB-200-2011 at .*nowhere: missing images\/$/);
@@ -259,9 +290,21 @@ describe('mpfgvc train, eval and demo', () => {
     for (const f of [out.curves.png, out.curves.svg, ...out.explain]) expect(existsSync(f), f).toBe(true);
     expect((await sharp(out.explain[0]).metadata()).width).toBe(448);
     expect(out.ablation.map((a: { name: string }) => a.name)).toEqual(['MP-FGVC', 'w/o SsVP', 'w/o VLFM (after stage 1)', 'w/o DaTP', 'ViT only']);
-    expect(out.ablation[1].top1.ensemble).toBeGreaterThanOrEqual(0);
-    expect(JSON.parse(readFileSync(join(tmp, 'demo', 'ablation-no-ssvp', 'config.json'), 'utf8')).model.selectK).toBe(0);
-    expect(r.stderr).toMatch(/not run: the loop always trains L_v \+ L_i2t/);
+    const config = (dir: string) => JSON.parse(readFileSync(join(tmp, 'demo', dir, 'config.json'), 'utf8'));
+    expect(config('ablation-no-ssvp').model.selectK).toBe(0);
+    const noDatp = config('ablation-no-datp');
+    expect(noDatp.model.prompts).toBe('fixed');
+    expect(new Set(noDatp.promptTokens.classPrompts.map((p: number[]) => p.join(' '))).size).toBe(3);
+    const vitOnly = config('ablation-vit-only');
+    expect(vitOnly.model).toMatchObject({ objective: 'vision', selectK: 0 });
+    expect(vitOnly.stage2.epochs).toBe(0);
+    const [full, noSsvp, noVlfm, withoutDatp, vit] = out.ablation;
+    for (const row of [full, noSsvp, withoutDatp]) for (const h of ['vision', 'text', 'vlfm', 'ensemble']) expect(row.top1[h], `${row.name} ${h}`).toBeTypeOf('number');
+    expect(Object.keys(noVlfm.top1)).toEqual(['vision', 'text']);
+    expect(Object.keys(vit.top1)).toEqual(['vision']);
+    expect(vit.top1.vision).toBeTypeOf('number');
+    expect(r.stderr).not.toMatch(/not run/);
+    expect(r.stderr).toMatch(/ViT only +\d+\.\d +- +- +-   L_v alone/);
     expect(JSON.parse(readFileSync(join(tmp, 'demo', 'cli.json'), 'utf8'))).toMatchObject({ classes: 3, epochs: [1, 1], ablation: true });
     expectOneLine(mpfgvc('explain', '--checkpoint', 'demo/ablation-no-ssvp', images[0]!), 1, /the model has no SsVP \(selectK 0\), nothing to draw$/);
     expectOneLine(mpfgvc('demo', '--out', 'demo'), 1, /already holds a run/);

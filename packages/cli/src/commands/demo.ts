@@ -1,12 +1,14 @@
 // The embedded demo: MP-FGVC trained from scratch on the synthetic birds with the train package's
 // demo configuration, then its training curves and a few SsVP overlays written into the run
-// folder. With --ablation the variants the loop can express are trained too and tabulated.
+// folder. With --ablation the paper's ablation variants are trained too, each in a subfolder, and
+// tabulated: without SsVP, with fixed hand-crafted prompts instead of DaTP, and the ViT-only
+// baseline; "w/o VLFM" is stage 1 of the full run.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Device } from '@mpfgvc/kernels';
 import { MPFGVC } from '@mpfgvc/model';
-import { type EvalResult, type TrainConfigInput, type TrainResult, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train } from '@mpfgvc/train';
+import { type EvalResult, type TrainConfigInput, type TrainResult, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train, wordPrompts } from '@mpfgvc/train';
 import { CliError } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { describeDevice } from './info.js';
@@ -75,6 +77,33 @@ async function overlays(dev: Device, result: TrainResult, count: number): Promis
   return files;
 }
 
+/**
+ * The ablation variants of the demo's run: each its own run folder under `outDir`. The fixed
+ * prompts read the synthetic class names through a word vocabulary (the demo's text tower has no
+ * tokenizer); ViT only is the plain baseline: no SsVP, L_v alone, no stage 2.
+ */
+function ablationInputs(input: TrainConfigInput, outDir: string): { name: string; dir: string; input: TrainConfigInput; note?: string }[] {
+  const data = input.data as Extract<TrainConfigInput['data'], { kind: 'synth' }>;
+  const words = wordPrompts(birdClasses(data.numClasses ?? 24).map((c) => c.name), 'bird');
+  const { vocabSize, contextLength } = input.model.text;
+  const text = { ...input.model.text, vocabSize: Math.max(vocabSize, words.vocabulary.length), contextLength: Math.max(contextLength, words.contextLength) };
+  return [
+    { name: 'w/o SsVP', dir: join(outDir, 'ablation-no-ssvp'), input: { ...input, outDir: join(outDir, 'ablation-no-ssvp'), model: { ...input.model, selectK: 0 } } },
+    {
+      name: 'w/o DaTP',
+      dir: join(outDir, 'ablation-no-datp'),
+      input: { ...input, outDir: join(outDir, 'ablation-no-datp'), model: { ...input.model, prompts: 'fixed', text }, promptTokens: words.tokens },
+      note: "fixed prompts 'a photo of a {class}, a type of bird.'",
+    },
+    {
+      name: 'ViT only',
+      dir: join(outDir, 'ablation-vit-only'),
+      input: { ...input, outDir: join(outDir, 'ablation-vit-only'), model: { ...input.model, objective: 'vision', selectK: 0 }, stage2: { ...input.stage2, epochs: 0 } },
+      note: 'L_v alone, no SsVP, no stage 2',
+    },
+  ];
+}
+
 interface AblationRow {
   name: string;
   top1?: Partial<EvalResult['top1']>;
@@ -99,7 +128,7 @@ export function demoCommand(): Command {
     .option('--seed <n>', 'seed of the run', intArg(0, 0xffffffff), 0)
     .option('--epochs <e1,e2>', "stage-1 and stage-2 epochs (default: the demo's 12,10)", epochsArg)
     .option('--explain <n>', 'SsVP overlays to draw (one test image of each of the first n classes)', intArg(0, 162), 4)
-    .option('--ablation', 'also train MP-FGVC without SsVP and print a table of the variants')
+    .option('--ablation', 'also train the ablation variants (without SsVP, fixed prompts instead of DaTP, ViT only) and print a table of them')
     .option('--json', 'print one JSON object at the end; progress goes to stderr')
     .action(async (_opts: unknown, cmd: Command) => {
       const o = resolveOptions<DemoFlags>(cmd);
@@ -124,17 +153,19 @@ export function demoCommand(): Command {
 
         let ablation: AblationRow[] | undefined;
         if (o.ablation) {
-          const noSsvpDir = join(outDir, 'ablation-no-ssvp');
-          write(`\nablation: MP-FGVC without SsVP (selectK 0) into ${noSsvpDir}\n`);
-          const noSsvp = await trainRun(dev, { ...input, outDir: noSsvpDir, model: { ...input.model, selectK: 0 } }, stream);
-          const full = result.stages.at(-1)!.eval.top1;
+          const variants: AblationRow[] = [];
+          for (const v of ablationInputs(input, outDir)) {
+            write(`\nablation: ${v.name} into ${v.dir}\n`);
+            const run = await trainRun(dev, v.input, stream);
+            const last = run.stages.at(-1);
+            variants.push(last ? { name: v.name, top1: last.eval.top1, ...(v.note ? { note: v.note } : {}) } : { name: v.name, note: 'no epochs: nothing trained' });
+          }
           const stageOne = result.stages.find((s) => s.stage === 1)?.eval.top1;
           ablation = [
-            { name: 'MP-FGVC', top1: full },
-            { name: 'w/o SsVP', top1: noSsvp.stages.at(-1)!.eval.top1 },
-            ...(stageOne ? [{ name: 'w/o VLFM (after stage 1)', top1: { vision: stageOne.vision, text: stageOne.text }, note: 'stage 1 of the full run' }] : []),
-            { name: 'w/o DaTP', note: 'not run: the loop has no prompt other than learned DaTP tokens (no fixed-prompt option)' },
-            { name: 'ViT only', note: 'not run: the loop always trains L_v + L_i2t (no vision-only loss, no run without the text side)' },
+            { name: 'MP-FGVC', top1: result.stages.at(-1)!.eval.top1 },
+            variants[0]!,
+            ...(stageOne ? [{ name: 'w/o VLFM (after stage 1)', top1: { vision: stageOne.vision!, text: stageOne.text! }, note: 'stage 1 of the full run' }] : []),
+            ...variants.slice(1),
           ];
           printAblation(ablation, write);
         }

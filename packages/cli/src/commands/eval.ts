@@ -1,6 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { type DataBatch, type DataConfig, HEADS, evaluate, openRunData } from '@mpfgvc/train';
+import { type DataBatch, type DataConfig, evaluate, openRunData } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { Progress } from '../progress.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
@@ -71,7 +71,7 @@ export function evalCommand(): Command {
           else {
             const pct = (x: number) => `${(100 * x).toFixed(2)}%`.padStart(8);
             process.stdout.write(`\n${result.count} test images${run.skipCount ? ` (${run.skipCount} unreadable, skipped)` : ''}\nhead        top-1    top-5\n`);
-            for (const h of HEADS) process.stdout.write(`${h.padEnd(10)}${pct(result.top1[h])} ${pct(result.top5[h])}\n`);
+            for (const h of result.heads) process.stdout.write(`${h.padEnd(10)}${pct(result.top1[h]!)} ${pct(result.top5[h]!)}\n`);
             if (o.out) process.stdout.write(`wrote ${o.out}\n`);
           }
         } finally {

@@ -5,7 +5,7 @@ import { CliError, ExitCode } from '../errors.js';
 import { patchOverlayPng } from '../render/overlay.js';
 import { type LoadedModel, loadModel, openDevice } from './model-io.js';
 import { effectiveConfig, printConfig, resolveOptions } from './options.js';
-import { type ImageRun, type PredictFlags, className, runImages, withPredictFlags } from './predict.js';
+import { type ImageRun, type PredictFlags, className, runImages, shipped, withPredictFlags } from './predict.js';
 
 interface ExplainOptions extends PredictFlags {
   out?: string;
@@ -15,8 +15,9 @@ interface ExplainOptions extends PredictFlags {
 /** Writes one overlay PNG for a run of explain (with the true class when known); returns the caption it drew. */
 export async function writeOverlay(loaded: LoadedModel, run: ImageRun, file: string, truth?: number): Promise<string> {
   const { imageSize, patchSize } = loaded.model.config.vision;
-  const best = run.probs.ensemble.indexOf(Math.max(...run.probs.ensemble));
-  let caption = `${className(loaded, best)} (${(run.probs.ensemble[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
+  const probs = shipped(run);
+  const best = probs.indexOf(Math.max(...probs));
+  let caption = `${className(loaded, best)} (${(probs[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
   if (truth !== undefined) caption = `predicted: ${caption}\ntrue: ${className(loaded, truth)}`;
   writeFileSync(file, await patchOverlayPng({ rgb: run.image.rgb, size: imageSize, patchSize, selected: run.selected!, caption }));
   return caption;

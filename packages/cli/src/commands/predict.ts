@@ -1,17 +1,14 @@
 import { Command, Option } from 'commander';
 import { type Device, type Tensor, tensor } from '@mpfgvc/kernels';
-import type { MPFGVC } from '@mpfgvc/model';
+import type { Head, MPFGVC } from '@mpfgvc/model';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, type LoadedModel, type NormalizationName, type PreparedImage, loadModel, normalization, openDevice, prepareEvalImage, softmaxRow, topK } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 
-export const HEADS = ['vision', 'text', 'vlfm', 'ensemble'] as const;
-export type Head = (typeof HEADS)[number];
-
 export interface ImageRun {
   image: PreparedImage;
-  /** Per head: probabilities over the classes. */
-  probs: Record<Head, number[]>;
+  /** Per head of the model (MPFGVC.heads): probabilities over the classes. */
+  probs: Partial<Record<Head, number[]>>;
   /** SsVP's selected patch ids, when the model has SsVP. */
   selected?: number[];
 }
@@ -24,6 +21,11 @@ export interface PredictFlags extends DeviceFlags {
 }
 
 /** The normalisation a model was trained with: CLIP's for a CLIP vision tower (pre-norm), else ImageNet's. */
+/** The probabilities of the prediction a model ships with: the ensemble's, or the vision head's of a ViT-only model. */
+export function shipped(run: ImageRun): number[] {
+  return (run.probs.ensemble ?? run.probs.vision)!;
+}
+
 export function defaultNormalization(model: MPFGVC): NormalizationName {
   return model.config.vision.preNorm ? 'clip' : 'imagenet';
 }
@@ -41,7 +43,7 @@ export async function runImages(dev: Device, loaded: LoadedModel, paths: string[
 export async function runPrepared(dev: Device, model: MPFGVC, images: PreparedImage[], batch: number): Promise<ImageRun[]> {
   const S = model.config.vision.imageSize;
   const C = model.config.numClasses;
-  const text = model.textFeatures();
+  const text = model.visionOnly ? undefined : model.textFeatures();
   const runs: ImageRun[] = [];
   try {
     for (let b = 0; b < images.length; b += batch) {
@@ -51,19 +53,21 @@ export async function runPrepared(dev: Device, model: MPFGVC, images: PreparedIm
       const x = tensor(dev, input, [chunk.length, 3, S, S]);
       const out = model.predict(x, text);
       const read = async (t: Tensor) => Array.from(await t.read());
-      const [vision, textL, vlfm, ensemble] = await Promise.all([read(out.vision), read(out.text), read(out.vlfm), read(out.ensemble)]);
+      const values = await Promise.all(model.heads.map((h) => read(out[h]!)));
       const selected = out.selected ? await read(out.selected) : undefined;
       const K = out.selected?.shape[1] ?? 0;
       chunk.forEach((image, i) => {
         const row = (a: number[]) => a.slice(i * C, (i + 1) * C);
-        const run: ImageRun = { image, probs: { vision: softmaxRow(row(vision)), text: softmaxRow(row(textL)), vlfm: softmaxRow(row(vlfm)), ensemble: row(ensemble) } };
+        // The ensemble is already a probability; the other heads are logits.
+        const probs = Object.fromEntries(model.heads.map((h, k) => [h, h === 'ensemble' ? row(values[k]!) : softmaxRow(row(values[k]!))]));
+        const run: ImageRun = { image, probs };
         if (selected) run.selected = selected.slice(i * K, (i + 1) * K);
         runs.push(run);
       });
       for (const t of [x, out.vision, out.text, out.vlfm, out.ensemble, out.selected]) t?.dispose();
     }
   } finally {
-    text.dispose();
+    text?.dispose();
   }
   return runs;
 }
@@ -100,7 +104,7 @@ export function predictCommand(): Command {
         const runs = await runImages(dev, loaded, paths, o);
         const k = Math.min(o.top, loaded.model.config.numClasses);
         const results = runs.map((r, i) => {
-          const heads = Object.fromEntries(HEADS.map((h) => [h, topK(r.probs[h], k).map(({ index, p }) => ({ class: index, name: className(loaded, index), p }))])) as Record<Head, { class: number; name: string; p: number }[]>;
+          const heads = Object.fromEntries(loaded.model.heads.map((h) => [h, topK(r.probs[h]!, k).map(({ index, p }) => ({ class: index, name: className(loaded, index), p }))])) as Partial<Record<Head, { class: number; name: string; p: number }[]>>;
           return { image: paths[i]!, ...heads, ...(r.selected ? { selected: r.selected } : {}) };
         });
         if (o.json) {
@@ -109,8 +113,8 @@ export function predictCommand(): Command {
         }
         for (const r of results) {
           process.stdout.write(`\n${r.image}\n`);
-          for (const h of HEADS) {
-            const list = r[h].map((c) => `${c.name} ${(c.p * 100).toFixed(1)}%`).join(', ');
+          for (const h of loaded.model.heads) {
+            const list = r[h]!.map((c) => `${c.name} ${(c.p * 100).toFixed(1)}%`).join(', ');
             process.stdout.write(`  ${h.padEnd(9)} ${list}\n`);
           }
         }

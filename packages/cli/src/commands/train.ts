@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CLIP_TEXT_B16, VIT_B16_448 } from '@mpfgvc/model';
-import { type StageConfig, type StepRow, type TrainConfigInput, type TrainHooks, type TrainResult, demoConfig, resolveConfig, train } from '@mpfgvc/train';
+import { FIXED_PROMPT_TEMPLATE, type StageConfig, type StepRow, type TrainConfigInput, type TrainHooks, type TrainResult, birdClasses, demoConfig, resolveConfig, train, wordPrompts } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { Progress } from '../progress.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
@@ -25,6 +25,9 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   imageSize?: number;
   selectK?: number;
   promptLength?: number;
+  prompts?: 'datp' | 'fixed';
+  promptTemplate?: string;
+  objective?: 'mpfgvc' | 'vision';
   tokenizer?: string;
   vision?: string;
   text?: string;
@@ -66,6 +69,11 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--image-size <px>', 'input side (the position embeddings follow)', intArg(8, 4096))
     .option('--select-k <k>', "SsVP's K (0 turns SsVP off)", intArg(0, 100_000))
     .option('--prompt-length <j>', "DaTP's learnable tokens per class", intArg(1, 64))
+    .addOption(new Option('--prompts <mode>', "datp: learned DaTP tokens; fixed: each class's hand-crafted prompt through the frozen text encoder, nothing on the text side trains (the w/o DaTP ablation) (default datp)").choices(['datp', 'fixed']))
+    .option('--prompt-template <text>', `fixed prompts: {class} and {superCategory} are filled in (default '${FIXED_PROMPT_TEMPLATE}')`)
+    .addOption(
+      new Option('--objective <name>', 'mpfgvc: L_v + L_i2t, then VLFM; vision: the ViT-only baseline, L_v alone, no stage 2, evaluated on the vision head (default mpfgvc)').choices(['mpfgvc', 'vision']),
+    )
     .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset; default: --text's tokenizer.json)")
     .option('--vision <dir>', 'start the image encoder from a checkpoint folder (timm, HF ViT such as vit-base-patch16-224-in21k, or HF CLIP); its shapes replace the preset\'s')
     .option('--text <dir>', "start the text tower from a Hugging Face CLIP checkpoint folder; its shapes replace the preset's")
@@ -101,6 +109,8 @@ function modelInput(o: TrainFlags): ModelInput {
   if (o.imageSize !== undefined) model = { ...model, vision: { ...model.vision, imageSize: o.imageSize } };
   if (o.selectK !== undefined) model = { ...model, selectK: o.selectK };
   if (o.promptLength !== undefined) model = { ...model, promptLength: o.promptLength };
+  if (o.prompts !== undefined) model = { ...model, prompts: o.prompts };
+  if (o.objective !== undefined) model = { ...model, objective: o.objective };
   return model;
 }
 
@@ -137,6 +147,7 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
     evalEvery: o.evalEvery,
     evalBatchSize: o.evalBatch,
     strict: Boolean(o.strict),
+    ...(o.promptTemplate !== undefined ? { promptTemplate: o.promptTemplate } : {}),
   };
   for (const flag of ['vision', 'text'] as const) {
     const dir = o[flag];
@@ -148,6 +159,13 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
   if (tokenizer) {
     if (!existsSync(tokenizer)) throw new CliError(`--tokenizer ${tokenizer}: no such file`, ExitCode.usage);
     input.tokenizer = tokenizer;
+  } else if (o.model === 'demo' && model.prompts === 'fixed') {
+    // Without a tokenizer the from-scratch text tower reads the prompts' own words.
+    if (data.kind !== 'synth') throw new CliError('--prompts fixed with --model demo needs --tokenizer (a CLIP tokenizer.json), except on --data synth', ExitCode.usage);
+    const words = wordPrompts(birdClasses(data.numClasses).map((c) => c.name), 'bird', o.promptTemplate ?? FIXED_PROMPT_TEMPLATE);
+    const { vocabSize, contextLength } = model.text;
+    input.model = { ...model, text: { ...model.text, vocabSize: Math.max(vocabSize, words.vocabulary.length), contextLength: Math.max(contextLength, words.contextLength) } };
+    input.promptTokens = words.tokens;
   } else if (o.model === 'demo') {
     // The demo's text tower has a three-token vocabulary: super-category, SOT, EOT.
     input.promptTokens = demoConfig().promptTokens!;
@@ -203,7 +221,7 @@ export function trainError(e: unknown): never {
   const err = e as Error;
   if (err.name === 'TrainingError') throw new CliError(err.message, ExitCode.diverged);
   if (/^config: /.test(err.message)) throw new CliError(err.message, ExitCode.usage);
-  if (err.name === 'CheckpointError' || err.name === 'WeightsError' || /already holds a run/.test(err.message) || /^tokenizer /.test(err.message)) throw new CliError(err.message);
+  if (err.name === 'CheckpointError' || err.name === 'WeightsError' || /already holds a run/.test(err.message) || /^(tokenizer |fixed prompts: )/.test(err.message)) throw new CliError(err.message);
   throw e;
 }
 
@@ -225,8 +243,8 @@ export function printSummary(r: TrainResult, write = (s: string) => process.stdo
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   write('\n');
   for (const s of r.stages) {
-    const t = s.eval.top1;
-    write(`stage ${s.stage}: ${s.steps} steps in ${s.seconds.toFixed(1)} s; test top-1 vision ${pct(t.vision)}, text ${pct(t.text)}, vlfm ${pct(t.vlfm)}, ensemble ${pct(t.ensemble)}\n`);
+    const heads = s.eval.heads.map((h) => `${h} ${pct(s.eval.top1[h]!)}`).join(', ');
+    write(`stage ${s.stage}: ${s.steps} steps in ${s.seconds.toFixed(1)} s; test top-1 ${heads}\n`);
   }
   write(`model       ${r.model}\ncheckpoint  ${r.checkpoint}\nmetrics     ${r.metrics}\nsummary     ${r.summary}\n`);
 }
