@@ -92,7 +92,7 @@ describe('MP-FGVC', () => {
     expect(loaded.config).toEqual({ ...CONFIG, prompts: 'datp', objective: 'mpfgvc' });
     const after = loaded.predict(images, noGrad(() => loaded.textFeatures()));
     for (const head of ['vision', 'text', 'vlfm', 'ensemble'] as const) {
-      assertClose(await after[head].read(), await before[head].read(), { atol: 0, rtol: 0 }, head);
+      assertClose(await after[head]!.read(), await before[head]!.read(), { atol: 0, rtol: 0 }, head);
     }
     expect(Array.from(await after.selected!.read())).toEqual(Array.from(await before.selected!.read()));
   });
