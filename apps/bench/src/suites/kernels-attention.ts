@@ -122,9 +122,9 @@ export async function attentionRows(dev: Device, opts: SuiteOptions = {}): Promi
       },
       repeats,
     );
-    // Flops of the fused kernels: the subgroup backward (8-lane subgroups, d a multiple of 4)
-    // recomputes Q·Kᵀ and dO·Vᵀ once, 10·N²·d in all; the portable one in both passes, 14·N²·d.
-    const bwd = (fixedSubgroupSize(dev) === 8 && d % 4 === 0 ? 10 : 14) * B * H * N * N * d;
+    // Flops of the fused kernels: the subgroup backward (8-lane subgroups, d a multiple of 4 up
+    // to 64) recomputes Q·Kᵀ and dO·Vᵀ once, 10·N²·d in all; the portable one in both passes, 14.
+    const bwd = (fixedSubgroupSize(dev) === 8 && d % 4 === 0 && d <= 64 ? 10 : 14) * B * H * N * N * d;
     pair('attention forward+backward', shape, fusedStep, unfusedStep, fwd + bwd, 'matmul·softmax·matmul and their backwards');
   }
 

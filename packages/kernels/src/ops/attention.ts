@@ -1,9 +1,10 @@
 // Fused multi-head attention, FlashAttention-2 style: the forward streams key/value tiles with an
 // online softmax, so the N×N scores never reach global memory, and saves only the per-row
 // log-sum-exp; the backward recomputes the probabilities from Q, K and that LSE. Two families:
-// - subgroup kernels (CPU adapters that fix subgroups at 8 lanes, head dim a multiple of 4; see
-//   "Subgroup kernels" below): tiles go straight from storage to the lanes by subgroupBroadcast,
-//   and the backward is one kernel per head that also accumulates dQ (10·N²·d flops);
+// - subgroup kernels (CPU adapters that fix subgroups at 8 lanes, head dim a multiple of 4 up to
+//   64; see "Subgroup kernels" below): tiles go straight from storage to the lanes by
+//   subgroupBroadcast, and the backward is one kernel per head that also accumulates dQ
+//   (10·N²·d flops);
 // - portable kernels (any adapter): tiles pass through workgroup memory, and since WGSL has no
 //   float atomics the backward takes two passes (14·N²·d flops), one over query rows (dQ, and
 //   D = rowsum(dO ⊙ O)), one over key rows (dK, dV). Each invocation owns whole rows (four of
@@ -30,8 +31,8 @@ export interface AttentionOptions {
   scale?: number;
   /**
    * Kernels that share tile rows by subgroupBroadcast; default: where the adapter fixes subgroups
-   * at 8 lanes and the head dim is a multiple of 4. false forces the portable kernels (tests
-   * cover both).
+   * at 8 lanes and the head dim is a multiple of 4 up to 64. false forces the portable kernels
+   * (tests cover both).
    */
   subgroups?: boolean;
 }
@@ -69,8 +70,10 @@ function release(...ops: Operand[]): void {
 
 function useSubgroups(q: Tensor, opts: AttentionOptions): boolean {
   const d = q.shape[3]!;
-  const able = fixedSubgroupSize(q.device) === 8 && d % 4 === 0;
-  if (opts.subgroups && !able) throw new Error(`attention: the subgroup kernels need subgroups fixed at 8 lanes and a head dim that is a multiple of 4 (d = ${d})`);
+  const able = fixedSubgroupSize(q.device) === 8 && d % 4 === 0 && d <= SG_MAX_HEAD_DIM;
+  if (opts.subgroups && !able) {
+    throw new Error(`attention: the subgroup kernels need subgroups fixed at 8 lanes and a head dim that is a multiple of 4 up to ${SG_MAX_HEAD_DIM} (d = ${d})`);
+  }
   return opts.subgroups ?? able;
 }
 
@@ -609,12 +612,12 @@ const SG_SLICE = 16;
 const SG_BLOCKS = 4;
 
 /**
- * vec4 capacity of a row's private accumulators: one pipeline serves every head dim up to 64
- * (the loops run to p.d4), since lavapipe takes up to 20 s to compile the backward.
+ * Widest head dim of the subgroup kernels, the vec4 capacity of a row's private accumulators
+ * times 4: one pipeline per kernel (the loops run to p.d4), since lavapipe takes up to 20 s to
+ * compile the backward. ViT-B and CLIP heads are 64 wide; wider ones take the portable kernels.
  */
-function sgCapacity(d: number): number {
-  return d <= 64 ? 16 : MAX_HEAD_DIM / 4;
-}
+const SG_MAX_HEAD_DIM = 64;
+const SG_D4 = SG_MAX_HEAD_DIM / 4;
 
 /** WGSL: `fn ld_<B>(a: u32) -> vec4<f32>`, the vec4 at element a (a multiple of 4) of a vec4 binding. */
 function sgLoader(buffer: string): string {
@@ -656,14 +659,12 @@ function sgAccumulate(arr: string, w: string, t: string, base = '', factor?: str
 }
 
 /** Forward: lane owns SG_ROWS queries; online softmax over key tiles of SG_TILE. */
-function forwardSubgroupSpec(d: number): KernelSpec {
-  const cap = sgCapacity(d);
+function forwardSubgroupSpec(): KernelSpec {
   const each = eachRow(SG_ROWS);
   const groups = range(SG_TILE / 4);
   const vec = (f: (g: number) => string) => groups.map(f).join('\n');
   return {
     name: 'attention_forward_sg',
-    variant: `c${cap}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
       { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
@@ -675,7 +676,7 @@ function forwardSubgroupSpec(d: number): KernelSpec {
     workgroupSize: [8],
     enable: ['subgroups'],
     code: `
-const D4: u32 = ${cap}u;
+const D4: u32 = ${SG_D4}u;
 ${rowFn('q')}
 ${rowFn('k')}
 ${rowFn('v')}
@@ -688,7 +689,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   let row0 = wid.x * ${8 * SG_ROWS}u;
-  var o: array<vec4<f32>, ${SG_ROWS * cap}>;
+  var o: array<vec4<f32>, ${SG_ROWS * SG_D4}>;
   for (var e = 0u; e < ${SG_ROWS}u * D4; e++) { o[e] = vec4<f32>(0.0); }
 ${each((r) => `  let i${r} = row0 + lane * ${SG_ROWS}u + ${r}u;
   let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u));
@@ -750,8 +751,7 @@ ${each(
  * block), and hands dS over the lanes so that each lane adds dS·K of the block into its 4
  * queries' dQ rows in storage.
  */
-function backwardSubgroupSpec(d: number): KernelSpec {
-  const cap = sgCapacity(d);
+function backwardSubgroupSpec(): KernelSpec {
   const each = eachRow(SG_ROWS);
   const groups = range(SG_TILE / 4);
   const vec = (f: (g: number) => string) => groups.map(f).join('\n');
@@ -761,7 +761,6 @@ function backwardSubgroupSpec(d: number): KernelSpec {
       let ka${r} = k_at(b, h, min(j${r}, p.nk - 1u));`);
   return {
     name: 'attention_backward_sg',
-    variant: `c${cap}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
       { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
@@ -790,7 +789,7 @@ function backwardSubgroupSpec(d: number): KernelSpec {
     workgroupSize: [8],
     enable: ['subgroups'],
     code: `
-const D4: u32 = ${cap}u;
+const D4: u32 = ${SG_D4}u;
 const KB: u32 = ${SG_BLOCKS}u;
 ${['q', 'k', 'v', 'o', 'do', 'dq', 'dk', 'dv'].map(rowFn).join('\n')}
 ${['Q', 'K', 'V', 'O', 'DO'].map(sgLoader).join('\n')}
@@ -811,11 +810,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   storageBarrier();
   // Per lane: dk, dv of its keys in each 32-key block; dS of the tile (wp: own keys, es: the
   // lane's 4 queries against every key); dQ of its queries over the step's blocks.
-  var dk: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * cap}>;
-  var dv: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * cap}>;
+  var dk: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * SG_D4}>;
+  var dv: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * SG_D4}>;
   var wp: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * 8}>;
   var es: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * 8}>;
-  var dqp: array<vec4<f32>, ${4 * cap}>;
+  var dqp: array<vec4<f32>, ${4 * SG_D4}>;
   for (var col0 = 0u; col0 < p.nk; col0 += KB * 32u) {
     for (var e = 0u; e < KB * ${SG_ROWS}u * D4; e++) { dk[e] = vec4<f32>(0.0); dv[e] = vec4<f32>(0.0); }
     // Keys past key_len get no gradient; with the causal mask, query rows before the block's
@@ -945,7 +944,7 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const operands = [...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset];
   const buffers = [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer];
   if (sg) {
-    q.device.dispatch(forwardSubgroupSpec(r.d), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
+    q.device.dispatch(forwardSubgroupSpec(), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
   } else {
     const br = blockLanes(r.Nq);
     q.device.dispatch(forwardSpec(r.d, tileRows(r.d), br, ROWS_PER_LANE), buffers, [...common, ...operands], [Math.ceil(r.Nq / (br * ROWS_PER_LANE)), r.B * r.H, 1]);
@@ -994,7 +993,7 @@ export function launchAttentionBackward(
   const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E];
   if (sg) {
     q.device.dispatch(
-      backwardSubgroupSpec(r.d),
+      backwardSubgroupSpec(),
       [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dq.buffer, dk.buffer, dv.buffer],
       [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset],
       [1, r.B * r.H, 1],
