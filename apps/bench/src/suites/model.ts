@@ -145,6 +145,7 @@ export async function textSuite(dev: Device, opts: SuiteOptions = {}): Promise<R
   const { model } = build(dev, cfg);
   model.setStage(1);
   const datp = model.datp;
+  if (!datp) throw new Error(`text suite: config ${cfg.name} has no DaTP prompts`);
   const L = datp.length;
   const context = cfg.model.text.contextLength;
   const run = (padded: boolean) => () =>
