@@ -145,14 +145,21 @@ describe('mpfgvc predict and explain', () => {
     const [res] = JSON.parse(r.stdout).results;
     expect(res.selected).toHaveLength(CONFIG.selectK);
     const { data, info } = await sharp(join(tmp, 'overlay.png')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-    expect([info.width, info.height]).toEqual([448, 478]);
-    // A kept cell has the yellow outline on its top edge; a dropped cell is darkened, not outlined.
+    expect([info.width, info.height]).toEqual([2 * 448 + 12, 478]);
+    // On the right, a kept cell has the yellow outline on its top edge and a dropped cell is darker
+    // than the same pixel of the plain copy on the left.
     const cell = 448 / 4;
     const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
     for (let id = 0; id < 16; id++) {
-      const [r0, g0, b0] = px(Math.floor((id % 4) * cell + cell / 2), Math.floor(Math.floor(id / 4) * cell + 1));
+      const x = Math.floor((id % 4) * cell + cell / 2);
+      const y = Math.floor(Math.floor(id / 4) * cell);
+      const [r0, g0, b0] = px(448 + 12 + x, y + 1);
       const yellow = r0! > 200 && g0! > 200 && b0! < 80;
       expect(yellow, `cell ${id}`).toBe(res.selected.includes(id));
+      const sum = (p: number[]) => p[0]! + p[1]! + p[2]!;
+      const [plain, shown] = [sum(px(x, y + cell / 2)), sum(px(448 + 12 + x, y + cell / 2))];
+      if (res.selected.includes(id)) expect(shown, `cell ${id}`).toBe(plain);
+      else expect(shown, `cell ${id}`).toBeLessThan(plain * 0.7 + 3);
     }
   });
 
@@ -288,7 +295,7 @@ describe('mpfgvc train, eval and demo', () => {
     const out = JSON.parse(r.stdout);
     expect(out.explain).toHaveLength(2);
     for (const f of [out.curves.png, out.curves.svg, ...out.explain]) expect(existsSync(f), f).toBe(true);
-    expect((await sharp(out.explain[0]).metadata()).width).toBe(448);
+    expect((await sharp(out.explain[0]).metadata()).width).toBe(2 * 448 + 12);
     expect(out.ablation.map((a: { name: string }) => a.name)).toEqual(['MP-FGVC', 'w/o SsVP', 'w/o VLFM (after stage 1)', 'w/o DaTP', 'ViT only']);
     const config = (dir: string) => JSON.parse(readFileSync(join(tmp, 'demo', dir, 'config.json'), 'utf8'));
     expect(config('ablation-no-ssvp').model.selectK).toBe(0);
