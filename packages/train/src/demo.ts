@@ -2,6 +2,11 @@
 // (24 subcategories that differ only in beak, eye ring, wing bar, tail and crest). Sized to finish
 // in a few minutes on a CPU-only WebGPU adapter (lavapipe on 2 cores); the time and accuracies are
 // measured by `node packages/train/scripts/demo.mjs` (see the package README).
+//
+// What makes a from-scratch ViT learn these parts in minutes: 4-pixel patches (a 64-wide token
+// keeps all 48 values of a patch, where an 8-pixel patch squeezed 192 into 64 and the model never
+// left chance), new images every epoch (it cannot get by on memorising a few hundred), and
+// variance-preserving initialisation (see Linear).
 import { resolve } from 'node:path';
 import type { Device } from '@mpfgvc/kernels';
 import type { EvalResult } from './eval.js';
@@ -14,7 +19,7 @@ export interface DemoOptions {
   device?: Device;
   numClasses?: number; // 24
   seed?: number; // 0
-  /** Stage-1 and stage-2 epochs. */
+  /** Stage-1 and stage-2 epochs (default DEMO_EPOCHS). */
   epochs?: [number, number];
   /** Progress lines; default: none. */
   log?: (line: string) => void;
@@ -35,20 +40,22 @@ export interface DemoResult {
   train: TrainResult;
 }
 
+export const DEMO_EPOCHS: readonly [number, number] = [10, 10];
+
 /** The demo's run configuration (also what `mpfgvc demo` records in config.json). */
 export function demoConfig(opts: DemoOptions = {}): TrainConfigInput {
-  const [e1, e2] = opts.epochs ?? [60, 15];
+  const [e1, e2] = opts.epochs ?? DEMO_EPOCHS;
   return {
     outDir: resolve(opts.outDir ?? 'mpfgvc-demo'),
     seed: opts.seed ?? 0,
-    data: { kind: 'synth', numClasses: opts.numClasses ?? 24, trainPerClass: 30, testPerClass: 10 },
+    data: { kind: 'synth', numClasses: opts.numClasses ?? 24, trainPerClass: 150, testPerClass: 20, fresh: true },
     model: {
-      vision: { imageSize: 32, patchSize: 8, width: 64, depth: 4, heads: 4, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+      vision: { imageSize: 32, patchSize: 4, width: 64, depth: 4, heads: 4, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
       // From scratch the frozen text tower is a fixed random map of the DaTP tokens; a vocabulary of
       // SOT, EOT and one super-category token is all it needs.
       text: { vocabSize: 3, contextLength: 16, width: 64, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
       embedDim: 64,
-      selectK: 8,
+      selectK: 12,
       promptLength: 3,
       temperature: 0.07,
       visionHeadOn: 'embedding',
@@ -57,6 +64,7 @@ export function demoConfig(opts: DemoOptions = {}): TrainConfigInput {
     stage1: { epochs: e1, batchSize: 32, optimizer: 'adamw', lr: 2e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0, augment: true },
     stage2: { epochs: e2, batchSize: 32, optimizer: 'adamw', lr: 3e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0, augment: false },
     checkpointEvery: 500,
+    evalEvery: 2,
     evalBatchSize: 80,
   };
 }

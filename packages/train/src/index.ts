@@ -58,5 +58,5 @@ export { type StageReport, type TrainHooks, type TrainResult, TrainingError, dec
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
 export { CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, hasCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';
-export { type DemoOptions, type DemoResult, demoConfig, runDemo } from './demo.js';
+export { type DemoOptions, type DemoResult, DEMO_EPOCHS, demoConfig, runDemo } from './demo.js';
 export { type CheckpointFolder, type Pretrained, type PretrainedFolders, loadPretrained, openCheckpointFolder, resolvePretrained } from './pretrained.js';

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Device } from '@mpfgvc/kernels';
 import { MPFGVC } from '@mpfgvc/model';
-import { type EvalResult, type TrainConfigInput, type TrainResult, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train, wordPrompts } from '@mpfgvc/train';
+import { type EvalResult, type TrainConfigInput, type TrainResult, DEMO_EPOCHS, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train, wordPrompts } from '@mpfgvc/train';
 import { CliError } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { describeDevice } from './info.js';
@@ -126,7 +126,7 @@ export function demoCommand(): Command {
     .option('--out <dir>', 'run folder', 'mpfgvc-demo')
     .option('--classes <n>', 'subcategories of synthetic birds', intArg(2, 162), 24)
     .option('--seed <n>', 'seed of the run', intArg(0, 0xffffffff), 0)
-    .option('--epochs <e1,e2>', "stage-1 and stage-2 epochs (default: the demo's 12,10)", epochsArg)
+    .option('--epochs <e1,e2>', `stage-1 and stage-2 epochs (default: the demo's ${DEMO_EPOCHS.join(',')})`, epochsArg)
     .option('--explain <n>', 'SsVP overlays to draw (one test image of each of the first n classes)', intArg(0, 162), 4)
     .option('--ablation', 'also train the ablation variants (without SsVP, fixed prompts instead of DaTP, ViT only) and print a table of them')
     .option('--json', 'print one JSON object at the end; progress goes to stderr')
