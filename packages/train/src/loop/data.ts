@@ -85,13 +85,13 @@ function mirrorInto(src: Float32Array, size: number, out: Float32Array, offset: 
 
 function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOptions): RunData {
   const norm = normalizationStats(opts.normalization);
-  const synthOpts = { seed: cfg.seed, numClasses: cfg.numClasses, trainPerClass: cfg.trainPerClass, testPerClass: cfg.testPerClass, size: opts.imageSize };
+  const synthOpts = resolveSynthOptions({ seed: cfg.seed, numClasses: cfg.numClasses, trainPerClass: cfg.trainPerClass, testPerClass: cfg.testPerClass, size: opts.imageSize });
   const ds = makeSynthBirds({ ...synthOpts, normalize: norm });
   const rowSize = 3 * opts.imageSize * opts.imageSize;
   const train = { rows: ds.train.chw!, rowSize, labels: ds.train.labels };
   const epochRows = (epoch: number) => {
     if (!cfg.fresh || epoch === 0) return train;
-    const split = renderSynthSplit(resolveSynthOptions(synthOpts), ds.classInfo, freshEpochFirstIndex(cfg, epoch), cfg.trainPerClass, norm);
+    const split = renderSynthSplit(synthOpts, ds.classInfo, freshEpochFirstIndex(cfg, epoch), cfg.trainPerClass, norm);
     return { rows: split.chw!, rowSize, labels: split.labels };
   };
   async function* trainBatches(b: number, augment: boolean, from: EpochPosition, until: number): AsyncGenerator<DataBatch> {
