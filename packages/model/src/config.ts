@@ -1,5 +1,7 @@
 // Model configurations with commented defaults (ViT-B/16 and CLIP ViT-B/16's text tower), and the
 // small presets the tests and the demo train.
+import { z } from 'zod';
+import { issueLine, parseWith } from './schema.js';
 
 export type Activation = 'gelu' | 'quick_gelu';
 
@@ -91,11 +93,110 @@ export function numPatches(v: ViTConfig): number {
   return side * side;
 }
 
-/** Throws, naming the field, when a configuration cannot describe a model. */
-export function validateViT(v: ViTConfig): void {
-  if (v.imageSize % v.patchSize !== 0) throw new Error(`vision.imageSize ${v.imageSize} is not a multiple of vision.patchSize ${v.patchSize}`);
-  if (v.width % v.heads !== 0) throw new Error(`vision.width ${v.width} is not divisible by vision.heads ${v.heads}`);
-  for (const k of ['imageSize', 'patchSize', 'width', 'depth', 'heads', 'mlpRatio', 'channels'] as const) {
-    if (!(Number.isInteger(v[k]) && v[k] > 0)) throw new Error(`vision.${k} must be a positive integer, got ${v[k]}`);
-  }
+/** A configuration that cannot describe a model, naming the field at fault. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Bounds on every size a configuration may ask for. They sit far above any published model (ViT-g
+ * is 1664 wide and 48 deep; CLIP's vocabulary 49408) and keep a crafted file from asking for
+ * terabytes before a single weight is compared.
+ */
+export const MODEL_LIMITS = {
+  imageSize: 8192,
+  width: 16384,
+  depth: 256,
+  heads: 1024,
+  mlpRatio: 64,
+  channels: 16,
+  vocabSize: 1_000_000,
+  contextLength: 4096,
+  numClasses: 100_000,
+  promptLength: 1024,
+  superCategory: 256,
+} as const;
+
+const int = (lo: number, hi: number) => z.int().min(lo).max(hi);
+const eps = z.number().positive().max(1);
+const activation = z.enum(['gelu', 'quick_gelu']);
+
+/** Width × mlpRatio must be a whole number of hidden units. */
+function mlpCheck(v: { width: number; mlpRatio: number }, ctx: z.RefinementCtx): void {
+  if (!Number.isInteger(v.width * v.mlpRatio)) ctx.addIssue({ code: 'custom', path: ['mlpRatio'], message: `width ${v.width} × mlpRatio ${v.mlpRatio} is not a whole number of hidden units`, input: v.mlpRatio });
+}
+
+export const vitConfigSchema = z
+  .strictObject({
+    imageSize: int(1, MODEL_LIMITS.imageSize),
+    patchSize: int(1, MODEL_LIMITS.imageSize),
+    width: int(1, MODEL_LIMITS.width),
+    depth: int(1, MODEL_LIMITS.depth),
+    heads: int(1, MODEL_LIMITS.heads),
+    mlpRatio: z.number().positive().max(MODEL_LIMITS.mlpRatio),
+    activation,
+    preNorm: z.boolean(),
+    layerNormEps: eps,
+    channels: int(1, MODEL_LIMITS.channels),
+  })
+  .superRefine((v, ctx) => {
+    if (v.imageSize % v.patchSize !== 0) ctx.addIssue({ code: 'custom', path: ['imageSize'], message: `${v.imageSize} is not a multiple of patchSize ${v.patchSize}`, input: v.imageSize });
+    if (v.width % v.heads !== 0) ctx.addIssue({ code: 'custom', path: ['heads'], message: `width ${v.width} is not divisible by ${v.heads} heads`, input: v.heads });
+    mlpCheck(v, ctx);
+  });
+
+export const textConfigSchema = z
+  .strictObject({
+    vocabSize: int(1, MODEL_LIMITS.vocabSize),
+    contextLength: int(2, MODEL_LIMITS.contextLength),
+    width: int(1, MODEL_LIMITS.width),
+    depth: int(1, MODEL_LIMITS.depth),
+    heads: int(1, MODEL_LIMITS.heads),
+    mlpRatio: z.number().positive().max(MODEL_LIMITS.mlpRatio),
+    activation,
+    layerNormEps: eps,
+  })
+  .superRefine((t, ctx) => {
+    if (t.width % t.heads !== 0) ctx.addIssue({ code: 'custom', path: ['heads'], message: `width ${t.width} is not divisible by ${t.heads} heads`, input: t.heads });
+    mlpCheck(t, ctx);
+  });
+
+/** The fields of MPFGVCConfig besides the towers' sizes, as zod shapes (a run's configuration omits the dataset's two). */
+export const modelConfigShape = {
+  vision: vitConfigSchema,
+  text: textConfigSchema,
+  embedDim: int(1, MODEL_LIMITS.width),
+  numClasses: int(1, MODEL_LIMITS.numClasses),
+  selectK: int(0, MODEL_LIMITS.imageSize * MODEL_LIMITS.imageSize),
+  promptLength: int(1, MODEL_LIMITS.promptLength),
+  superCategory: z.string().max(MODEL_LIMITS.superCategory),
+  temperature: z.number().positive().max(1e6),
+  visionHeadOn: z.enum(['embedding', 'projection']),
+  prompts: z.enum(['datp', 'fixed']).optional(),
+  objective: z.enum(['mpfgvc', 'vision']).optional(),
+};
+
+/** SsVP cannot keep more patches than the image has. */
+export function selectKCheck(c: { vision: ViTConfig; selectK: number }, ctx: z.RefinementCtx): void {
+  const n = Number.isInteger(c.vision.imageSize / c.vision.patchSize) ? (c.vision.imageSize / c.vision.patchSize) ** 2 : Infinity;
+  if (c.selectK > n) ctx.addIssue({ code: 'custom', path: ['selectK'], message: `SsVP keeps at most the ${n} patches`, input: c.selectK });
+}
+
+export const modelConfigSchema = z.strictObject(modelConfigShape).superRefine(selectKCheck);
+
+/** The configuration checked against the schema; throws ConfigError naming `source` and the key. */
+export function parseModelConfig(value: unknown, source = 'model config'): MPFGVCConfig {
+  return parseWith(modelConfigSchema, value, source, (m) => new ConfigError(m));
+}
+
+/** Throws ConfigError, naming the field, when a configuration cannot describe a ViT. */
+export function validateViT(v: ViTConfig, source = 'vision'): void {
+  const r = vitConfigSchema.safeParse(v, { reportInput: true });
+  if (!r.success) throw new ConfigError(`${source}.${issueLine(r.error)}`);
+}
+
+/** Throws ConfigError, naming the field, when a configuration cannot describe a text encoder. */
+export function validateText(t: TextConfig, source = 'text'): void {
+  const r = textConfigSchema.safeParse(t, { reportInput: true });
+  if (!r.success) throw new ConfigError(`${source}.${issueLine(r.error)}`);
 }

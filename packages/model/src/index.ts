@@ -14,8 +14,9 @@ export {
 export { bicubicResize, resizePosEmbed, squareGrid } from './pos-embed.js';
 export { DEFAULT_SSVP_K, type ViTForwardOptions, type ViTOutput, VisionTransformer } from './vit.js';
 export { ClipTokenizer, type TokenBatch, TokenizerError } from './tokenizer.js';
-export { ClipTextEncoder, validateText } from './text.js';
+export { ClipTextEncoder } from './text.js';
+export { issueLine, keyPath, parseWith } from './schema.js';
 export { Datp, type DatpConfig } from './datp.js';
-export { type ClipTextSpec, clipTextWeights, textConfigFromHf, textConfigFromWeights } from './weights/clip-text.js';
+export { type ClipTextSpec, clipTextWeights, textConfigFromCheckpoint, textConfigFromHf, textConfigFromWeights } from './weights/clip-text.js';
 export { VLFM } from './vlfm.js';
-export { HEADS, type Head, MPFGVC, type Predictions, type PromptTokens, type Stage, type StageOneOutput, type VisionOutput } from './mpfgvc.js';
+export { HEADS, type Head, type LoadOptions, MPFGVC, type Predictions, type PromptTokens, type Stage, type StageOneOutput, type VisionOutput, promptTokensSchema } from './mpfgvc.js';

@@ -14,6 +14,38 @@ export function initValues(rng: Rng, n: number, init: Init): Float32Array {
   return rng.uniform(n, -init.uniform, init.uniform);
 }
 
+/**
+ * While a model is built from a file, the parameters the file holds: building stops, before the
+ * allocation, as soon as the configuration asks for more tensors or values than that (a crafted
+ * configuration cannot make us allocate more than the file is large).
+ */
+interface ParameterBudget {
+  tensors: number;
+  elements: number;
+  source: string;
+  created: Tensor[];
+}
+
+let budget: ParameterBudget | undefined;
+
+/**
+ * Runs `build` (a model constructor) allowing at most `tensors` parameter tensors of `elements`
+ * values in total; beyond that it throws WeightsError naming `source`, freeing what was built.
+ */
+export function withParameterBudget<T>(limit: { tensors: number; elements: number; source: string }, build: () => T): T {
+  const outer = budget;
+  const mine: ParameterBudget = { ...limit, created: [] };
+  budget = mine;
+  try {
+    return build();
+  } catch (e) {
+    for (const t of mine.created) t.dispose();
+    throw e;
+  } finally {
+    budget = outer;
+  }
+}
+
 /** Looks a parameter up by its name and shape; undefined when the source lacks it. */
 export type WeightSource = (name: string, shape: readonly number[]) => Float32Array | undefined;
 
@@ -29,10 +61,18 @@ export abstract class Module {
   protected param(name: string, shape: readonly number[], init: Init): Tensor {
     if (this.ownParams.has(name)) throw new Error(`parameter '${name}' registered twice`);
     const n = shape.reduce((a, b) => a * b, 1);
+    if (budget) {
+      budget.tensors -= 1;
+      budget.elements -= n;
+      if (budget.tensors < 0 || budget.elements < 0) {
+        throw new WeightsError(`${budget.source}: its configuration asks for more parameters than the file holds (at '${name}' ${shapeStr(shape)})`);
+      }
+    }
     const values = initValues(this.rng, n, init);
     if (values.length !== n) throw new Error(`parameter '${name}': ${values.length} initial values for shape ${shapeStr(shape)}`);
     const t = keep(tensor(this.device, values, shape, { requiresGrad: true, name }));
     this.ownParams.set(name, t);
+    budget?.created.push(t);
     return t;
   }
 

@@ -95,8 +95,8 @@ describe('fixed prompts (w/o DaTP)', () => {
     expect(make({ ...TOKENS, classPrompts: [[1]] })).toThrow('must hold one prompt per class (2), got 1');
     expect(make(TOKENS, { text: { ...spec.text, contextLength: 6 } })).toThrow(/fixed prompts: class 0's prompt has \d+ tokens with SOT and EOT, beyond the text context length 6/);
     expect(make({ ...TOKENS, classPrompts: [[1], [spec.text.vocabSize]] })).toThrow(`fixed prompts: class 1's prompt holds token id ${spec.text.vocabSize}, outside the text vocabulary [0, ${spec.text.vocabSize})`);
-    expect(make(TOKENS, { prompts: 'learned' as 'datp' })).toThrow(`prompts must be 'datp' or 'fixed', got "learned"`);
-    expect(make(TOKENS, { objective: 'text' as 'vision' })).toThrow(`objective must be 'mpfgvc' or 'vision', got "text"`);
+    expect(make(TOKENS, { prompts: 'learned' as 'datp' })).toThrow(`model config: prompts: expected one of "datp", "fixed", got "learned"`);
+    expect(make(TOKENS, { objective: 'text' as 'vision' })).toThrow(`model config: objective: expected one of "mpfgvc", "vision", got "text"`);
   });
 });
 

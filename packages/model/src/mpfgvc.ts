@@ -17,14 +17,16 @@ import {
   scope,
   softmax,
 } from '@mpfgvc/kernels';
-import { type MPFGVCConfig, withModelDefaults } from './config.js';
+import { z } from 'zod';
+import { ConfigError, MODEL_LIMITS, type MPFGVCConfig, modelConfigSchema, numPatches, parseModelConfig, withModelDefaults } from './config.js';
 import { Datp } from './datp.js';
-import { Module } from './module.js';
+import { Module, withParameterBudget } from './module.js';
+import { parseWith } from './schema.js';
 import { ClipTextEncoder } from './text.js';
 import type { TokenBatch } from './tokenizer.js';
 import { VisionTransformer } from './vit.js';
 import { VLFM } from './vlfm.js';
-import { WeightsError, parseSafetensors, readF32, serializeSafetensors } from './weights/safetensors.js';
+import { type Safetensors, WeightsError, parseSafetensors, readF32, serializeSafetensors } from './weights/safetensors.js';
 
 export type Stage = 1 | 2;
 
@@ -39,6 +41,72 @@ export interface PromptTokens {
    * and EOT (ClipTokenizer.encode('a photo of a Cardinal, a type of bird.')); lengths may differ.
    */
   classPrompts?: number[][];
+}
+
+const tokenId = z.int().min(0).max(MODEL_LIMITS.vocabSize);
+
+export const promptTokensSchema = z.strictObject({
+  classIds: z.array(tokenId).max(MODEL_LIMITS.contextLength),
+  sot: tokenId,
+  eot: tokenId,
+  classPrompts: z.array(z.array(tokenId).max(MODEL_LIMITS.contextLength)).max(MODEL_LIMITS.numClasses).optional(),
+});
+
+/**
+ * Throws `makeError(message)` unless every token id lies in the text vocabulary and DaTP's prompt
+ * fits the context: an id beyond the embedding table would read memory that is not the table's.
+ */
+function checkTokens(tokens: PromptTokens, config: MPFGVCConfig, makeError: (m: string) => Error): void {
+  const { vocabSize, contextLength } = config.text;
+  const bad = (ids: readonly number[]) => ids.find((id) => id >= vocabSize);
+  for (const [what, ids] of [['classIds', tokens.classIds], ['sot', [tokens.sot]], ['eot', [tokens.eot]]] as const) {
+    const id = bad(ids);
+    if (id !== undefined) throw makeError(`tokens.${what} holds id ${id}, outside the text vocabulary [0, ${vocabSize})`);
+  }
+  if (config.prompts !== 'fixed' && config.promptLength + tokens.classIds.length + 2 > contextLength) {
+    throw makeError(`DaTP's prompt of ${config.promptLength} + ${tokens.classIds.length} + 2 tokens exceeds the text context length ${contextLength}`);
+  }
+}
+
+/**
+ * The tensors that fix every size of a configuration (widths, vocabulary, context, classes,
+ * patches) must be in the file with exactly the shapes the configuration implies; checked before
+ * anything is built from the configuration.
+ */
+function checkPinnedShapes(st: Safetensors, c: MPFGVCConfig): void {
+  const v = c.vision;
+  const t = c.text;
+  const pinned: [string, number[]][] = [
+    ['vision.patch_embed.proj.weight', [v.width, v.channels, v.patchSize, v.patchSize]],
+    ['vision.pos_embed', [1, numPatches(v) + 1, v.width]],
+    ['text.text_model.embeddings.token_embedding.weight', [t.vocabSize, t.width]],
+    ['text.text_model.embeddings.position_embedding.weight', [t.contextLength, t.width]],
+    ['visual_projection.weight', [c.embedDim, v.width]],
+    ['vision_head.bias', [c.numClasses]],
+  ];
+  if (c.prompts !== 'fixed') pinned.push(['datp.prompts', [c.numClasses, c.promptLength, t.width]]);
+  for (const [key, want] of pinned) {
+    const e = st.tensors.get(key);
+    if (!e) throw new WeightsError(`${st.source}: missing tensor '${key}'`);
+    if (e.shape.length !== want.length || e.shape.some((d, i) => d !== want[i])) {
+      throw new WeightsError(`${st.source}: tensor '${key}' has shape [${e.shape.join(', ')}], but the configuration in the metadata needs [${want.join(', ')}]`);
+    }
+  }
+}
+
+function metadataJson(st: Safetensors, key: string): unknown {
+  const text = st.metadata[key];
+  if (text === undefined) throw new WeightsError(`${st.source}: no '${key}' in the metadata`);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new WeightsError(`${st.source}: metadata '${key}' is not JSON (${(e as Error).message})`);
+  }
+}
+
+export interface LoadOptions {
+  /** Load tensors holding NaN or infinity instead of refusing them (for inspecting a diverged run). */
+  allowNonFinite?: boolean;
 }
 
 export const HEADS = ['vision', 'text', 'vlfm', 'ensemble'] as const;
@@ -129,9 +197,8 @@ export class MPFGVC extends Module {
     readonly tokens: PromptTokens,
   ) {
     super(device, rng);
-    this.config = config = withModelDefaults(config);
-    if (config.prompts !== 'datp' && config.prompts !== 'fixed') throw new Error(`prompts must be 'datp' or 'fixed', got ${JSON.stringify(config.prompts)}`);
-    if (config.objective !== 'mpfgvc' && config.objective !== 'vision') throw new Error(`objective must be 'mpfgvc' or 'vision', got ${JSON.stringify(config.objective)}`);
+    this.config = config = withModelDefaults(parseModelConfig(config));
+    checkTokens(parseWith(promptTokensSchema, tokens, 'prompt tokens', (m) => new ConfigError(m)), config, (m) => new ConfigError(m));
     const { vision, text, embedDim: D, numClasses: C } = config;
     this.vision = this.child('vision', new VisionTransformer(device, rng, vision));
     this.text = this.child('text', new ClipTextEncoder(device, rng, text, D));
@@ -286,20 +353,37 @@ export class MPFGVC extends Module {
     return serializeSafetensors(entries, { format: FORMAT, config: JSON.stringify(this.config), tokens: JSON.stringify(this.tokens) });
   }
 
-  /** Rebuilds a model saved by save(); fails naming the key or shape at fault. */
-  static load(device: Device, bytes: Uint8Array, source = 'mpfgvc.safetensors'): MPFGVC {
+  /**
+   * Rebuilds a model saved by save(); fails naming the key or shape at fault. The metadata is
+   * checked against the schema and against the tensors the file holds before anything is built,
+   * and tensors holding NaN or infinity are refused (unless opts.allowNonFinite).
+   */
+  static load(device: Device, bytes: Uint8Array, source = 'mpfgvc.safetensors', opts: LoadOptions = {}): MPFGVC {
     const st = parseSafetensors(bytes, source);
     if (st.metadata.format !== FORMAT) throw new WeightsError(`${source}: not an MP-FGVC checkpoint (format ${JSON.stringify(st.metadata.format ?? null)}, expected '${FORMAT}')`);
-    let config: MPFGVCConfig;
-    let tokens: PromptTokens;
+    const config = withModelDefaults(parseWith(modelConfigSchema, metadataJson(st, 'config'), `${source}: metadata config`, (m) => new WeightsError(m)));
+    const tokens = parseWith(promptTokensSchema, metadataJson(st, 'tokens'), `${source}: metadata tokens`, (m) => new WeightsError(m));
+    checkTokens(tokens, config, (m) => new WeightsError(`${source}: ${m}`));
+    checkPinnedShapes(st, config);
+    let elements = 0;
+    for (const e of st.tensors.values()) elements += e.shape.reduce((a, b) => a * b, 1);
+    // Twice what the file holds: a wrong shape still gets its precise message from load(), while a
+    // configuration that asks for far more than the file stops before it is allocated.
+    const model = withParameterBudget({ tensors: 2 * st.tensors.size + 64, elements: 2 * elements + (1 << 20), source }, () => new MPFGVC(device, new Rng(0), config, tokens));
     try {
-      config = JSON.parse(st.metadata.config!) as MPFGVCConfig;
-      tokens = JSON.parse(st.metadata.tokens!) as PromptTokens;
+      model.load((name, shape) => {
+        if (!st.tensors.has(name)) return undefined;
+        const values = readF32(st, name, shape);
+        if (!opts.allowNonFinite) {
+          const i = values.findIndex((x) => !Number.isFinite(x));
+          if (i >= 0) throw new WeightsError(`${source}: tensor '${name}' holds ${values[i]} at index ${i}; the model diverged or the file is damaged`);
+        }
+        return values;
+      }, source);
     } catch (e) {
-      throw new WeightsError(`${source}: unreadable config in the metadata (${(e as Error).message})`);
+      model.dispose();
+      throw e;
     }
-    const model = new MPFGVC(device, new Rng(0), config, tokens);
-    model.load((name, shape) => (st.tensors.has(name) ? readF32(st, name, shape) : undefined), source);
     return model;
   }
 }

@@ -20,7 +20,7 @@ import {
   slice,
   tensor,
 } from '@mpfgvc/kernels';
-import type { TextConfig } from './config.js';
+import { ConfigError, MODEL_LIMITS, type TextConfig, validateText } from './config.js';
 import { LayerNorm, Linear } from './layers.js';
 import { Module } from './module.js';
 import type { TokenBatch } from './tokenizer.js';
@@ -84,15 +84,6 @@ class TextTransformer extends Module {
   }
 }
 
-/** Throws, naming the field, when a configuration cannot describe a text encoder. */
-export function validateText(t: TextConfig, embedDim: number): void {
-  for (const k of ['vocabSize', 'contextLength', 'width', 'depth', 'heads', 'mlpRatio'] as const) {
-    if (!(Number.isInteger(t[k]) && t[k] > 0)) throw new Error(`text.${k} must be a positive integer, got ${t[k]}`);
-  }
-  if (t.width % t.heads !== 0) throw new Error(`text.width ${t.width} is not divisible by text.heads ${t.heads}`);
-  if (!(Number.isInteger(embedDim) && embedDim > 0)) throw new Error(`embedDim must be a positive integer, got ${embedDim}`);
-}
-
 /** CLIP's text tower with its projection into the joint space: text → T ∈ R^D. */
 export class ClipTextEncoder extends Module {
   readonly textModel: TextTransformer;
@@ -107,7 +98,8 @@ export class ClipTextEncoder extends Module {
     readonly embedDim: number,
   ) {
     super(dev, rng);
-    validateText(cfg, embedDim);
+    validateText(cfg);
+    if (!(Number.isInteger(embedDim) && embedDim > 0 && embedDim <= MODEL_LIMITS.width)) throw new ConfigError(`embedDim must be an integer in [1, ${MODEL_LIMITS.width}], got ${embedDim}`);
     this.textModel = this.child('text_model', new TextTransformer(dev, rng, cfg));
     this.projection = this.param('text_projection.weight', [embedDim, cfg.width], { normal: 1 / Math.sqrt(cfg.width) });
   }

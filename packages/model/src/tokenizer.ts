@@ -6,6 +6,8 @@
 // `</w>` word ends. What it does not encode (ftfy's mojibake repair and HTML unescaping) HF's fast
 // CLIP tokenizer skips too. The tests check the ids against a reference re-written from OpenAI's.
 import { Tokenizer } from '@huggingface/tokenizers';
+import { z } from 'zod';
+import { parseWith } from './schema.js';
 
 // The package's declaration files import each other without file extensions, which NodeNext
 // resolution cannot follow, so its classes arrive untyped: this is the part we use, typed.
@@ -36,6 +38,26 @@ interface TokenizerJson {
   model?: { type?: string; end_of_word_suffix?: string | null; vocab?: Record<string, number> };
   added_tokens?: { id: number; content: string }[];
 }
+
+/** Far above CLIP's 49408; a vocabulary or merge list beyond these is not a tokenizer we can use. */
+const MAX_VOCAB = 1_000_000;
+const MAX_MERGES = 2_000_000;
+const MAX_ADDED = 10_000;
+
+const tokenId = z.int().min(0).max(MAX_VOCAB - 1);
+
+/**
+ * The parts of tokenizer.json the tokenizer library sizes its tables by: ids must be small integers
+ * (an added token with id 1e9 would make it build a table of a billion entries), merges pairs.
+ */
+const tokenizerJsonSchema = z.looseObject({
+  model: z.looseObject({
+    type: z.string(),
+    vocab: z.record(z.string(), tokenId).refine((v) => Object.keys(v).length <= MAX_VOCAB, `holds more than ${MAX_VOCAB} tokens`),
+    merges: z.array(z.union([z.string(), z.tuple([z.string(), z.string()])])).max(MAX_MERGES).optional(),
+  }),
+  added_tokens: z.array(z.looseObject({ id: tokenId, content: z.string().max(1000) })).max(MAX_ADDED).optional(),
+});
 
 export class ClipTokenizer {
   /** Id of <|startoftext|>. */
@@ -72,15 +94,33 @@ export class ClipTokenizer {
     if (j.model.end_of_word_suffix !== '</w>') {
       throw new TokenizerError(`${source}: end_of_word_suffix is ${JSON.stringify(j.model.end_of_word_suffix)}, CLIP's BPE uses "</w>"`);
     }
+    const checked = parseWith(tokenizerJsonSchema, json, source, (m) => new TokenizerError(m));
+    // Ids index one table: each must lie below the number of tokens there are.
+    const size = Object.keys(checked.model.vocab).length + (checked.added_tokens?.length ?? 0);
+    for (const [token, id] of Object.entries(checked.model.vocab)) {
+      if (id >= size) throw new TokenizerError(`${source}: model.vocab gives ${JSON.stringify(token.slice(0, 40))} id ${id}, beyond the ${size} tokens there are`);
+    }
+    for (const [i, t] of (checked.added_tokens ?? []).entries()) {
+      if (t.id >= size) throw new TokenizerError(`${source}: added_tokens[${i}] has id ${t.id}, beyond the ${size} tokens there are`);
+    }
     const contextLength = opts.contextLength ?? 77;
     if (!(Number.isInteger(contextLength) && contextLength >= 2)) throw new TokenizerError(`${source}: context length ${contextLength} leaves no room for SOT and EOT`);
-    const tok: HfTokenizer = new Tokenizer(j, {});
+    let tok: HfTokenizer;
+    try {
+      tok = new Tokenizer(j, {});
+    } catch (e) {
+      throw new TokenizerError(`${source}: the tokenizer library cannot build it (${(e as Error).message})`);
+    }
     return new ClipTokenizer(tok, contextLength, source);
   }
 
   /** The text's token ids, without SOT and EOT. */
   encode(text: string): number[] {
-    return this.tok.encode(text, { add_special_tokens: false }).ids;
+    try {
+      return this.tok.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      throw new TokenizerError(`cannot tokenise ${JSON.stringify(text.slice(0, 60))}: ${(e as Error).message}`);
+    }
   }
 
   /**

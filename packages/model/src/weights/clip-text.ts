@@ -1,7 +1,7 @@
 // Hugging Face CLIP checkpoints' text tower (CLIPModel or CLIPTextModelWithProjection safetensors):
 // our parameter names are HF's, so the weight source only strips a prefix and checks shapes. The
 // configuration comes from config.json where there is one, else from the tensor shapes.
-import { type Activation, CLIP_TEXT_B16, type TextConfig } from '../config.js';
+import { type Activation, CLIP_TEXT_B16, type TextConfig, validateText } from '../config.js';
 import type { WeightSource } from '../module.js';
 import { type Safetensors, WeightsError, readF32 } from './safetensors.js';
 
@@ -99,6 +99,8 @@ export function textConfigFromWeights(st: Safetensors, opts: { heads?: number } 
   }
   const depth = layerIds.size;
   if (depth === 0) throw new WeightsError(`${st.source}: no 'text_model.encoder.layers.N.' tensors`);
+  const gap = [...layerIds].find((i) => i >= depth);
+  if (gap !== undefined) throw new WeightsError(`${st.source}: ${depth} text layers, but one is numbered ${gap} (layers must be numbered 0..${depth - 1})`);
   const hidden = shape('text_model.encoder.layers.0.mlp.fc1.weight', 2)[0]!;
   const heads = opts.heads ?? width / 64;
   if (!Number.isInteger(heads) || width % heads !== 0 || hidden % width !== 0) {
@@ -117,4 +119,34 @@ export function textConfigFromWeights(st: Safetensors, opts: { heads?: number } 
     },
     embedDim: shape('text_projection.weight', 2)[0]!,
   };
+}
+
+/**
+ * The text tower's configuration for a checkpoint folder: every size from the tensors (what the
+ * weights hold decides), the head count, activation and LayerNorm eps from config.json when there
+ * is one. A config.json that declares sizes the weights do not have is refused, naming the field.
+ */
+export function textConfigFromCheckpoint(st: Safetensors, json?: unknown, source = 'config.json'): ClipTextSpec {
+  const hf = json === undefined ? undefined : textConfigFromHf(json, source);
+  const spec = textConfigFromWeights(st, hf ? { heads: hf.text.heads } : {});
+  if (hf) {
+    const fields: [string, number, number][] = [
+      ['vocab_size', hf.text.vocabSize, spec.text.vocabSize],
+      ['max_position_embeddings', hf.text.contextLength, spec.text.contextLength],
+      ['hidden_size', hf.text.width, spec.text.width],
+      ['num_hidden_layers', hf.text.depth, spec.text.depth],
+      ['intermediate_size', hf.text.width * hf.text.mlpRatio, spec.text.width * spec.text.mlpRatio],
+      ['projection_dim', hf.embedDim, spec.embedDim],
+    ];
+    for (const [key, declared, actual] of fields) {
+      if (declared !== actual) throw new WeightsError(`${source}: ${key} is ${declared}, but the weights of ${st.source} have ${actual}`);
+    }
+    spec.text = { ...spec.text, activation: hf.text.activation, layerNormEps: hf.text.layerNormEps };
+  }
+  try {
+    validateText(spec.text);
+  } catch (e) {
+    throw new WeightsError(`${st.source}: ${(e as Error).message}`);
+  }
+  return spec;
 }

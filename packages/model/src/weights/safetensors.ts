@@ -56,7 +56,10 @@ export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): Safet
   const ranges: [number, number, string][] = [];
   for (const [key, raw] of Object.entries(header)) {
     if (key === '__metadata__') {
-      metadata = (raw ?? {}) as Record<string, string>;
+      if (!raw || typeof raw !== 'object' || Array.isArray(raw) || !Object.values(raw).every((v) => typeof v === 'string')) {
+        throw new WeightsError(`${source}: __metadata__ must map names to strings`);
+      }
+      metadata = raw as Record<string, string>;
       continue;
     }
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
@@ -78,10 +81,16 @@ export function parseSafetensors(buf: Uint8Array, source = 'safetensors'): Safet
     ranges.push([off[0], off[1], key]);
     tensors.set(key, { dtype, shape: shape as number[], bytes: buf.subarray(dataStart + off[0], dataStart + off[1]) });
   }
-  ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i]![0] < ranges[i - 1]![1]) throw new WeightsError(`${source}: tensors '${ranges[i - 1]![2]}' and '${ranges[i]![2]}' overlap`);
+  // The specification: the data section is covered by the tensors exactly, with no gap or overlap
+  // (a shortened header length otherwise shifts every tensor by a few bytes unnoticed).
+  ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let end = 0;
+  for (const [start, stop, key] of ranges) {
+    if (start < end) throw new WeightsError(`${source}: tensor '${key}' overlaps the one before it (data_offsets [${start}, ${stop}])`);
+    if (start > end) throw new WeightsError(`${source}: bytes ${end}..${start} of the data section belong to no tensor (before '${key}'); damaged or not a safetensors file`);
+    end = stop;
   }
+  if (end !== dataLen) throw new WeightsError(`${source}: the tensors cover ${end} of the ${dataLen} data bytes; the header length or the offsets are wrong`);
   return { source, tensors, metadata };
 }
 

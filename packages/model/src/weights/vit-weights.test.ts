@@ -52,7 +52,7 @@ describe('ViT checkpoint families', () => {
     expect(clip).toMatchObject({ imageSize: 32, heads: 4, patchSize: 8, width: 32, depth: 3, mlpRatio: 4, activation: 'quick_gelu', preNorm: true, layerNormEps: 1e-5 });
     expect(vitConfigFromCheckpoint(fixture('vit_timm.safetensors'), undefined, { heads: 4, imageSize: 448 })).toMatchObject({ imageSize: 448, heads: 4, layerNormEps: 1e-6 });
     // Width 32 is no multiple of the default head width 64: the message says what to pass.
-    expect(() => vitConfigFromCheckpoint(fixture('vit_timm.safetensors'))).toThrow(/heads must be a positive integer, got 0.5 \(no config.json: pass the head count as an override\)/);
+    expect(() => vitConfigFromCheckpoint(fixture('vit_timm.safetensors'))).toThrow('vit_timm.safetensors: vision.heads: expected an integer, got 0.5 (no config.json: pass the head count as an override)');
     expect(() => vitConfigFromCheckpoint(fixture('vit_hf.safetensors'), { ...hfConfig(), hidden_size: 64 })).toThrow(
       "vit_hf.safetensors config.json: hidden_size 64, but 'embeddings.patch_embeddings.projection.weight' has width 32",
     );

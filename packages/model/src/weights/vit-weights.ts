@@ -4,7 +4,7 @@
 // config.json where there is one, else from the tensor shapes; the weight source maps each of our
 // parameter names to the checkpoint's key(s), concatenating HF's separate q/k/v into qkv and
 // resizing position embeddings whose grid differs from the model's.
-import { type ViTConfig, type Activation, validateViT } from '../config.js';
+import { type ViTConfig, type Activation, MODEL_LIMITS, validateViT } from '../config.js';
 import { type WeightSource } from '../module.js';
 import { resizePosEmbed, squareGrid } from '../pos-embed.js';
 import { type Safetensors, WeightsError, readF32 } from './safetensors.js';
@@ -94,12 +94,15 @@ function shapeOf(st: Safetensors, key: string, ours: string): number[] {
 /** The number of transformer blocks a checkpoint holds (one past the largest block index). */
 function countBlocks(st: Safetensors, family: ViTFamily, prefix: string): number {
   const pattern = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}${family === 'timm' ? 'blocks' : family === 'hf-clip' ? 'encoder\\.layers' : 'encoder\\.layer'}\\.(\\d+)\\.`);
-  let depth = 0;
+  const ids = new Set<number>();
   for (const key of st.tensors.keys()) {
     const m = pattern.exec(key);
-    if (m) depth = Math.max(depth, Number(m[1]) + 1);
+    if (m) ids.add(Number(m[1]));
   }
-  return depth;
+  // Counted, not taken from the largest number: one key 'blocks.999999.x' must not ask for a million blocks.
+  const gap = [...ids].find((i) => i >= ids.size);
+  if (gap !== undefined) throw new WeightsError(`${st.source}: ${ids.size} blocks, but one is numbered ${gap} (blocks must be numbered 0..${ids.size - 1})`);
+  return ids.size;
 }
 
 type Json = Record<string, unknown>;
@@ -231,18 +234,20 @@ const CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
 function triple(v: unknown, what: string): [number, number, number] | undefined {
   if (v === undefined || v === null) return undefined;
-  if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number')) return v as [number, number, number];
-  throw new WeightsError(`preprocessor config: ${what} ${JSON.stringify(v)}, expected three numbers`);
+  const positive = what.endsWith('std');
+  if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))) return v as [number, number, number];
+  throw new WeightsError(`preprocessor config: ${what} ${JSON.stringify(v)}, expected three ${positive ? 'positive ' : ''}numbers`);
 }
 
 /** HF's `size`/`crop_size`: a number, or {height, width} (square only), or {shortest_edge}. */
 function side(v: unknown, what: string): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v === 'number') return v;
-  const o = v as Json;
-  if (typeof o.shortest_edge === 'number') return o.shortest_edge;
-  if (typeof o.height === 'number' && o.height === o.width) return o.height;
-  throw new WeightsError(`preprocessor config: ${what} ${JSON.stringify(v)}, expected a number, {shortest_edge} or a square {height, width}`);
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MODEL_LIMITS.imageSize;
+  if (ok(v)) return v;
+  const o = (v ?? {}) as Json;
+  if (ok(o.shortest_edge)) return o.shortest_edge;
+  if (ok(o.height) && o.height === o.width) return o.height;
+  throw new WeightsError(`preprocessor config: ${what} ${JSON.stringify(v)}, expected a side in [1, ${MODEL_LIMITS.imageSize}], {shortest_edge} or a square {height, width}`);
 }
 
 /**
