@@ -3,12 +3,18 @@
 // the position of the run. Every file is written atomically and checkpoint.json last: it is the
 // commit point, so a crash at any moment leaves the previous checkpoint whole and in force. The
 // files of older checkpoints are removed only after the new checkpoint.json is in place.
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+//
+// checkpoint.json is data, not trusted: it is checked against a schema, the file names it holds
+// must be exactly the ones its position implies (no path can be smuggled in through them), and the
+// files are read only if they are regular files inside the run folder, symlinks included.
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import type { OptimizerState } from '@mpfgvc/kernels';
-import { type Stage, parseSafetensors, readF32, serializeSafetensors } from '@mpfgvc/model';
+import { type Stage, parseSafetensors, parseWith, readF32, serializeSafetensors } from '@mpfgvc/model';
 import { writeFileAtomic } from './atomic.js';
 import type { EpochPosition } from './images/epoch-order.js';
+import { childFile, insideFolder, readRegularFile, readRegularText, realFolder } from './safe-files.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
 
@@ -52,6 +58,72 @@ export class CheckpointError extends Error {
   override name = 'CheckpointError';
 }
 
+/** The name stem of a checkpoint's files: `step-120`, or `step-300-stage1` at a stage's end. */
+export function checkpointTag(position: Pick<RunPosition, 'step' | 'stage' | 'stageDone'>): string {
+  return `step-${position.step}${position.stageDone ? `-stage${position.stage}` : ''}`;
+}
+
+const count = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+const positionSchema = z
+  .strictObject({
+    stage: z.union([z.literal(1), z.literal(2)]),
+    stageDone: z.boolean(),
+    step: count,
+    stageStep: count,
+    data: z.strictObject({ epoch: count, index: count }),
+  })
+  .refine((p) => p.stageStep <= p.step, { message: 'stageStep exceeds step', path: ['stageStep'] });
+
+const recordSchema = z
+  .strictObject({
+    format: z.literal('mpfgvc-run-1'),
+    position: positionSchema,
+    model: z.string(),
+    optimizer: z.string(),
+    seed: z.int().min(0).max(0xffffffff),
+    config: z.record(z.string(), z.unknown()),
+    skipped: z.record(z.string(), z.string()),
+    time: z.string(),
+  })
+  .superRefine((r, ctx) => {
+    const tag = checkpointTag(r.position);
+    for (const [key, suffix] of [['model', 'model'], ['optimizer', 'optim']] as const) {
+      const want = `${tag}.${suffix}.safetensors`;
+      if (r[key] !== want) ctx.addIssue({ code: 'custom', path: [key], message: `must be '${want}' for the recorded position`, input: r[key] });
+    }
+  });
+
+/** Checks a parsed checkpoint.json; `source` names it in errors. */
+export function parseCheckpointRecord(json: unknown, source: string): CheckpointRecord {
+  return parseWith(recordSchema, json, source, (m) => new CheckpointError(m)) as CheckpointRecord;
+}
+
+/** checkpoint.json of `dir`, checked; throws CheckpointError naming the file and the key at fault. */
+export function readCheckpointRecord(dir: string): CheckpointRecord {
+  const path = join(dir, CHECKPOINT_FILE);
+  if (!existsSync(path)) throw new CheckpointError(`cannot resume from ${dir}: missing ${CHECKPOINT_FILE}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readRegularText(path, { what: 'checkpoint record', maxBytes: MAX_RECORD_BYTES }));
+  } catch (e) {
+    throw new CheckpointError(`${path}: unreadable (${(e as Error).message})`);
+  }
+  return parseCheckpointRecord(json, path);
+}
+
+/** checkpoint.json holds the configuration and the skipped files; larger ones are refused unread. */
+const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+
+/** A file a checkpoint.json names: a plain name, a regular file, inside the run folder after symlinks. */
+export function checkpointFile(dir: string, name: string, record: string): Uint8Array {
+  const p = childFile(dir, name, record);
+  if (!existsSync(p)) throw new CheckpointError(`${record} names ${name}, which is missing`);
+  insideFolder(realFolder(dir), p, `${record} names`);
+  const b = readRegularFile(p, { what: 'checkpoint file' });
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
 /** Throws when any float of a safetensors file is NaN or infinite, naming the tensor. */
 export function assertFiniteSafetensors(bytes: Uint8Array, what: string): void {
   const st = parseSafetensors(bytes, what);
@@ -73,12 +145,20 @@ export function serializeOptimizer(state: OptimizerState): Uint8Array {
   return serializeSafetensors(entries, { format: 'mpfgvc-optimizer-1', kind: state.kind, params: JSON.stringify(index) });
 }
 
+const optimizerIndexSchema = z.array(z.strictObject({ name: z.string(), step: count, buffers: z.array(z.string()).max(16) }));
+
 export function parseOptimizer(bytes: Uint8Array, source: string): OptimizerState {
   const st = parseSafetensors(bytes, source);
   if (st.metadata.format !== 'mpfgvc-optimizer-1' || !st.metadata.kind || !st.metadata.params) {
     throw new CheckpointError(`${source}: not an optimiser state written by this trainer`);
   }
-  const index = JSON.parse(st.metadata.params) as { name: string; step: number; buffers: string[] }[];
+  let json: unknown;
+  try {
+    json = JSON.parse(st.metadata.params);
+  } catch (e) {
+    throw new CheckpointError(`${source}: metadata 'params' is not JSON (${(e as Error).message})`);
+  }
+  const index = parseWith(optimizerIndexSchema, json, `${source}: metadata params`, (m) => new CheckpointError(m));
   return {
     kind: st.metadata.kind,
     params: index.map((p, i) => ({ name: p.name, step: p.step, buffers: Object.fromEntries(p.buffers.map((b) => [b, readF32(st, `${i}.${b}`)])) })),
@@ -90,7 +170,7 @@ export function parseOptimizer(bytes: Uint8Array, source: string): OptimizerStat
  * diverged state never replaces the last good checkpoint.
  */
 export function writeCheckpoint(dir: string, rec: Omit<CheckpointRecord, 'format' | 'model' | 'optimizer' | 'time'>, model: Uint8Array, optimizer: Uint8Array): CheckpointRecord {
-  const tag = `step-${rec.position.step}${rec.position.stageDone ? `-stage${rec.position.stage}` : ''}`;
+  const tag = checkpointTag(rec.position);
   const record: CheckpointRecord = { format: 'mpfgvc-run-1', ...rec, model: `${tag}.model.safetensors`, optimizer: `${tag}.optim.safetensors`, time: new Date().toISOString() };
   assertFiniteSafetensors(model, `checkpoint at step ${rec.position.step}: model`);
   assertFiniteSafetensors(optimizer, `checkpoint at step ${rec.position.step}: optimiser state`);
@@ -107,21 +187,9 @@ export function hasCheckpoint(dir: string): boolean {
   return existsSync(join(dir, CHECKPOINT_FILE));
 }
 
-/** Reads the checkpoint in force in `dir`; errors name the file at fault. */
+/** Reads the checkpoint in force in `dir`; errors name the file and the key at fault. */
 export function readCheckpoint(dir: string): LoadedCheckpoint {
+  const record = readCheckpointRecord(dir);
   const path = join(dir, CHECKPOINT_FILE);
-  if (!existsSync(path)) throw new CheckpointError(`cannot resume from ${dir}: missing ${CHECKPOINT_FILE}`);
-  let record: CheckpointRecord;
-  try {
-    record = JSON.parse(readFileSync(path, 'utf8')) as CheckpointRecord;
-  } catch (e) {
-    throw new CheckpointError(`${path}: unreadable (${(e as Error).message})`);
-  }
-  if (record.format !== 'mpfgvc-run-1') throw new CheckpointError(`${path}: not a checkpoint of this trainer (format ${JSON.stringify(record.format)})`);
-  const file = (name: string) => {
-    const p = join(dir, name);
-    if (!existsSync(p)) throw new CheckpointError(`${path} names ${name}, which is missing`);
-    return new Uint8Array(readFileSync(p));
-  };
-  return { record, model: file(record.model), optimizer: parseOptimizer(file(record.optimizer), join(dir, record.optimizer)) };
+  return { record, model: checkpointFile(dir, record.model, path), optimizer: parseOptimizer(checkpointFile(dir, record.optimizer, path), join(dir, record.optimizer)) };
 }

@@ -1,5 +1,7 @@
-export { writeFileAtomic } from './atomic.js';
-export { DATASET_NAMES, type Dataset, type DatasetKind, type Sample } from './datasets/dataset.js';
+export { WriteError, writeFileAtomic, writing } from './atomic.js';
+export { ConfigurationError, RunFolderError } from './errors.js';
+export { FileKindError, UnsafePathError, insideFolder, readRegularFile, readRegularFileAsync, readRegularText, realFolder } from './safe-files.js';
+export { DATASET_NAMES, type Dataset, DatasetError, type DatasetKind, type Sample } from './datasets/dataset.js';
 export { type OpenDatasetOptions, detectLayout, openDataset } from './datasets/open.js';
 export { readCub, readNabirds } from './datasets/cub.js';
 export { readStanfordDogs } from './datasets/stanford-dogs.js';
@@ -40,23 +42,25 @@ export {
   type ImageConfig,
   type InputNormalization,
   type Rgb,
+  MAX_IMAGE_BYTES,
   UnreadableImageError,
   imageConfig,
   normalizationStats,
   normalizeInto,
   prepareBatch,
   prepareImage,
+  readImage,
   transformInto,
 } from './images/preprocess.js';
 export { type EpochOrderOptions, type EpochPosition, EpochOrder } from './images/epoch-order.js';
 export { type Batch, ImageLoader, type LoaderOptions } from './images/loader.js';
 export { type Schedule, learningRate, validateSchedule } from './schedule.js';
-export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, resolveConfig } from './loop/config.js';
+export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, resolveConfig, trainConfigSchema } from './loop/config.js';
 export { type DataBatch, type OpenDataOptions, type RunData, openRunData } from './loop/data.js';
 export { type EvalRow, MetricsLog, type StepRow } from './loop/metrics.js';
 export { type StageReport, type TrainHooks, type TrainResult, TrainingError, decays, train } from './loop/trainer.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
-export { CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, hasCheckpoint, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+export { CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, checkpointFile, checkpointTag, hasCheckpoint, parseCheckpointRecord, readCheckpoint, readCheckpointRecord, writeCheckpoint } from './checkpoint.js';
 export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';
 export { type DemoOptions, type DemoResult, DEMO_EPOCHS, demoConfig, runDemo } from './demo.js';
 export { type CheckpointFolder, type Pretrained, type PretrainedFolders, loadPretrained, openCheckpointFolder, resolvePretrained } from './pretrained.js';

@@ -3,8 +3,9 @@
 // image encoder and a Hugging Face CLIP folder for the text tower. A folder holds one
 // *.safetensors file (model.safetensors preferred) and optionally config.json,
 // preprocessor_config.json and tokenizer.json, as the Hub lays them out.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readRegularFile, readRegularText } from './safe-files.js';
 import {
   type ImagePreprocessing,
   type MPFGVC,
@@ -15,12 +16,14 @@ import {
   detectViTFamily,
   parsePreprocessorConfig,
   parseSafetensors,
-  textConfigFromHf,
-  textConfigFromWeights,
+  textConfigFromCheckpoint,
   visualProjection,
   vitConfigFromCheckpoint,
   vitWeightSource,
 } from '@mpfgvc/model';
+
+/** JSON files beside weights (config.json, tokenizer.json: CLIP's is 3.6 MB) larger than this are refused. */
+export const MAX_JSON_BYTES = 64 * 1024 * 1024;
 
 export interface CheckpointFolder {
   dir: string;
@@ -46,14 +49,26 @@ export function openCheckpointFolder(dir: string): CheckpointFolder {
   const json = (file: string): unknown => {
     const p = join(dir, file);
     if (!existsSync(p)) return undefined;
+    let text: string;
     try {
-      return JSON.parse(readFileSync(p, 'utf8'));
+      text = readRegularText(p, { what: 'checkpoint file', maxBytes: MAX_JSON_BYTES });
+    } catch (e) {
+      throw new WeightsError((e as Error).message);
+    }
+    try {
+      return JSON.parse(text);
     } catch (e) {
       throw new WeightsError(`${p}: ${(e as Error).message}`);
     }
   };
   const file = join(dir, name);
-  return { dir, file, weights: parseSafetensors(new Uint8Array(readFileSync(file)), file), json };
+  let bytes: Buffer;
+  try {
+    bytes = readRegularFile(file, { what: 'weights' });
+  } catch (e) {
+    throw new WeightsError((e as Error).message);
+  }
+  return { dir, file, weights: parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file), json };
 }
 
 export interface PretrainedFolders {
@@ -89,8 +104,7 @@ export function resolvePretrained(folders: PretrainedFolders, base: MPFGVCConfig
   if (folders.text) {
     const f = openCheckpointFolder(folders.text);
     out.text = f;
-    const cfg = f.json('config.json');
-    const spec = cfg ? textConfigFromHf(cfg, join(f.dir, 'config.json')) : textConfigFromWeights(f.weights);
+    const spec = textConfigFromCheckpoint(f.weights, f.json('config.json'), join(f.dir, 'config.json'));
     out.config.text = spec.text;
     out.config.embedDim = spec.embedDim;
   }

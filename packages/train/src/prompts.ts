@@ -2,6 +2,7 @@
 // baseline): the paper's template filled with each class's name, tokenised by CLIP's tokenizer, or,
 // for a from-scratch text tower without one, by a word vocabulary built from the prompts themselves.
 import type { PromptTokens } from '@mpfgvc/model';
+import { ConfigurationError } from './errors.js';
 
 /** The paper's hand-crafted prompt. */
 export const FIXED_PROMPT_TEMPLATE = 'a photo of a {class}, a type of {superCategory}.';
@@ -9,7 +10,7 @@ export const FIXED_PROMPT_TEMPLATE = 'a photo of a {class}, a type of {superCate
 /** Throws unless `template` names the class (a prompt without it would be the same for every class). */
 export function validatePromptTemplate(template: unknown): void {
   if (typeof template !== 'string' || !template.includes('{class}')) {
-    throw new Error(`config: promptTemplate must be a string containing {class} (and optionally {superCategory}), got ${JSON.stringify(template)}`);
+    throw new ConfigurationError(`config: promptTemplate must be a string containing {class} (and optionally {superCategory}), got ${JSON.stringify(template)}`);
   }
 }
 

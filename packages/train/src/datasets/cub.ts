@@ -1,18 +1,18 @@
 // CUB-200-2011 and NABirds share one family of index files, keyed by image id (1-based integers in
 // CUB, UUIDs in NABirds): images.txt, image_class_labels.txt, train_test_split.txt, classes.txt.
 import { join } from 'node:path';
-import { type Dataset, type DatasetKind, type Sample, layoutError, readRows, requireDir } from './dataset.js';
+import { type Dataset, type DatasetKind, type Sample, imagePath, layoutError, readRows, requireDir } from './dataset.js';
 
 interface CubIndex {
-  /** (image id, path under images/) in the order of images.txt. */
-  images: [string, string][];
+  /** (image id, path under images/, line of images.txt) in the order of images.txt. */
+  images: [string, string, number][];
   classOf: Map<string, number>;
   isTrain: Map<string, boolean>;
   classNames: Map<number, string>;
 }
 
 function readCubIndex(kind: DatasetKind, root: string): CubIndex {
-  const images = readRows(kind, root, 'images.txt', 2).map((r) => [r.fields[0]!, r.fields[1]!] as [string, string]);
+  const images = readRows(kind, root, 'images.txt', 2).map((r) => [r.fields[0]!, r.fields[1]!, r.line] as [string, string, number]);
   const classOf = new Map<string, number>();
   for (const { line, fields } of readRows(kind, root, 'image_class_labels.txt', 2)) {
     classOf.set(fields[0]!, parseId(kind, root, 'image_class_labels.txt', line, fields[1]!));
@@ -41,14 +41,14 @@ function samples(kind: DatasetKind, root: string, index: CubIndex, labelOf: Map<
   const imagesDir = join(root, 'images');
   const train: Sample[] = [];
   const test: Sample[] = [];
-  for (const [id, rel] of index.images) {
+  for (const [id, rel, line] of index.images) {
     const cls = index.classOf.get(id);
     if (cls === undefined) throw layoutError(kind, root, `image ${id} (${rel}) has no entry in image_class_labels.txt`);
     const label = labelOf.get(cls);
     if (label === undefined) throw layoutError(kind, root, `image ${id} has class ${cls}, which classes.txt does not list`);
     const split = index.isTrain.get(id);
     if (split === undefined) throw layoutError(kind, root, `image ${id} (${rel}) has no entry in train_test_split.txt`);
-    (split ? train : test).push({ path: join(imagesDir, rel), label });
+    (split ? train : test).push({ path: imagePath(kind, root, imagesDir, rel, `images.txt line ${line}`), label });
   }
   return { train, test };
 }
@@ -61,7 +61,7 @@ export function readCub(root: string): Dataset {
   const labelOf = new Map(ids.map((id, i) => [id, i]));
   // '001.Black_footed_Albatross' -> 'Black footed Albatross'
   const classes = ids.map((id) => index.classNames.get(id)!.replace(/^\d+\./, '').replace(/_/g, ' '));
-  return { kind: 'cub', root, classes, superCategory: 'bird', ...samples('cub', root, index, labelOf) };
+  return { kind: 'cub', root, classes, superCategory: 'bird', imageRoot: join(root, 'images'), ...samples('cub', root, index, labelOf) };
 }
 
 /**
@@ -83,5 +83,5 @@ export function readNabirds(root: string): Dataset {
   }
   const labelOf = new Map(used.map((id, i) => [id, i]));
   const classes = used.map((id) => index.classNames.get(id)!);
-  return { kind: 'nabirds', root, classes, superCategory: 'bird', ...samples('nabirds', root, index, labelOf) };
+  return { kind: 'nabirds', root, classes, superCategory: 'bird', imageRoot: join(root, 'images'), ...samples('nabirds', root, index, labelOf) };
 }

@@ -1,8 +1,9 @@
 // What every dataset reader returns, and the file helpers they share. Readers take the folder an
 // official archive unpacks to; a wrong folder is reported by the first file it lacks, in the form
 // "<dataset> at <root>: missing <file>", so the user sees which layout was expected.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { readRegularText, relativeName } from '../safe-files.js';
 
 export interface Sample {
   /** Absolute path of the image file. */
@@ -20,6 +21,11 @@ export interface Dataset {
   classes: string[];
   /** The name DaTP appends to every class prompt (`bird`, `dog`, `food`, ...). */
   superCategory: string;
+  /**
+   * The folder every image path lies in (images/, Images/, or the root of an ImageFolder): the
+   * image pipeline refuses a file that resolves outside it, symlinks included.
+   */
+  imageRoot: string;
   train: Sample[];
   test: Sample[];
 }
@@ -32,8 +38,13 @@ export const DATASET_NAMES: Record<DatasetKind, string> = {
   imagefolder: 'ImageFolder',
 };
 
-export function layoutError(kind: DatasetKind, root: string, message: string): Error {
-  return new Error(`${DATASET_NAMES[kind]} at ${root}: ${message}`);
+/** A dataset folder of the wrong layout, or with a list that names a file outside it. */
+export class DatasetError extends Error {
+  override name = 'DatasetError';
+}
+
+export function layoutError(kind: DatasetKind, root: string, message: string): DatasetError {
+  return new DatasetError(`${DATASET_NAMES[kind]} at ${root}: ${message}`);
 }
 
 export function isFile(path: string): boolean {
@@ -50,6 +61,18 @@ export function requireDir(kind: DatasetKind, root: string, rel: string): string
   return p;
 }
 
+/** Index files larger than this are refused (NABirds' largest is under 5 MB, Food-101's 2 MB). */
+export const MAX_LIST_BYTES = 256 * 1024 * 1024;
+
+/** An image path read from a list file: relative, inside its folder (checked lexically here, and after symlinks when the image is read). */
+export function imagePath(kind: DatasetKind, root: string, dir: string, name: string, where: string): string {
+  try {
+    return join(dir, relativeName(name, where));
+  } catch (e) {
+    throw layoutError(kind, root, (e as Error).message);
+  }
+}
+
 /**
  * Rows of a whitespace-separated text file with at least `columns` fields; the last field keeps
  * the rest of the line, since NABirds class names contain spaces. Blank lines are ignored.
@@ -58,7 +81,7 @@ export function readRows(kind: DatasetKind, root: string, rel: string, columns: 
   const p = join(root, rel);
   if (!isFile(p)) throw layoutError(kind, root, `missing ${rel}`);
   const rows: { line: number; fields: string[] }[] = [];
-  const lines = readFileSync(p, 'utf8').split(/\r?\n/);
+  const lines = readRegularText(p, { what: `${DATASET_NAMES[kind]} list`, maxBytes: MAX_LIST_BYTES }).split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i]!.trim();
     if (text === '') continue;

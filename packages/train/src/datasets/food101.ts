@@ -1,7 +1,7 @@
 // Food-101: meta/classes.txt gives the label order, meta/train.txt and meta/test.txt list
 // '<class>/<id>' entries whose images are images/<class>/<id>.jpg.
 import { join } from 'node:path';
-import { type Dataset, type Sample, layoutError, readRows, requireDir } from './dataset.js';
+import { type Dataset, type Sample, imagePath, layoutError, readRows, requireDir } from './dataset.js';
 
 export function readFood101(root: string): Dataset {
   const imagesDir = requireDir('food101', root, 'images');
@@ -12,10 +12,10 @@ export function readFood101(root: string): Dataset {
       const entry = fields[0]!;
       const label = labelOf.get(entry.split('/')[0]!);
       if (label === undefined) throw layoutError('food101', root, `${rel} line ${line}: class of '${entry}' is not in meta/classes.txt`);
-      return { path: join(imagesDir, `${entry}.jpg`), label };
+      return { path: imagePath('food101', root, imagesDir, `${entry}.jpg`, `${rel} line ${line}`), label };
     });
   const train = read('meta/train.txt');
   const test = read('meta/test.txt');
   // 'apple_pie' -> 'apple pie'
-  return { kind: 'food101', root, classes: names.map((c) => c.replace(/_/g, ' ')), superCategory: 'food', train, test };
+  return { kind: 'food101', root, classes: names.map((c) => c.replace(/_/g, ' ')), superCategory: 'food', imageRoot: imagesDir, train, test };
 }

@@ -29,7 +29,7 @@ export function readImageFolder(root: string, opts: ImageFolderOptions): Dataset
     }
     return out;
   };
-  return { kind: 'imagefolder', root, classes, superCategory: opts.superCategory, train: read(trainDir, 'train'), test: read(evalDir, evalRel) };
+  return { kind: 'imagefolder', root, classes, superCategory: opts.superCategory, imageRoot: root, train: read(trainDir, 'train'), test: read(evalDir, evalRel) };
 }
 
 /** Sorted by code unit, as Python's sorted() orders names. */

@@ -3,7 +3,7 @@
 // the folder the tarball was extracted to), so the usual top folder names are tried too.
 import { join, resolve } from 'node:path';
 import { readCub, readNabirds } from './cub.js';
-import { type Dataset, type DatasetKind, isDir, isFile } from './dataset.js';
+import { type Dataset, DatasetError, type DatasetKind, isDir, isFile } from './dataset.js';
 import { readFood101 } from './food101.js';
 import { readImageFolder } from './image-folder.js';
 import { readStanfordDogs } from './stanford-dogs.js';
@@ -40,7 +40,7 @@ export function detectLayout(root: string): { kind: DatasetKind; root: string } 
 export function openDataset(kind: DatasetKind | 'auto', root: string, opts: OpenDatasetOptions = {}): Dataset {
   const found = kind === 'auto' ? detectLayout(root) : { kind, root: resolve(root) };
   if (!found) {
-    throw new Error(
+    throw new DatasetError(
       `cannot detect a dataset layout at ${resolve(root)}: expected images.txt + hierarchy.txt (NABirds), images.txt (CUB-200-2011), ` +
         `Images/ + train_list.mat or train_list.txt (Stanford Dogs), meta/classes.txt (Food-101) or train/<class>/ (ImageFolder)`,
     );
@@ -57,7 +57,7 @@ function read(kind: DatasetKind, root: string, opts: OpenDatasetOptions): Datase
     case 'stanford-dogs': return readStanfordDogs(root);
     case 'food101': return readFood101(root);
     case 'imagefolder': {
-      if (opts.superCategory === undefined) throw new Error(`ImageFolder at ${root}: the superCategory option is required (e.g. 'bird')`);
+      if (opts.superCategory === undefined) throw new DatasetError(`ImageFolder at ${root}: the superCategory option is required (e.g. 'bird')`);
       return readImageFolder(root, { superCategory: opts.superCategory, evalDir: opts.evalDir });
     }
   }

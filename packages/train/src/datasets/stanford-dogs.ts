@@ -1,9 +1,10 @@
 // Stanford Dogs: images under Images/<wnid>-<name>/, the split in the official train_list.mat /
 // test_list.mat (from lists.tar; MAT v5 with a cell array `file_list` and a 1-based `labels`
 // vector), or in the train_list.txt / test_list.txt text lists some mirrors ship instead.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Dataset, type Sample, isFile, layoutError, readRows, requireDir } from './dataset.js';
+import { readRegularFile } from '../safe-files.js';
+import { type Dataset, MAX_LIST_BYTES, type Sample, imagePath, isFile, layoutError, readRows, requireDir } from './dataset.js';
 import { type MatValue, readMat5 } from './mat5.js';
 
 /** Where the lists may be: at the root as lists.tar unpacks, or in a lists/ folder. */
@@ -26,13 +27,13 @@ export function readStanfordDogs(root: string): Dataset {
     if (txt) return fromText(root, txt, imagesDir, labelOfDir);
     throw layoutError('stanford-dogs', root, `missing ${split}_list.mat (official lists.tar) or ${split}_list.txt (text list), looked in ./ and lists/`);
   };
-  return { kind: 'stanford-dogs', root, classes, superCategory: 'dog', train: read('train'), test: read('test') };
+  return { kind: 'stanford-dogs', root, classes, superCategory: 'dog', imageRoot: imagesDir, train: read('train'), test: read('test') };
 }
 
 function fromMat(root: string, rel: string, imagesDir: string, dirs: string[], labelOfDir: Map<string, number>): Sample[] {
   let vars: Map<string, MatValue>;
   try {
-    vars = readMat5(readFileSync(join(root, rel)));
+    vars = readMat5(readRegularFile(join(root, rel), { what: 'Stanford Dogs list', maxBytes: MAX_LIST_BYTES }));
   } catch (e) {
     throw layoutError('stanford-dogs', root, `${rel}: ${(e as Error).message}`);
   }
@@ -53,7 +54,7 @@ function fromMat(root: string, rel: string, imagesDir: string, dirs: string[], l
     if (labelOfDir.get(dir) !== label) {
       throw layoutError('stanford-dogs', root, `${rel}: ${file} has label ${label + 1}, but Images/ sorts its folder as ${dirs.indexOf(dir) + 1 || 'absent'}`);
     }
-    return { path: join(imagesDir, file), label };
+    return { path: imagePath('stanford-dogs', root, imagesDir, file, `${rel}: file_list{${i + 1}}`), label };
   });
 }
 
@@ -63,6 +64,6 @@ function fromText(root: string, rel: string, imagesDir: string, labelOfDir: Map<
     const file = fields[0]!.split(/\s+/)[0]!;
     const label = labelOfDir.get(file.split('/')[0]!);
     if (label === undefined) throw layoutError('stanford-dogs', root, `${rel} line ${line}: ${file} is not in a class folder of Images/`);
-    return { path: join(imagesDir, file), label };
+    return { path: imagePath('stanford-dogs', root, imagesDir, file, `${rel} line ${line}`), label };
   });
 }

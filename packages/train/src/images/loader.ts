@@ -11,6 +11,15 @@ import type { Sample } from '../datasets/dataset.js';
 import { type EpochPosition, EpochOrder } from './epoch-order.js';
 import { type BatchImages, type BatchTask, type ImageConfig, UnreadableImageError, prepareBatch } from './preprocess.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+import { realFolder } from '../safe-files.js';
+
+/** A worker's failure as an error of the same name (UnsafePathError stays one), its stack kept for debugging. */
+function workerError(e: { name: string; message: string; stack?: string }): Error {
+  const err = new Error(e.name === 'Error' ? `ImageLoader: worker failed: ${e.message}` : e.message);
+  err.name = e.name;
+  if (e.stack) err.stack = e.stack;
+  return err;
+}
 
 export interface LoaderOptions {
   samples: readonly Sample[];
@@ -28,6 +37,11 @@ export interface LoaderOptions {
   prefetch?: number;
   /** An unreadable image aborts the run instead of being skipped. */
   strict?: boolean;
+  /**
+   * The folder every sample must lie in (Dataset.imageRoot): a file that resolves outside it,
+   * symlinks included, stops the loader with UnsafePathError.
+   */
+  root?: string;
   /**
    * The worker entry; default: see defaultWorkerUrl. Tests that run this module from TypeScript
    * source pass a bundle of worker.ts (see loader.test.ts).
@@ -53,20 +67,24 @@ export class ImageLoader {
   readonly order: EpochOrder;
   /** Every file skipped so far, with the decoder's message. */
   readonly skipped = new Map<string, string>();
-  /** Skips counted each time they happen (a bad file counts once per epoch). */
-  skipCount = 0;
+  /** Files skipped so far, each counted once however many epochs met it. */
+  get skipCount(): number {
+    return this.skipped.size;
+  }
   private readonly samples: readonly Sample[];
   private readonly image: ImageConfig;
   private readonly seed: number;
   private readonly strict: boolean;
   private readonly prefetch: number;
   private readonly pool: WorkerPool | undefined;
+  private readonly root: string | undefined;
 
   constructor(opts: LoaderOptions) {
     this.samples = opts.samples;
     this.image = opts.image;
     this.seed = opts.seed;
     this.strict = opts.strict ?? false;
+    this.root = opts.root === undefined ? undefined : realFolder(opts.root);
     this.order = new EpochOrder(opts.samples.length, opts.batchSize, { seed: opts.seed, shuffle: opts.shuffle ?? opts.image.train, dropLast: opts.dropLast ?? false });
     const workers = opts.workers ?? Math.max(1, Math.min(8, availableParallelism() - 1));
     if (!Number.isInteger(workers) || workers < 0) throw new Error(`ImageLoader: workers must be a non-negative integer, got ${workers}`);
@@ -93,7 +111,7 @@ export class ImageLoader {
         const step = plan.next();
         if (step.done) return;
         const { position, next, ids } = step.value;
-        const task: BatchTask = { seed: this.seed, epoch: position.epoch, indices: Array.from(ids), paths: Array.from(ids, (i) => this.samples[i]!.path) };
+        const task: BatchTask = { seed: this.seed, epoch: position.epoch, indices: Array.from(ids), paths: Array.from(ids, (i) => this.samples[i]!.path), ...(this.root ? { root: this.root } : {}) };
         const result = this.pool ? this.pool.run(task, owner) : prepareBatch(this.image, task, this.strict);
         // Rejections are observed when the batch's turn comes, or dropped if the consumer stops.
         result.catch(() => undefined);
@@ -107,7 +125,6 @@ export class ImageLoader {
         fill();
         const { images, kept, skipped } = await head.result;
         for (const s of skipped) this.skipped.set(s.path, s.reason);
-        this.skipCount += skipped.length;
         const indices = Int32Array.from(kept, (k) => head.ids[k]!);
         yield {
           position: head.position,
@@ -212,7 +229,7 @@ class WorkerPool {
     this.idle.push(w);
     if ('result' in reply) job.resolve(reply.result);
     else if ('unreadable' in reply) job.reject(new UnreadableImageError(reply.unreadable.path, reply.unreadable.reason));
-    else job.reject(new Error(`ImageLoader: worker failed: ${reply.error}`));
+    else job.reject(workerError(reply.error));
     this.dispatch();
   }
 

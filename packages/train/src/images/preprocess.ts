@@ -2,6 +2,7 @@
 // crop + horizontal flip; evaluation: resize + center crop), normalise, lay out as CHW float32.
 // The same functions run in the loader's workers and, with `workers: 0`, on the main thread.
 import sharp, { type Sharp } from 'sharp';
+import { insideFolderAsync, readRegularFileAsync } from '../safe-files.js';
 import { type RgbImage, decodeRgb } from './decode.js';
 import { sampleRng } from './streams.js';
 import { type Box, DEFAULT_RRC, centerCropPlan, randomResizedCropBox } from './transforms.js';
@@ -98,10 +99,23 @@ export async function transformInto(img: RgbImage, cfg: ImageConfig, seed: numbe
   normalizeInto(pixels, cfg.size, flip, cfg.mean, cfg.std, out, offset);
 }
 
+/** Image files larger than this are refused unread (a 448-px JPEG is ~100 kB; the largest camera RAW-like TIFFs ~200 MB). */
+export const MAX_IMAGE_BYTES = 512 * 1024 * 1024;
+
+/**
+ * Decodes an image file, which must be a regular file (a FIFO or a device is refused without
+ * blocking) and, when `root` is given, lie inside it after symlinks are resolved. A file outside
+ * throws UnsafePathError; an unreadable one throws with the decoder's message.
+ */
+export async function readImage(path: string, root?: string): Promise<RgbImage> {
+  if (root !== undefined) await insideFolderAsync(root, path, 'image');
+  return decodeRgb(await readRegularFileAsync(path, { what: 'image', maxBytes: MAX_IMAGE_BYTES }));
+}
+
 /** One image as a fresh (3, S, S) array. */
 export async function prepareImage(path: string, cfg: ImageConfig, seed: number, epoch: number, index: number): Promise<Float32Array> {
   const out = new Float32Array(3 * cfg.size * cfg.size);
-  await transformInto(await decodeRgb(path), cfg, seed, epoch, index, out, 0);
+  await transformInto(await readImage(path), cfg, seed, epoch, index, out, 0);
   return out;
 }
 
@@ -111,6 +125,8 @@ export interface BatchTask {
   /** Dataset sample indices (they seed the augmentation) and their files. */
   indices: number[];
   paths: string[];
+  /** The real path of the folder every file must lie in (symlinks resolved); unchecked when absent. */
+  root?: string;
 }
 
 export interface BatchImages {
@@ -149,8 +165,10 @@ export async function prepareBatch(cfg: ImageConfig, task: BatchTask, strict: bo
       const path = task.paths[i]!;
       let img: RgbImage;
       try {
-        img = await decodeRgb(path);
+        img = await readImage(path, task.root);
       } catch (e) {
+        // A file outside the dataset folder stops the run: it is an attack or a broken list, not a bad image.
+        if ((e as Error).name === 'UnsafePathError') throw e;
         const reason = (e as Error).message.split('\n')[0]!;
         if (strict) throw new UnreadableImageError(path, reason);
         failures[i] = { path, reason };

@@ -15,7 +15,7 @@ export interface WorkerRequest {
   task: BatchTask;
 }
 
-export type WorkerReply = { id: number; result: BatchImages } | { id: number; unreadable: { path: string; reason: string } } | { id: number; error: string };
+export type WorkerReply = { id: number; result: BatchImages } | { id: number; unreadable: { path: string; reason: string } } | { id: number; error: { name: string; message: string; stack?: string } };
 
 if (!parentPort) throw new Error('images/worker.js is a worker_threads entry; the loader starts it');
 const port = parentPort;
@@ -29,7 +29,8 @@ port.on('message', async ({ id, task }: WorkerRequest) => {
   try {
     reply = { id, result: await prepareBatch(config, task, strict) };
   } catch (e) {
-    reply = e instanceof UnreadableImageError ? { id, unreadable: { path: e.path, reason: e.reason } } : { id, error: (e as Error).stack ?? String(e) };
+    const err = e as Error;
+    reply = e instanceof UnreadableImageError ? { id, unreadable: { path: e.path, reason: e.reason } } : { id, error: { name: err.name ?? 'Error', message: err.message ?? String(e), ...(err.stack ? { stack: err.stack } : {}) } };
   }
   port.postMessage(reply, 'result' in reply ? [reply.result.images.buffer as ArrayBuffer] : []);
 });

@@ -1,11 +1,14 @@
 // The configuration of a training run, with commented defaults. `resolveConfig` fills the
 // defaults and checks every field, naming the one at fault; the result is what a run records in
 // config.json and in each checkpoint (the "effective" configuration).
+import { z } from 'zod';
+import { type MPFGVCConfig, type PromptTokens, modelConfigShape, parseWith, promptTokensSchema, selectKCheck } from '@mpfgvc/model';
 import type { InputNormalization } from '../images/preprocess.js';
 import type { PretrainedFolders } from '../pretrained.js';
-import type { DatasetKind } from '../datasets/dataset.js';
-import type { MPFGVCConfig, PromptTokens } from '@mpfgvc/model';
+import { DATASET_NAMES, type DatasetKind } from '../datasets/dataset.js';
+import { ConfigurationError } from '../errors.js';
 import { FIXED_PROMPT_TEMPLATE, validatePromptTemplate } from '../prompts.js';
+import { MAX_BIRD_CLASSES } from '../synth/birds.js';
 
 export interface StageConfig {
   epochs: number; // stage 1: 30, stage 2: 10
@@ -95,6 +98,8 @@ export interface TrainConfig {
   evalBatchSize: number; // 64
   /** An unreadable image stops the run instead of being skipped. */
   strict: boolean; // false
+  /** Unreadable images are skipped until more than this fraction of the dataset (train + test) is; then the run stops. */
+  maxSkippedFraction: number; // 0.05
 }
 
 type StageInput = Partial<StageConfig>;
@@ -123,53 +128,93 @@ const STAGE_DEFAULTS: StageConfig = {
   augment: true,
 };
 
+const int = (lo: number, hi: number) => z.int().min(lo).max(hi);
+const finite = (lo: number, hi: number) => z.number().min(lo).max(hi);
+
+const stageSchema = z
+  .strictObject({
+    epochs: int(0, 100_000),
+    batchSize: int(1, 65_536),
+    accumulate: int(1, 4096),
+    optimizer: z.enum(['sgd', 'adamw']),
+    lr: z.number().min(0),
+    minLr: z.number().min(0),
+    warmupEpochs: finite(0, 100_000),
+    weightDecay: finite(0, 10),
+    momentum: finite(0, 0.999999),
+    clipNorm: finite(0, 1e6),
+    labelSmoothing: finite(0, 0.999),
+    augment: z.boolean(),
+  })
+  .partial();
+
+const dataSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('synth'),
+    numClasses: int(2, MAX_BIRD_CLASSES).optional(),
+    trainPerClass: int(1, 100_000).optional(),
+    testPerClass: int(1, 100_000).optional(),
+    seed: int(0, 0xffffffff).optional(),
+    fresh: z.boolean().optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('folder'),
+    root: z.string().min(1),
+    format: z.enum(['auto', ...(Object.keys(DATASET_NAMES) as DatasetKind[])]).optional(),
+    superCategory: z.string().max(256).optional(),
+    workers: int(0, 64).optional(),
+    cropScale: z.tuple([finite(1e-6, 1), finite(1e-6, 1)]).optional(),
+  }),
+]);
+
+const positive = z.number().positive();
+const { numClasses: _numClasses, superCategory: _superCategory, ...runModelShape } = modelConfigShape;
+
+/**
+ * Every key of TrainConfigInput. A resolved TrainConfig parses too: it is what config.json and
+ * checkpoint.json hold, and what a resumed run reads back.
+ */
+export const trainConfigSchema = z.strictObject({
+  outDir: z.string().min(1),
+  seed: int(0, 0xffffffff).optional(),
+  data: dataSchema,
+  model: z.strictObject(runModelShape).superRefine(selectKCheck),
+  normalization: z.union([z.enum(['imagenet', 'clip']), z.strictObject({ mean: z.tuple([z.number(), z.number(), z.number()]), std: z.tuple([positive, positive, positive]) })]).optional(),
+  tokenizer: z.string().min(1).optional(),
+  pretrained: z.strictObject({ vision: z.string().min(1).optional(), text: z.string().min(1).optional() }).optional(),
+  promptTokens: promptTokensSchema.optional(),
+  promptTemplate: z.string().max(1000).optional(),
+  stage1: stageSchema.optional(),
+  stage2: stageSchema.optional(),
+  checkpointEvery: int(0, 1e9).optional(),
+  logEvery: int(1, 1e9).optional(),
+  evalEvery: int(0, 1e9).optional(),
+  evalBatchSize: int(1, 65_536).optional(),
+  strict: z.boolean().optional(),
+  maxSkippedFraction: finite(0, 1).optional(),
+});
+
 function resolveStage(name: string, s: StageInput, defaults: Partial<StageConfig>): StageConfig {
   const c: StageConfig = { ...STAGE_DEFAULTS, ...defaults, ...s };
-  const check = (ok: boolean, field: keyof StageConfig, want: string) => {
-    if (!ok) throw new Error(`config: ${name}.${field} must be ${want}, got ${JSON.stringify(c[field])}`);
-  };
-  check(Number.isInteger(c.epochs) && c.epochs >= 0, 'epochs', 'a non-negative integer');
-  check(Number.isInteger(c.batchSize) && c.batchSize >= 1, 'batchSize', 'a positive integer');
-  check(Number.isInteger(c.accumulate) && c.accumulate >= 1, 'accumulate', 'a positive integer');
-  check(c.optimizer === 'sgd' || c.optimizer === 'adamw', 'optimizer', "'sgd' or 'adamw'");
-  check(Number.isFinite(c.lr) && c.lr >= 0, 'lr', 'a non-negative number');
-  check(Number.isFinite(c.minLr) && c.minLr >= 0 && c.minLr <= c.lr, 'minLr', `in [0, lr]`);
-  check(Number.isFinite(c.warmupEpochs) && c.warmupEpochs >= 0, 'warmupEpochs', 'a non-negative number');
-  check(Number.isFinite(c.weightDecay) && c.weightDecay >= 0, 'weightDecay', 'a non-negative number');
-  check(Number.isFinite(c.momentum) && c.momentum >= 0 && c.momentum < 1, 'momentum', 'in [0, 1)');
-  check(Number.isFinite(c.clipNorm) && c.clipNorm >= 0, 'clipNorm', 'a non-negative number (0: off)');
-  check(Number.isFinite(c.labelSmoothing) && c.labelSmoothing >= 0 && c.labelSmoothing < 1, 'labelSmoothing', 'in [0, 1)');
-  check(typeof c.augment === 'boolean', 'augment', 'true or false');
+  if (c.minLr > c.lr) throw new ConfigurationError(`config: ${name}.minLr must lie in [0, lr ${c.lr}], got ${c.minLr}`);
   return c;
 }
 
 function resolveData(d: DataInput): DataConfig {
-  if (d.kind === 'synth') {
-    const c: DataConfig = { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, seed: d.seed ?? 0, fresh: d.fresh ?? false };
-    if (typeof c.fresh !== 'boolean') throw new Error(`config: data.fresh must be true or false, got ${JSON.stringify(c.fresh)}`);
-    return c;
-  }
-  if (d.kind === 'folder') {
-    const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1] };
-    if (d.superCategory !== undefined) c.superCategory = d.superCategory;
-    if (typeof c.root !== 'string' || c.root === '') throw new Error(`config: data.root must name the dataset folder`);
-    if (!(Number.isInteger(c.workers) && c.workers >= 0)) throw new Error(`config: data.workers must be a non-negative integer, got ${c.workers}`);
-    return c;
-  }
-  throw new Error(`config: data.kind must be 'synth' or 'folder', got ${JSON.stringify((d as { kind: unknown }).kind)}`);
-}
-
-function resolveModel(m: TrainConfig['model']): TrainConfig['model'] {
-  if (typeof m !== 'object' || m === null) throw new Error('config: model must describe the architecture');
-  const c = { ...m, prompts: m.prompts ?? 'datp', objective: m.objective ?? 'mpfgvc' };
-  if (c.prompts !== 'datp' && c.prompts !== 'fixed') throw new Error(`config: model.prompts must be 'datp' or 'fixed', got ${JSON.stringify(c.prompts)}`);
-  if (c.objective !== 'mpfgvc' && c.objective !== 'vision') throw new Error(`config: model.objective must be 'mpfgvc' or 'vision', got ${JSON.stringify(c.objective)}`);
+  if (d.kind === 'synth') return { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, seed: d.seed ?? 0, fresh: d.fresh ?? false };
+  const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1] };
+  if (d.superCategory !== undefined) c.superCategory = d.superCategory;
+  if (c.cropScale[0] > c.cropScale[1]) throw new ConfigurationError(`config: data.cropScale must satisfy lo <= hi, got [${c.cropScale}]`);
   return c;
 }
 
-export function resolveConfig(input: TrainConfigInput): TrainConfig {
-  if (typeof input.outDir !== 'string' || input.outDir === '') throw new Error('config: outDir must name the run directory');
-  const model = resolveModel(input.model);
+/**
+ * The configuration with defaults filled and every field checked (types, ranges, unknown keys),
+ * the one at fault named. `source` names where it came from in errors ('config', or a file).
+ */
+export function resolveConfig(raw: TrainConfigInput, source = 'config'): TrainConfig {
+  const input = parseWith(trainConfigSchema, raw, source, (m) => new ConfigurationError(m)) as TrainConfigInput;
+  const model = { ...input.model, prompts: input.model.prompts ?? 'datp', objective: input.model.objective ?? 'mpfgvc' };
   const visionOnly = model.objective === 'vision';
   const c: TrainConfig = {
     outDir: input.outDir,
@@ -185,29 +230,18 @@ export function resolveConfig(input: TrainConfigInput): TrainConfig {
     evalEvery: input.evalEvery ?? 0,
     evalBatchSize: input.evalBatchSize ?? 64,
     strict: input.strict ?? false,
+    maxSkippedFraction: input.maxSkippedFraction ?? 0.05,
   };
   if (input.tokenizer !== undefined) c.tokenizer = input.tokenizer;
   if (input.pretrained?.vision || input.pretrained?.text) c.pretrained = { ...input.pretrained };
   if (input.promptTokens !== undefined) c.promptTokens = input.promptTokens;
-  if (!c.tokenizer && !c.promptTokens) throw new Error('config: give tokenizer (a CLIP tokenizer.json) or promptTokens for the DaTP prompts');
+  if (!c.tokenizer && !c.promptTokens) throw new ConfigurationError(`${source}: give tokenizer (a CLIP tokenizer.json) or promptTokens for the DaTP prompts`);
   validatePromptTemplate(c.promptTemplate);
   if (model.prompts === 'fixed' && !c.tokenizer && !Array.isArray(c.promptTokens?.classPrompts)) {
-    throw new Error("config: model.prompts 'fixed' needs tokenizer (each class's prompt from promptTemplate) or promptTokens.classPrompts (each class's prompt ids)");
+    throw new ConfigurationError(`${source}: model.prompts 'fixed' needs tokenizer (each class's prompt from promptTemplate) or promptTokens.classPrompts (each class's prompt ids)`);
   }
   if (visionOnly && c.stage2.epochs > 0) {
-    throw new Error(`config: stage2.epochs must be 0 with model.objective 'vision' (the ViT-only baseline trains L_v alone and has no VLFM stage), got ${c.stage2.epochs}`);
-  }
-  if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= 0xffffffff)) throw new Error(`config: seed must be an integer in [0, 2^32), got ${c.seed}`);
-  for (const k of ['checkpointEvery', 'evalEvery'] as const) {
-    if (!(Number.isInteger(c[k]) && c[k] >= 0)) throw new Error(`config: ${k} must be a non-negative integer, got ${c[k]}`);
-  }
-  for (const k of ['logEvery', 'evalBatchSize'] as const) {
-    if (!(Number.isInteger(c[k]) && c[k] >= 1)) throw new Error(`config: ${k} must be a positive integer, got ${c[k]}`);
-  }
-  const n = c.normalization;
-  const rgb = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x));
-  if (n !== 'imagenet' && n !== 'clip' && !(typeof n === 'object' && n !== null && rgb(n.mean) && rgb(n.std) && n.std.every((x) => x > 0))) {
-    throw new Error(`config: normalization must be 'imagenet', 'clip' or {mean: [r, g, b], std: [r, g, b]} with positive std, got ${JSON.stringify(n)}`);
+    throw new ConfigurationError(`${source}: stage2.epochs must be 0 with model.objective 'vision' (the ViT-only baseline trains L_v alone and has no VLFM stage), got ${c.stage2.epochs}`);
   }
   return c;
 }

@@ -34,8 +34,8 @@ export interface RunData {
   test(batchSize: number): AsyncGenerator<DataBatch>;
   /** Unreadable files met so far: path -> reason. */
   readonly skipped: Map<string, string>;
-  /** Skips counted each time one happens. */
-  skipCount: number;
+  /** Unreadable files met so far, each counted once (the size of `skipped`). */
+  readonly skipCount: number;
   close(): Promise<void>;
 }
 
@@ -130,7 +130,9 @@ function folderData(cfg: Extract<DataConfig, { kind: 'folder' }>, opts: OpenData
     trainPlain: (b) => run(ds.train, b, false, false, { epoch: 0, index: 0 }, 1),
     test: (b) => run(ds.test, b, false, false, { epoch: 0, index: 0 }, 1),
     skipped: new Map(),
-    skipCount: 0,
+    get skipCount() {
+      return this.skipped.size;
+    },
     close: async () => {
       await Promise.all([...loaders].map((l) => l.close()));
     },
@@ -145,13 +147,13 @@ function folderData(cfg: Extract<DataConfig, { kind: 'folder' }>, opts: OpenData
       dropLast: shuffle,
       workers: cfg.workers,
       strict: opts.strict,
+      root: ds.imageRoot,
       ...(opts.workerUrl ? { workerUrl: opts.workerUrl } : {}),
     });
     loaders.add(loader);
     try {
       for await (const batch of loader.batches(from, until)) {
         for (const path of batch.skipped) data.skipped.set(path, loader.skipped.get(path) ?? 'unreadable');
-        data.skipCount += batch.skipped.length;
         yield { rows: batch.images, labels: batch.labels, indices: batch.indices, size: batch.size, position: batch.position, next: batch.next };
       }
     } finally {

@@ -2,6 +2,7 @@
 // so a crash loses at most the row being written. A resumed run appends to the same file.
 import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
 import type { Stage } from '@mpfgvc/model';
+import { writing } from '../atomic.js';
 import type { Head } from '../eval.js';
 
 export interface StepRow {
@@ -32,12 +33,14 @@ export class MetricsLog {
   private fd: number;
 
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'a');
+    this.fd = writing(path, () => openSync(path, 'a'));
   }
 
   append(row: object): void {
-    writeSync(this.fd, JSON.stringify(row) + '\n');
-    fdatasyncSync(this.fd);
+    writing(this.path, () => {
+      writeSync(this.fd, JSON.stringify(row) + '\n');
+      fdatasyncSync(this.fd);
+    });
   }
 
   close(): void {

@@ -155,7 +155,8 @@ describe('train', () => {
       config(dir, { data: { kind: 'folder', root: broken, workers: 0 }, strict, stage1: { epochs: 1, batchSize: 8, augment: false }, stage2: { epochs: 1, batchSize: 8 } });
     const result = await train(quick(join(temp, 'skip'), false), { device: dev });
     expect(Object.keys(result.skipped)).toEqual([victim]);
-    expect(result.skipCount).toBeGreaterThanOrEqual(2);
+    // Met in stage 1, in stage 2's embedding cache and at each evaluation, it counts once.
+    expect(result.skipCount).toBe(1);
     expect(JSON.parse(readFileSync(result.summary, 'utf8')).skippedImages.files[victim]).toBeTypeOf('string');
     await expect(train(quick(join(temp, 'strict'), true), { device: dev })).rejects.toThrow(`cannot read ${victim}`);
   });

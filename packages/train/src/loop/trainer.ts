@@ -7,7 +7,7 @@
 // back asynchronously and awaited only after the next step has been recorded, so the GPU never
 // waits for the host. A checkpoint waits for the step's own loss first: only a run whose losses
 // were all finite is ever written over the last good checkpoint.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   AdamW,
@@ -29,11 +29,14 @@ import {
   scope,
   tensor,
 } from '@mpfgvc/kernels';
-import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, type Stage } from '@mpfgvc/model';
-import { writeFileAtomic } from '../atomic.js';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, type Stage, TokenizerError } from '@mpfgvc/model';
+import { WriteError, writeFileAtomic, writing } from '../atomic.js';
 import { fillPrompt } from '../prompts.js';
-import { type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
+import { MAX_JSON_BYTES, type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
+import { readRegularText } from '../safe-files.js';
 import { type CheckpointRecord, type LoadedCheckpoint, type RunPosition, CHECKPOINT_FILE, CheckpointError, hasCheckpoint, readCheckpoint, serializeOptimizer, writeCheckpoint } from '../checkpoint.js';
+import { DatasetError } from '../datasets/dataset.js';
+import { ConfigurationError, RunFolderError } from '../errors.js';
 import { type EvalResult, confusionCsv, evaluate } from '../eval.js';
 import type { EpochPosition } from '../images/epoch-order.js';
 import { learningRate, validateSchedule } from '../schedule.js';
@@ -88,20 +91,37 @@ export function decays(name: string): boolean {
   return decayWeightsOnly(name) && name !== 'datp.prompts';
 }
 
+function loadTokenizer(path: string, contextLength: number): ClipTokenizer {
+  let json: unknown;
+  try {
+    json = JSON.parse(readRegularText(path, { what: 'tokenizer', maxBytes: MAX_JSON_BYTES }));
+  } catch (e) {
+    throw new TokenizerError(`tokenizer ${path}: ${(e as Error).message}`);
+  }
+  return ClipTokenizer.fromJson(json, { source: path, contextLength });
+}
+
 /** The configuration's prompt tokens, or the tokenizer's (with each class's filled template for fixed prompts). */
 function promptTokens(cfg: TrainConfig, superCategory: string, classes: readonly string[]): PromptTokens {
   if (cfg.promptTokens) return cfg.promptTokens;
-  const path = cfg.tokenizer!;
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`tokenizer ${path}: ${(e as Error).message}`);
-  }
-  const tok = ClipTokenizer.fromJson(json, { source: path, contextLength: cfg.model.text.contextLength });
+  const tok = loadTokenizer(cfg.tokenizer!, cfg.model.text.contextLength);
   const tokens: PromptTokens = { classIds: tok.encode(superCategory), sot: tok.sot, eot: tok.eot };
   if (cfg.model.prompts === 'fixed') tokens.classPrompts = classes.map((c) => tok.encode(fillPrompt(cfg.promptTemplate, c, superCategory)));
   return tokens;
+}
+
+/** JSON with keys sorted at every level: two configurations compare equal whatever order their keys were written in. */
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : 1))) : x));
+}
+
+/** A recorded position that the run's configuration cannot have produced is a damaged (or crafted) checkpoint. */
+function checkResumePosition(at: RunPosition, cfg: TrainConfig, source: string): void {
+  const sc = at.stage === 1 ? cfg.stage1 : cfg.stage2;
+  const bad = (what: string) => new CheckpointError(`${source}: position ${what}`);
+  if (at.stage === 2 && cfg.model.objective === 'vision') throw bad("is in stage 2, which the ViT-only objective does not have");
+  if (at.data.epoch > sc.epochs || (at.data.epoch === sc.epochs && at.data.index !== 0)) throw bad(`epoch ${at.data.epoch} (index ${at.data.index}) lies beyond stage ${at.stage}'s ${sc.epochs} epochs`);
+  if (at.data.index % sc.batchSize !== 0) throw bad(`index ${at.data.index} is not a multiple of stage ${at.stage}'s batch size ${sc.batchSize}`);
 }
 
 interface Pending {
@@ -128,7 +148,13 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
   let pretrained: Pretrained | undefined;
   if ('resume' in input) {
     ckpt = readCheckpoint(input.resume);
-    cfg = { ...resolveConfig(ckpt.record.config as TrainConfigInput), outDir: resolve(input.resume) };
+    const recordPath = join(input.resume, CHECKPOINT_FILE);
+    try {
+      cfg = { ...resolveConfig(ckpt.record.config as unknown as TrainConfigInput, `${recordPath}: config`), outDir: resolve(input.resume) };
+    } catch (e) {
+      throw new CheckpointError((e as Error).message);
+    }
+    checkResumePosition(ckpt.record.position, cfg, recordPath);
     say(`resuming ${cfg.outDir} at stage ${ckpt.record.position.stage}, step ${ckpt.record.position.step}`);
   } else {
     cfg = resolveConfig(input);
@@ -141,8 +167,16 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
       // The vision checkpoint's own statistics (ViT-in21k: 0.5/0.5) unless the caller chose.
       if (input.normalization === undefined && pretrained.preprocessing) cfg.normalization = { mean: pretrained.preprocessing.mean, std: pretrained.preprocessing.std };
     }
-    if (hasCheckpoint(cfg.outDir)) throw new Error(`${cfg.outDir} already holds a run (${CHECKPOINT_FILE}); resume it or choose another outDir`);
-    mkdirSync(cfg.outDir, { recursive: true });
+    if (cfg.tokenizer && !cfg.pretrained?.text) {
+      // A text tower trained from scratch needs an embedding row for every id its tokenizer gives.
+      const vocab = loadTokenizer(cfg.tokenizer, cfg.model.text.contextLength).vocabSize;
+      if (vocab > cfg.model.text.vocabSize) {
+        say(`text vocabulary widened from ${cfg.model.text.vocabSize} to the tokenizer's ${vocab}`);
+        cfg.model = { ...cfg.model, text: { ...cfg.model.text, vocabSize: vocab } };
+      }
+    }
+    if (hasCheckpoint(cfg.outDir)) throw new RunFolderError(`${cfg.outDir} already holds a run (${CHECKPOINT_FILE}); resume it or choose another outDir`);
+    writing(cfg.outDir, () => mkdirSync(cfg.outDir, { recursive: true }));
     writeFileAtomic(join(cfg.outDir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
   }
   const out = (name: string) => join(cfg.outDir, name);
@@ -161,7 +195,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     const modelConfig: MPFGVCConfig = { ...cfg.model, numClasses: data.classes.length, superCategory: data.superCategory };
     model = ckpt ? MPFGVC.load(dev, ckpt.model, join(cfg.outDir, ckpt.record.model)) : new MPFGVC(dev, new Rng(cfg.seed), modelConfig, promptTokens(cfg, data.superCategory, data.classes));
     if (pretrained) loadPretrained(model, pretrained);
-    if (ckpt && JSON.stringify(model.config) !== JSON.stringify(modelConfig)) {
+    if (ckpt && canonicalJson(model.config) !== canonicalJson(modelConfig)) {
       throw new CheckpointError(`${out(ckpt.record.model)}: the model's configuration differs from the run's (${JSON.stringify(model.config)} vs ${JSON.stringify(modelConfig)})`);
     }
     if (ckpt) metrics.append({ event: 'resume', stage: ckpt.record.position.stage, step: ckpt.record.position.step, time: seconds() });
@@ -203,11 +237,18 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
       stages: stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: s.seconds, top1: s.eval.top1, top5: s.eval.top5, eval: s.evalJson, confusion: s.confusionCsv })),
       skippedImages: { count: data?.skipCount ?? 0, files: Object.fromEntries(data?.skipped ?? []) },
     };
-    writeFileAtomic(out('summary.json'), JSON.stringify(summary, null, 1) + '\n');
+    let summaryFailure: unknown;
+    try {
+      writeFileAtomic(out('summary.json'), JSON.stringify(summary, null, 1) + '\n');
+    } catch (e) {
+      // A run that failed already reports why; a summary that cannot be written must not hide it.
+      if (status === 'completed') summaryFailure = e;
+    }
     metrics.close();
     model?.dispose();
     await data?.close();
     if (!hooks.device) dev.destroy();
+    if (summaryFailure) throw summaryFailure;
   }
 
   async function runStage(stage: Stage, resumeAt: RunPosition | undefined, resumed: LoadedCheckpoint | undefined): Promise<StageReport | undefined> {
@@ -223,11 +264,14 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
 
     const order = trainOrder(data.trainCount, sc.batchSize, cfg.seed);
     const batchesPerEpoch = order.batchesPerEpoch;
-    if (batchesPerEpoch === 0) throw new Error(`stage ${stage}: batch size ${sc.batchSize} exceeds the ${data.trainCount} training images`);
+    if (batchesPerEpoch === 0) throw new ConfigurationError(`config: stage ${stage}: batch size ${sc.batchSize} exceeds the ${data.trainCount} training images`);
     const stepsPerEpoch = Math.ceil(batchesPerEpoch / sc.accumulate);
     const total = sc.epochs * stepsPerEpoch;
     const schedule = { base: sc.lr, minLr: sc.minLr, total, warmup: Math.min(total, Math.round(sc.warmupEpochs * stepsPerEpoch)) };
     validateSchedule(schedule);
+    if (resumeAt && (resumeAt.stageStep > total || (resumeAt.data.index !== 0 && resumeAt.data.index >= order.epochLength))) {
+      throw new CheckpointError(`${out(CHECKPOINT_FILE)}: position (step ${resumeAt.stageStep} of ${total}, index ${resumeAt.data.index} of ${order.epochLength}) lies outside stage ${stage}`);
+    }
     let stageStep = resumeAt?.stageStep ?? 0;
     const from: EpochPosition = resumeAt?.data ?? { epoch: 0, index: 0 };
     say(`stage ${stage}: ${sc.epochs} epochs of ${stepsPerEpoch} steps (batch ${sc.batchSize} x ${sc.accumulate}), ${params.length} parameter tensors train`);
@@ -279,6 +323,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
 
       let group: Tensor | undefined;
       let groupImages = 0;
+      let epochImages = 0;
       for await (const b of batches) {
         const bi = b.position.index / sc.batchSize;
         const groupStart = Math.floor(bi / sc.accumulate) * sc.accumulate;
@@ -292,7 +337,9 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
             losses.dispose();
           }
           groupImages += b.size;
+          epochImages += b.size;
         }
+        checkSkipped();
         if (bi + 1 - groupStart < groupSize) continue;
 
         // The step: schedule, clipping, update; nothing here waits for the GPU.
@@ -320,6 +367,10 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
         await settle(step - 1);
 
         const epochEnd = b.next.epoch > b.position.epoch;
+        if (epochEnd) {
+          if (epochImages === 0) throw new DatasetError(`stage ${stage}, epoch ${b.position.epoch}: not one training image could be read (${data.skipCount} unreadable${firstSkipped()})`);
+          epochImages = 0;
+        }
         const position: RunPosition = { stage, stageDone: false, step, stageStep, data: b.next };
         if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && stageStep < total) {
           await settle(step);
@@ -393,12 +444,27 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
 
   async function evalRow(stage: Stage, epoch: number, text: Tensor | undefined): Promise<EvalResult> {
     const result = await evaluate(model, data.test(cfg.evalBatchSize), text);
+    checkSkipped();
+    if (result.count === 0) throw new DatasetError(`stage ${stage}: not one test image could be read (${data.skipCount} unreadable${firstSkipped()})`);
     const row: EvalRow = { stage, epoch, split: 'test', top1: result.top1, top5: result.top5 };
     metrics.append(row);
     hooks.onEval?.(row, result);
     const heads = result.heads.map((h) => `${h} ${(100 * result.top1[h]!).toFixed(1)}%`).join(', ');
     say(`stage ${stage} epoch ${epoch} test top-1: ${heads} (${result.count} images)`);
     return result;
+  }
+
+  function firstSkipped(): string {
+    const first = data.skipped.entries().next();
+    return first.done ? '' : `; the first: ${first.value[0]}: ${first.value[1]}`;
+  }
+
+  /** Stops the run once more of the dataset is unreadable than cfg.maxSkippedFraction allows. */
+  function checkSkipped(): void {
+    const total = data.trainCount + data.testCount;
+    if (data.skipCount > cfg.maxSkippedFraction * total) {
+      throw new DatasetError(`${data.skipCount} of the ${total} images are unreadable, more than the ${cfg.maxSkippedFraction} (maxSkippedFraction) the run allows${firstSkipped()}`);
+    }
   }
 
   async function checkpoint(position: RunPosition, opt: AdamW | SGD, epoch: number): Promise<void> {
@@ -408,9 +474,11 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     try {
       rec = writeCheckpoint(cfg.outDir, { position, seed: cfg.seed, config: cfg, skipped: Object.fromEntries(data.skipped) }, modelBytes, optBytes);
     } catch (e) {
-      throw new TrainingError(
-        `stage ${position.stage}, epoch ${epoch}, step ${position.step}: ${(e as Error).message}; training stopped; ${lastCheckpoint ? `the last good checkpoint ${lastCheckpoint} is kept` : 'no checkpoint had been written'}`,
-      );
+      const kept = lastCheckpoint ? `the last good checkpoint ${lastCheckpoint} is kept` : 'no checkpoint had been written';
+      const where = `stage ${position.stage}, epoch ${epoch}, step ${position.step}`;
+      // A diverged state is the training's failure; a failed write is the disk's, with its own exit code.
+      if (e instanceof WriteError) throw new WriteError(e.path, new Error(`${e.message.replace(`cannot write ${e.path}: `, '')} (checkpoint at ${where}); training stopped; ${kept}`));
+      throw new TrainingError(`${where}: ${(e as Error).message}; training stopped; ${kept}`);
     }
     lastCheckpoint = out(CHECKPOINT_FILE);
     hooks.onCheckpoint?.(rec);

@@ -143,8 +143,8 @@ describe('config', () => {
     );
     expect(resolveConfig({ ...base, stage2: {}, model: { ...base.model, objective: 'vision' } }).stage2.epochs).toBe(0);
     expect(() => resolveConfig({ ...base, model: { ...base.model, prompts: 'fixed' } })).toThrow("config: model.prompts 'fixed' needs tokenizer (each class's prompt from promptTemplate) or promptTokens.classPrompts");
-    expect(() => resolveConfig({ ...base, model: { ...base.model, prompts: 'learned' as 'fixed' } })).toThrow(`config: model.prompts must be 'datp' or 'fixed', got "learned"`);
-    expect(() => resolveConfig({ ...base, model: { ...base.model, objective: 'text' as 'vision' } })).toThrow(`config: model.objective must be 'mpfgvc' or 'vision', got "text"`);
+    expect(() => resolveConfig({ ...base, model: { ...base.model, prompts: 'learned' as 'fixed' } })).toThrow(`config: model.prompts: expected one of "datp", "fixed", got "learned"`);
+    expect(() => resolveConfig({ ...base, model: { ...base.model, objective: 'text' as 'vision' } })).toThrow(`config: model.objective: expected one of "mpfgvc", "vision", got "text"`);
     expect(() => resolveConfig({ ...base, promptTemplate: 'a photo' })).toThrow('config: promptTemplate must be a string containing {class}');
     expect(resolveConfig(base)).toMatchObject({ model: { prompts: 'datp', objective: 'mpfgvc' }, promptTemplate: 'a photo of a {class}, a type of {superCategory}.' });
   });
