@@ -10,7 +10,7 @@ import { plotCommand } from './commands/plot.js';
 import { predictCommand } from './commands/predict.js';
 import { synthCommand } from './commands/synth.js';
 import { trainCommand } from './commands/train.js';
-import { CliError, ExitCode } from './errors.js';
+import { ExitCode, exitCodeOf, printable } from './errors.js';
 
 export function buildProgram(): Command {
   const program = new Command('mpfgvc')
@@ -35,16 +35,18 @@ export async function runCli(argv: string[]): Promise<number> {
     if (e instanceof CommanderError) {
       return e.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
-    if (e instanceof CliError) {
-      process.stderr.write(`mpfgvc: ${e.message}\n`);
-      return e.code;
-    }
     const err = e as Error;
-    if (err?.name === 'AdapterError') {
-      process.stderr.write(`mpfgvc: ${err.message}\n`);
-      return ExitCode.noAdapter;
+    const code = exitCodeOf(e);
+    const debug = process.env.MPFGVC_DEBUG === '1';
+    if (code !== undefined) {
+      process.stderr.write(`mpfgvc: ${printable(err.message)}\n`);
+      if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+      return code;
     }
-    process.stderr.write(`mpfgvc: ${err?.stack ?? String(e)}\n`);
+    // A defect of ours, not the user's: one line all the same; the stack when asked for.
+    const line = `${err?.name && err.name !== 'Error' ? `${err.name}: ` : ''}${err?.message ?? String(e)}`.split('\n')[0]!;
+    process.stderr.write(`mpfgvc: internal error: ${printable(line)}${debug ? '' : ' (MPFGVC_DEBUG=1 shows where)'}\n`);
+    if (debug) process.stderr.write(`${err?.stack ?? String(e)}\n`);
     return ExitCode.failure;
   }
 }

@@ -3,12 +3,12 @@
 // folder. With --ablation the paper's ablation variants are trained too, each in a subfolder, and
 // tabulated: without SsVP, with fixed hand-crafted prompts instead of DaTP, and the ViT-only
 // baseline; "w/o VLFM" is stage 1 of the full run.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Device } from '@mpfgvc/kernels';
 import { MPFGVC } from '@mpfgvc/model';
-import { type EvalResult, type TrainConfigInput, type TrainResult, DEMO_EPOCHS, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train, wordPrompts } from '@mpfgvc/train';
+import { type EvalResult, type TrainConfigInput, type TrainResult, DEMO_EPOCHS, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train, wordPrompts, readRegularFile, writeFileAtomic, writing } from '@mpfgvc/train';
 import { CliError } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { describeDevice } from './info.js';
@@ -17,7 +17,7 @@ import { type DeviceFlags, normalization, openDevice } from './model-io.js';
 import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 import { plotMetrics } from './plot.js';
 import { runPrepared } from './predict.js';
-import { flatten, printSummary, progressHooks, summarize, trainError } from './train.js';
+import { flatten, printSummary, progressHooks, summarize } from './train.js';
 
 interface DemoFlags extends DeviceFlags {
   out: string;
@@ -41,8 +41,6 @@ async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.Wri
   const { hooks, done } = progressHooks(resolved, d.numClasses * d.trainPerClass, stream);
   try {
     return await train(input, { ...hooks, device: dev });
-  } catch (e) {
-    return trainError(e);
   } finally {
     done();
   }
@@ -52,7 +50,7 @@ async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.Wri
 async function overlays(dev: Device, result: TrainResult, count: number): Promise<string[]> {
   const cfg = result.config;
   const data = cfg.data as Extract<typeof cfg.data, { kind: 'synth' }>;
-  const model = MPFGVC.load(dev, new Uint8Array(readFileSync(result.model)), result.model);
+  const model = MPFGVC.load(dev, new Uint8Array(readRegularFile(result.model, { what: 'model' })), result.model);
   const classes = birdClasses(data.numClasses);
   const S = model.config.vision.imageSize;
   const norm = normalization(cfg.normalization);
@@ -64,7 +62,7 @@ async function overlays(dev: Device, result: TrainResult, count: number): Promis
   });
   const runs = await runPrepared(dev, model, images, 16);
   const dir = join(result.outDir, 'explain');
-  mkdirSync(dir, { recursive: true });
+  writing(dir, () => mkdirSync(dir, { recursive: true }));
   const loaded = { model, path: result.model, classes: classes.map((c) => c.name) };
   const files: string[] = [];
   for (let i = 0; i < runs.length; i++) {
@@ -137,8 +135,8 @@ export function demoCommand(): Command {
       const outDir = resolve(o.out);
       const input = demoConfig({ outDir, numClasses: o.classes, seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) });
       if (existsSync(join(outDir, 'checkpoint.json'))) throw new CliError(`--out ${outDir} already holds a run (checkpoint.json); choose another folder, or \`mpfgvc train --resume ${o.out}\``);
-      mkdirSync(outDir, { recursive: true });
-      writeFileSync(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
+      writing(outDir, () => mkdirSync(outDir, { recursive: true }));
+      writeFileAtomic(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
       const dev = await openDevice(o);
       try {
         const desc = describeDevice(dev);

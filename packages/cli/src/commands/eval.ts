@@ -1,6 +1,6 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { type DataBatch, type DataConfig, evaluate, openRunData } from '@mpfgvc/train';
+import { type DataBatch, type DataConfig, evaluate, openRunData, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { Progress } from '../progress.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
@@ -66,7 +66,7 @@ export function evalCommand(): Command {
           const bar = new Progress({ label: 'eval', total: run.testCount, stream });
           const result = await evaluate(model, counted(run.test(o.batch), bar));
           bar.finish();
-          if (o.out) writeFileSync(o.out, `${JSON.stringify({ checkpoint: loaded.path, classes: run.classes, ...result }, null, 1)}\n`);
+          if (o.out) writeFileAtomic(o.out, `${JSON.stringify({ checkpoint: loaded.path, classes: run.classes, ...result }, null, 1)}\n`);
           if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, count: result.count, top1: result.top1, top5: result.top5, skipped: run.skipCount })}\n`);
           else {
             const pct = (x: number) => `${(100 * x).toFixed(2)}%`.padStart(8);

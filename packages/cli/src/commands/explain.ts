@@ -1,7 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { Command } from 'commander';
-import { CliError, ExitCode } from '../errors.js';
+import { writeFileAtomic, writing } from '@mpfgvc/train';
+import { CliError, ExitCode, printable } from '../errors.js';
 import { patchOverlayPng } from '../render/overlay.js';
 import { type LoadedModel, loadModel, openDevice } from './model-io.js';
 import { effectiveConfig, printConfig, resolveOptions } from './options.js';
@@ -19,7 +20,7 @@ export async function writeOverlay(loaded: LoadedModel, run: ImageRun, file: str
   const best = probs.indexOf(Math.max(...probs));
   let caption = `${className(loaded, best)} (${(probs[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
   if (truth !== undefined) caption = `predicted: ${caption}\ntrue: ${className(loaded, truth)}`;
-  writeFileSync(file, await patchOverlayPng({ rgb: run.image.rgb, size: imageSize, patchSize, selected: run.selected!, caption }));
+  writeFileAtomic(file, await patchOverlayPng({ rgb: run.image.rgb, size: imageSize, patchSize, selected: run.selected!, caption }));
   return caption;
 }
 
@@ -45,7 +46,7 @@ export function explainCommand(): Command {
           const file = o.out?.endsWith('.png') ? o.out : join(o.out ?? '.', name);
           const caption = await writeOverlay(loaded, runs[i]!, file);
           results.push({ image: paths[i]!, out: file, selected: runs[i]!.selected!, prediction: caption });
-          if (!o.json) process.stdout.write(`${paths[i]}: ${caption}; patches [${runs[i]!.selected!.join(', ')}] -> ${file}\n`);
+          if (!o.json) process.stdout.write(`${printable(paths[i]!)}: ${printable(caption)}; patches [${runs[i]!.selected!.join(', ')}] -> ${file}\n`);
         }
         if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results })}\n`);
       } finally {

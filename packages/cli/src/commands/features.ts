@@ -1,7 +1,6 @@
 // Embeddings from published checkpoints, with no MP-FGVC training: image embeddings from any ViT
 // checkpoint folder the model package reads (timm, HF ViT, HF CLIP vision), text embeddings from an
 // HF CLIP text checkpoint folder and its tokenizer.json.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { type Device, Rng, type Tensor, linear, noGrad, tensor } from '@mpfgvc/kernels';
@@ -14,13 +13,12 @@ import {
   detectViTFamily,
   parsePreprocessorConfig,
   serializeSafetensors,
-  textConfigFromHf,
-  textConfigFromWeights,
+  textConfigFromCheckpoint,
   visualProjection,
   vitConfigFromCheckpoint,
   vitWeightSource,
 } from '@mpfgvc/model';
-import { type CheckpointFolder, openCheckpointFolder } from '@mpfgvc/train';
+import { type CheckpointFolder, openCheckpointFolder, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, openDevice, prepareEvalImage } from './model-io.js';
@@ -95,8 +93,7 @@ async function textEmbeddings(dev: Device, o: FeaturesOptions, inputs: string[])
   const folder = openFolder(o.text!, '--text');
   const tokJson = folder.json('tokenizer.json');
   if (!tokJson) throw new CliError(`--text ${folder.dir}: no tokenizer.json (the CLIP tokenizer of the checkpoint)`, ExitCode.usage);
-  const config = folder.json('config.json');
-  const spec = config ? textConfigFromHf(config, join(folder.dir, 'config.json')) : textConfigFromWeights(folder.weights);
+  const spec = textConfigFromCheckpoint(folder.weights, folder.json('config.json'), join(folder.dir, 'config.json'));
   const tokenizer = ClipTokenizer.fromJson(tokJson, { contextLength: spec.text.contextLength, source: join(folder.dir, 'tokenizer.json') });
   const enc = new ClipTextEncoder(dev, new Rng(0), spec.text, spec.embedDim);
   enc.load(clipTextWeights(folder.weights), folder.weights.source);
@@ -146,12 +143,12 @@ export function featuresCommand(): Command {
         process.stdout.write(`${JSON.stringify(json)}\n`);
         return;
       }
-      if (o.out.endsWith('.json')) writeFileSync(o.out, `${JSON.stringify(json)}\n`);
+      if (o.out.endsWith('.json')) writeFileAtomic(o.out, `${JSON.stringify(json)}\n`);
       else {
         const n = e.inputs.length;
         const entries: Parameters<typeof serializeSafetensors>[0] = { embeddings: { dtype: 'F32', shape: [n, e.dim], data: e.data } };
         if (e.projected) entries.projected = { dtype: 'F32', shape: [n, e.projected.dim], data: e.projected.data };
-        writeFileSync(o.out, serializeSafetensors(entries, { kind: e.kind, checkpoint: e.checkpoint, inputs: JSON.stringify(e.inputs) }));
+        writeFileAtomic(o.out, serializeSafetensors(entries, { kind: e.kind, checkpoint: e.checkpoint, inputs: JSON.stringify(e.inputs) }));
       }
       if (o.json) process.stdout.write(`${JSON.stringify({ out: o.out, kind: e.kind, count: e.inputs.length, dim: e.dim })}\n`);
       else process.stdout.write(`wrote ${e.inputs.length} ${e.kind} embeddings of width ${e.dim}${e.projected ? ` (and projected, width ${e.projected.dim})` : ''} to ${o.out}\n`);

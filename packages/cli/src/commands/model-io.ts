@@ -1,10 +1,29 @@
 // Loading what the commands run: MP-FGVC checkpoints, images prepared as evaluation sees them
 // (resize, centre crop, normalise), and errors turned into one line with a meaningful exit code.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Device, requestDevice } from '@mpfgvc/kernels';
 import { MPFGVC, WeightsError } from '@mpfgvc/model';
-import { type InputNormalization, type Rgb, centerCropPlan, decodeRgb, normalizationStats, normalizeInto } from '@mpfgvc/train';
+import {
+  CHECKPOINT_FILE,
+  CheckpointError,
+  type InputNormalization,
+  MAX_IMAGE_BYTES,
+  type Rgb,
+  type TrainConfig,
+  type TrainConfigInput,
+  centerCropPlan,
+  decodeRgb,
+  insideFolder,
+  normalizationStats,
+  normalizeInto,
+  readCheckpointRecord,
+  readRegularFile,
+  readRegularFileAsync,
+  readRegularText,
+  realFolder,
+  resolveConfig,
+} from '@mpfgvc/train';
 import sharp from 'sharp';
 import { CliError, ExitCode } from '../errors.js';
 import { deviceOptions } from './device-options.js';
@@ -17,18 +36,26 @@ export async function openDevice(opts: DeviceFlags): Promise<Device> {
 
 /**
  * A checkpoint file, or a run folder: the model file its checkpoint.json names (in the folder or
- * its checkpoints/), with the run's effective configuration.
+ * its checkpoints/), with the run's effective configuration, both checked: the record against its
+ * schema (the model's name must be the one its position implies, inside the folder), the
+ * configuration as a run's.
  */
-export function resolveCheckpoint(path: string): { file: string; runConfig?: Record<string, unknown> } {
+export function resolveCheckpoint(path: string): { file: string; runConfig?: TrainConfig } {
   if (!existsSync(path)) throw new CliError(`checkpoint ${path}: no such file or folder`, ExitCode.usage);
-  if (statSync(path).isFile()) return { file: path };
+  if (!statSync(path).isDirectory()) return { file: path };
   for (const dir of [path, join(path, 'checkpoints')]) {
-    const record = join(dir, 'checkpoint.json');
-    if (existsSync(record)) {
-      const r = JSON.parse(readFileSync(record, 'utf8')) as { model?: string; config?: Record<string, unknown> };
-      if (typeof r.model !== 'string') throw new CliError(`${record}: names no model file`);
-      return { file: join(dir, r.model), ...(r.config ? { runConfig: r.config } : {}) };
+    if (!existsSync(join(dir, CHECKPOINT_FILE))) continue;
+    const record = readCheckpointRecord(dir);
+    const where = join(dir, CHECKPOINT_FILE);
+    let runConfig: TrainConfig;
+    try {
+      runConfig = resolveConfig(record.config as unknown as TrainConfigInput, `${where}: config`);
+    } catch (e) {
+      throw new CheckpointError((e as Error).message);
     }
+    const file = join(dir, record.model);
+    insideFolder(realFolder(dir), file, `${where} names`);
+    return { file, runConfig };
   }
   const files = readdirSync(path).filter((f) => f.endsWith('.safetensors') && !f.endsWith('.optim.safetensors'));
   if (files.length === 1) return { file: join(path, files[0]!) };
@@ -47,10 +74,10 @@ export interface LoadedModel {
 export function loadModel(dev: Device, path: string): LoadedModel {
   const { file, runConfig } = resolveCheckpoint(path);
   if (!existsSync(file)) throw new CliError(`checkpoint ${file}: no such file`);
+  const bytes = readRegularFile(file, { what: 'checkpoint' });
   try {
-    const model = MPFGVC.load(dev, new Uint8Array(readFileSync(file)), file);
-    const norm = runConfig?.normalization;
-    return { model, path: file, ...classNames(file, model.config.numClasses), ...(norm ? { normalization: norm as InputNormalization } : {}) };
+    const model = MPFGVC.load(dev, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
+    return { model, path: file, ...classNames(file, model.config.numClasses), ...(runConfig ? { normalization: runConfig.normalization } : {}) };
   } catch (e) {
     if (e instanceof WeightsError || e instanceof SyntaxError) throw new CliError(`checkpoint ${file}: ${e.message.replace(`${file}: `, '')}`);
     throw e;
@@ -61,7 +88,13 @@ export function loadModel(dev: Device, path: string): LoadedModel {
 function classNames(file: string, count: number): { classes?: string[] } {
   for (const p of ['eval-stage2.json', 'eval-stage1.json'].map((f) => join(file, '..', f))) {
     if (!existsSync(p)) continue;
-    const names = (JSON.parse(readFileSync(p, 'utf8')) as { classes?: unknown }).classes;
+    let names: unknown;
+    try {
+      names = (JSON.parse(readRegularText(p, { what: 'evaluation', maxBytes: 256 * 1024 * 1024 })) as { classes?: unknown } | null)?.classes;
+    } catch {
+      // Names are a courtesy: an unreadable evaluation file leaves the classes numbered.
+      continue;
+    }
     if (Array.isArray(names) && names.length === count && names.every((n) => typeof n === 'string')) return { classes: names };
   }
   return {};
@@ -88,7 +121,7 @@ export async function prepareEvalImage(path: string, size: number, norm: { mean:
   if (!existsSync(path)) throw new CliError(`image ${path}: no such file`, ExitCode.usage);
   let img;
   try {
-    img = await decodeRgb(path);
+    img = await decodeRgb(await readRegularFileAsync(path, { what: 'image', maxBytes: MAX_IMAGE_BYTES }));
   } catch (e) {
     throw new CliError(`image ${path}: cannot read it (${(e as Error).message.split('\n')[0]})`);
   }

@@ -1,9 +1,23 @@
 // What every command shares: value parsers that turn bad input into usage errors, `--config
 // file.json` (keys are flag names; flags given on the command line win), `--json`, and printing
 // the effective configuration.
-import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, type Option } from 'commander';
-import { CliError, ExitCode } from '../errors.js';
+import { readRegularText } from '@mpfgvc/train';
+import { CliError, ExitCode, printable } from '../errors.js';
+
+/**
+ * Options that destroy something a user made (`synth --overwrite` replaces a folder): from a
+ * --config file only as the JSON boolean true, never as a string that happens to be truthy.
+ */
+const DESTRUCTIVE = new Set(['overwrite']);
+
+/** A --config value for a switch (a flag without a value): true/false, or the strings "true"/"false". */
+function switchValue(raw: unknown, key: string, file: string): boolean {
+  if (typeof raw === 'boolean') return raw;
+  if (!DESTRUCTIVE.has(key) && (raw === 'true' || raw === 'false')) return raw === 'true';
+  const want = DESTRUCTIVE.has(key) ? 'the JSON boolean true or false (it deletes data, so no string is taken)' : 'true or false';
+  throw new CliError(`--config ${file}: '${key}' must be ${want}, got ${JSON.stringify(raw)}`, ExitCode.usage);
+}
 
 export function intArg(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
@@ -39,7 +53,7 @@ export function resolveOptions<T extends object>(cmd: Command): T & { config?: s
   if (file) {
     let json: unknown;
     try {
-      json = JSON.parse(readFileSync(file, 'utf8'));
+      json = JSON.parse(readRegularText(file, { what: 'config', maxBytes: 16 * 1024 * 1024 }));
     } catch (e) {
       throw new CliError(`--config ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, ExitCode.usage);
     }
@@ -49,20 +63,37 @@ export function resolveOptions<T extends object>(cmd: Command): T & { config?: s
       if (!opt || key === 'config') throw new CliError(`--config ${file}: unknown key '${key}' for '${cmd.name()}'`, ExitCode.usage);
       const name = opt.attributeName();
       if (cmd.getOptionValueSource(name) === 'cli') continue;
-      let value: unknown = raw;
-      if (opt.parseArg && raw !== null && typeof raw !== 'boolean') {
-        try {
-          value = Array.isArray(raw) ? raw.map((r) => opt.parseArg!(String(r), undefined)) : opt.parseArg(String(raw), undefined);
-        } catch (e) {
-          throw new CliError(`--config ${file}: '${key}': ${(e as Error).message}`, ExitCode.usage);
-        }
-      } else if (opt.argChoices && !opt.argChoices.includes(String(raw))) {
-        throw new CliError(`--config ${file}: '${key}' must be one of ${opt.argChoices.join(', ')}, got ${JSON.stringify(raw)}`, ExitCode.usage);
-      }
-      cmd.setOptionValueWithSource(name, value, 'config');
+      cmd.setOptionValueWithSource(name, configValue(opt, key, raw, file), 'config');
     }
   }
   return cmd.opts() as T & { config?: string };
+}
+
+/**
+ * A --config value through the option's own parser, as if typed on the command line: a number or
+ * a string for a value option (a list only where the flag takes several), a boolean for a switch.
+ */
+function configValue(opt: Option, key: string, raw: unknown, file: string): unknown {
+  // A negatable switch (--no-x) is named by its positive key: {"x": false} turns it off.
+  if (opt.isBoolean() || opt.negate) return switchValue(raw, key, file);
+  const one = (v: unknown): unknown => {
+    if (!(typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v)))) {
+      throw new CliError(`--config ${file}: '${key}' must be a ${opt.parseArg ? 'number or string' : 'string'}, got ${JSON.stringify(v) ?? String(v)}`, ExitCode.usage);
+    }
+    const text = String(v);
+    if (opt.argChoices && !opt.argChoices.includes(text)) throw new CliError(`--config ${file}: '${key}' must be one of ${opt.argChoices.join(', ')}, got ${JSON.stringify(v)}`, ExitCode.usage);
+    if (!opt.parseArg) return text;
+    try {
+      return opt.parseArg(text, undefined);
+    } catch (e) {
+      throw new CliError(`--config ${file}: '${key}': ${(e as Error).message}`, ExitCode.usage);
+    }
+  };
+  if (Array.isArray(raw)) {
+    if (!opt.variadic) throw new CliError(`--config ${file}: '${key}' takes one value, got a list`, ExitCode.usage);
+    return raw.map(one);
+  }
+  return one(raw);
 }
 
 /** The options as a plain object with flag names as keys (what `--config` reads back). */
@@ -80,5 +111,5 @@ export function effectiveConfig(cmd: Command, skip: readonly string[] = ['config
 export function printConfig(title: string, cfg: Record<string, unknown>, write = (s: string) => process.stdout.write(s)): void {
   const width = Math.max(...Object.keys(cfg).map((k) => k.length)) + 2;
   write(`${title}\n`);
-  for (const [k, v] of Object.entries(cfg)) write(`  ${k.padEnd(width)}${typeof v === 'string' ? v : JSON.stringify(v)}\n`);
+  for (const [k, v] of Object.entries(cfg)) write(`  ${printable(k.padEnd(width))}${printable(typeof v === 'string' ? v : JSON.stringify(v))}\n`);
 }

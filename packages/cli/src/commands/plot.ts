@@ -1,10 +1,11 @@
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { CliError, ExitCode } from '../errors.js';
 import { curvesSvg, parseMetrics } from '../render/curves.js';
 import { svgToPng } from '../render/png.js';
 import { resolveOptions, withConfig } from './options.js';
+import { readRegularText, writeFileAtomic } from '@mpfgvc/train';
 
 export interface PlotResult {
   svg: string;
@@ -17,7 +18,7 @@ export interface PlotResult {
 export async function plotMetrics(metricsFile: string, outDir: string, title = ''): Promise<PlotResult> {
   let curves;
   try {
-    curves = parseMetrics(readFileSync(metricsFile, 'utf8'), metricsFile);
+    curves = parseMetrics(readRegularText(metricsFile, { what: 'metrics', maxBytes: 1024 ** 3 }), metricsFile);
   } catch (e) {
     throw new CliError((e as Error).message);
   }
@@ -27,8 +28,8 @@ export async function plotMetrics(metricsFile: string, outDir: string, title = '
   const svg = curvesSvg(curves, title);
   const svgPath = join(outDir, 'curves.svg');
   const pngPath = join(outDir, 'curves.png');
-  writeFileSync(svgPath, svg);
-  writeFileSync(pngPath, await svgToPng(svg));
+  writeFileAtomic(svgPath, svg);
+  writeFileAtomic(pngPath, await svgToPng(svg));
   return { svg: svgPath, png: pngPath, lossPoints, evalPoints };
 }
 

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { type Device, type Tensor, tensor } from '@mpfgvc/kernels';
 import type { Head, MPFGVC } from '@mpfgvc/model';
+import { CliError, printable } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, type LoadedModel, type NormalizationName, type PreparedImage, loadModel, normalization, openDevice, prepareEvalImage, softmaxRow, topK } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
@@ -60,6 +61,10 @@ export async function runPrepared(dev: Device, model: MPFGVC, images: PreparedIm
         const row = (a: number[]) => a.slice(i * C, (i + 1) * C);
         // The ensemble is already a probability; the other heads are logits.
         const probs = Object.fromEntries(model.heads.map((h, k) => [h, h === 'ensemble' ? row(values[k]!) : softmaxRow(row(values[k]!))]));
+        for (const [h, p] of Object.entries(probs)) {
+          // A probability that is not a number is never printed as a result.
+          if (p.some((x) => !Number.isFinite(x))) throw new CliError(`the ${h} head gave non-finite outputs for image ${runs.length + 1}; the model's weights or inputs are damaged`);
+        }
         const run: ImageRun = { image, probs };
         if (selected) run.selected = selected.slice(i * K, (i + 1) * K);
         runs.push(run);
@@ -112,9 +117,9 @@ export function predictCommand(): Command {
           return;
         }
         for (const r of results) {
-          process.stdout.write(`\n${r.image}\n`);
+          process.stdout.write(`\n${printable(r.image)}\n`);
           for (const h of loaded.model.heads) {
-            const list = r[h]!.map((c) => `${c.name} ${(c.p * 100).toFixed(1)}%`).join(', ');
+            const list = r[h]!.map((c) => `${printable(c.name)} ${(c.p * 100).toFixed(1)}%`).join(', ');
             process.stdout.write(`  ${h.padEnd(9)} ${list}\n`);
           }
         }

@@ -1,9 +1,27 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { CLIP_TEXT_B16, VIT_B16_448 } from '@mpfgvc/model';
-import { FIXED_PROMPT_TEMPLATE, type StageConfig, type StepRow, type TrainConfigInput, type TrainHooks, type TrainResult, birdClasses, demoConfig, resolveConfig, train, wordPrompts } from '@mpfgvc/train';
-import { CliError, ExitCode } from '../errors.js';
+import {
+  CHECKPOINT_FILE,
+  CheckpointError,
+  FIXED_PROMPT_TEMPLATE,
+  type StageConfig,
+  type StepRow,
+  type TrainConfigInput,
+  type TrainHooks,
+  type TrainResult,
+  birdClasses,
+  demoConfig,
+  readCheckpointRecord,
+  readRegularText,
+  resolveConfig,
+  train,
+  wordPrompts,
+  writeFileAtomic,
+  writing,
+} from '@mpfgvc/train';
+import { CliError, ExitCode, printable } from '../errors.js';
 import { Progress } from '../progress.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
 import { withDeviceOptions } from './device-options.js';
@@ -50,6 +68,7 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   evalEvery: number;
   evalBatch: number;
   strict?: boolean;
+  maxSkipped?: number;
   json?: boolean;
 }
 
@@ -91,6 +110,7 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--eval-every <epochs>', 'evaluate every N epochs (0: at stage ends only)', intArg(0, 1e9), 0)
     .option('--eval-batch <n>', 'evaluation batch size', intArg(1, 65_536), 64)
     .option('--strict', 'an unreadable image stops the run instead of being skipped')
+    .option('--max-skipped <fraction>', 'stop once more than this fraction of the dataset is unreadable (default 0.05)', floatArg(0, 1))
     .option('--json', 'print one JSON object at the end; progress goes to stderr');
 }
 
@@ -101,7 +121,7 @@ function modelInput(o: TrainFlags): ModelInput {
   else if (o.model.endsWith('.json')) {
     if (!existsSync(o.model)) throw new CliError(`--model ${o.model}: no such file`, ExitCode.usage);
     try {
-      model = JSON.parse(readFileSync(o.model, 'utf8')) as ModelInput;
+      model = JSON.parse(readRegularText(o.model, { what: 'model configuration', maxBytes: 16 * 1024 * 1024 })) as ModelInput;
     } catch (e) {
       throw new CliError(`--model ${o.model}: ${(e as Error).message}`, ExitCode.usage);
     }
@@ -146,7 +166,8 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
     checkpointEvery: o.checkpointEvery,
     evalEvery: o.evalEvery,
     evalBatchSize: o.evalBatch,
-    strict: Boolean(o.strict),
+    strict: o.strict === true,
+    ...(o.maxSkipped !== undefined ? { maxSkippedFraction: o.maxSkipped } : {}),
     ...(o.promptTemplate !== undefined ? { promptTemplate: o.promptTemplate } : {}),
   };
   for (const flag of ['vision', 'text'] as const) {
@@ -204,7 +225,7 @@ export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainC
       bar = undefined;
     }
     if (bar) bar.log(line);
-    else stream.write(`${line}\n`);
+    else stream.write(`${printable(line)}\n`);
     if (start) open(Number(start[1]), 0);
   };
   return {
@@ -214,15 +235,6 @@ export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainC
       bar = undefined;
     },
   };
-}
-
-/** Maps the loop's errors to exit codes: configuration 2, divergence 4, others 1. */
-export function trainError(e: unknown): never {
-  const err = e as Error;
-  if (err.name === 'TrainingError') throw new CliError(err.message, ExitCode.diverged);
-  if (/^config: /.test(err.message)) throw new CliError(err.message, ExitCode.usage);
-  if (err.name === 'CheckpointError' || err.name === 'WeightsError' || /already holds a run/.test(err.message) || /^(tokenizer |fixed prompts: )/.test(err.message)) throw new CliError(err.message);
-  throw e;
 }
 
 export function summarize(r: TrainResult) {
@@ -264,23 +276,23 @@ export function trainCommand(): Command {
       if (o.resume) {
         const given = cmd.options.filter((x) => !RESUME_KEEPS.has(x.attributeName()) && ['cli', 'config'].includes(cmd.getOptionValueSource(x.attributeName()) ?? '')).map((x) => x.long!);
         if (given.length) throw new CliError(`--resume continues with the run's recorded configuration; drop ${given.join(', ')}`, ExitCode.usage);
-        const record = join(o.resume, 'checkpoint.json');
+        const record = join(o.resume, CHECKPOINT_FILE);
         if (!existsSync(record)) throw new CliError(`--resume ${o.resume}: no checkpoint.json there`, ExitCode.usage);
-        const rec = JSON.parse(readFileSync(record, 'utf8')) as { config: TrainConfigInput };
-        resolved = resolveConfig(rec.config);
+        const rec = readCheckpointRecord(o.resume);
+        try {
+          resolved = resolveConfig(rec.config as unknown as TrainConfigInput, `${record}: config`);
+        } catch (e) {
+          throw new CheckpointError((e as Error).message);
+        }
         trainCount = dataConfig(flagsOfData(resolved.data)).trainCount;
         input = { resume: o.resume };
       } else {
         const t = trainInput(o);
-        try {
-          resolved = resolveConfig(t.input);
-        } catch (e) {
-          return trainError(e);
-        }
+        resolved = resolveConfig(t.input);
         input = t.input;
         trainCount = t.trainCount;
         mkdirRun(resolved.outDir);
-        writeFileSync(join(resolved.outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
+        writeFileAtomic(join(resolved.outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
       }
       if (!o.json) printConfig(o.resume ? `resuming ${o.resume}` : 'train', flatten(resolved as unknown as Record<string, unknown>), (s) => stream.write(s));
       const dev = await openDevice(o);
@@ -288,13 +300,10 @@ export function trainCommand(): Command {
       let result: TrainResult;
       try {
         result = await train(input, { ...hooks, device: dev });
-      } catch (e) {
-        done();
-        return trainError(e);
       } finally {
+        done();
         dev.destroy();
       }
-      done();
       if (o.json) process.stdout.write(`${JSON.stringify(summarize(result))}\n`);
       else printSummary(result);
     });
@@ -302,7 +311,7 @@ export function trainCommand(): Command {
 
 function mkdirRun(dir: string): void {
   if (existsSync(join(dir, 'checkpoint.json'))) throw new CliError(`--out ${dir} already holds a run (checkpoint.json); --resume it or choose another folder`);
-  mkdirSync(dir, { recursive: true });
+  writing(dir, () => mkdirSync(dir, { recursive: true }));
 }
 
 /** Data flags equivalent to a resolved data configuration (to count a resumed run's images). */
