@@ -113,4 +113,58 @@ describe('MP-FGVC', () => {
     expect(() => MPFGVC.load(dev, missing, 'bad.safetensors')).toThrow("bad.safetensors: missing 1 parameter(s): 'vlfm.head.bias'");
     expect(() => MPFGVC.load(dev, serializeSafetensors({}, { format: 'other' }), 'x.safetensors')).toThrow(/x.safetensors: not an MP-FGVC checkpoint/);
   });
+
+  describe('a crafted or damaged model file', () => {
+    /** The saved model with its metadata configuration (and tokens) edited, tensors unchanged. */
+    const withMetadata = async (edit: (config: Record<string, any>, tokens: Record<string, any>) => void) => {
+      const st = parseSafetensors(await new MPFGVC(dev, new Rng(9), CONFIG, tokens).save(), 'ckpt');
+      const config = JSON.parse(st.metadata.config!);
+      const tok = JSON.parse(st.metadata.tokens!);
+      edit(config, tok);
+      const entries: Parameters<typeof serializeSafetensors>[0] = {};
+      for (const [name, e] of st.tensors) entries[name] = { dtype: 'F32', shape: e.shape, data: readF32(st, name) };
+      return serializeSafetensors(entries, { ...st.metadata, config: JSON.stringify(config), tokens: JSON.stringify(tok) });
+    };
+
+    it('asks for no more than the file holds: depth 1e6 or width 1e9 fail at once, naming the key', async () => {
+      const started = performance.now();
+      const deep = await withMetadata((c) => (c.vision.depth = 1e6));
+      expect(() => MPFGVC.load(dev, deep, 'deep.safetensors')).toThrow('deep.safetensors: metadata config: vision.depth: expected at most 256, got 1000000');
+      const wide = await withMetadata((c) => (c.text.width = 1e9));
+      expect(() => MPFGVC.load(dev, wide, 'wide.safetensors')).toThrow('wide.safetensors: metadata config: text.width: expected at most 16384, got 1000000000');
+      // Within the limits but beyond the tensors: the pinned shapes refuse it before anything is built.
+      const classes = await withMetadata((c) => (c.numClasses = 90_000));
+      expect(() => MPFGVC.load(dev, classes, 'c.safetensors')).toThrow("c.safetensors: tensor 'vision_head.bias' has shape [4], but the configuration in the metadata needs [90000]");
+      // Depth is not pinned by a shape: the parameter budget stops the build long before 200 blocks.
+      const blocks = await withMetadata((c) => (c.vision.depth = 200));
+      expect(() => MPFGVC.load(dev, blocks, 'b.safetensors')).toThrow(/b.safetensors: its configuration asks for more parameters than the file holds/);
+      expect(performance.now() - started).toBeLessThan(5000);
+    });
+
+    it('refuses token ids outside the vocabulary and values that make probabilities NaN', async () => {
+      const V = CONFIG.text.vocabSize;
+      const ids = await withMetadata((_c, t) => (t.classIds = [7, V + 721, V + 722]));
+      expect(() => MPFGVC.load(dev, ids, 'ids.safetensors')).toThrow(`ids.safetensors: tokens.classIds holds id ${V + 721}, outside the text vocabulary [0, ${V})`);
+      const cold = await withMetadata((c) => (c.temperature = 0));
+      expect(() => MPFGVC.load(dev, cold, 't.safetensors')).toThrow('t.safetensors: metadata config: temperature: expected more than 0, got 0');
+      const eps = await withMetadata((c) => (c.vision.layerNormEps = -1e-6));
+      expect(() => MPFGVC.load(dev, eps, 'e.safetensors')).toThrow('e.safetensors: metadata config: vision.layerNormEps: expected more than 0, got -0.000001');
+      expect(() => new MPFGVC(dev, new Rng(0), CONFIG, { ...tokens, sot: CONFIG.text.vocabSize })).toThrow(`tokens.sot holds id ${CONFIG.text.vocabSize}, outside the text vocabulary`);
+    });
+
+    it('refuses weights that hold NaN or infinity, naming the tensor, unless asked to load them', async () => {
+      const st = parseSafetensors(await new MPFGVC(dev, new Rng(9), CONFIG, tokens).save(), 'ckpt');
+      const entries: Parameters<typeof serializeSafetensors>[0] = {};
+      for (const [name, e] of st.tensors) {
+        const data = readF32(st, name);
+        if (name === 'vlfm.q.weight') data[5] = NaN;
+        entries[name] = { dtype: 'F32', shape: e.shape, data };
+      }
+      const bytes = serializeSafetensors(entries, st.metadata);
+      expect(() => MPFGVC.load(dev, bytes, 'nan.safetensors')).toThrow("nan.safetensors: tensor 'vlfm.q.weight' holds NaN at index 5; the model diverged or the file is damaged");
+      const model = MPFGVC.load(dev, bytes, 'nan.safetensors', { allowNonFinite: true });
+      expect(model.config.numClasses).toBe(4);
+      model.dispose();
+    });
+  });
 });

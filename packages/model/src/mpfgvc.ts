@@ -104,6 +104,21 @@ function metadataJson(st: Safetensors, key: string): unknown {
   }
 }
 
+/**
+ * A parsed model file's metadata, checked before anything is built from it: the configuration and
+ * prompt tokens against their schemas, the ids against the vocabulary, and every size against the
+ * tensors the file holds. Needs no device; MPFGVC.load runs it first.
+ */
+export function checkModelFile(st: Safetensors): { config: MPFGVCConfig; tokens: PromptTokens } {
+  const source = st.source;
+  if (st.metadata.format !== FORMAT) throw new WeightsError(`${source}: not an MP-FGVC checkpoint (format ${JSON.stringify(st.metadata.format ?? null)}, expected '${FORMAT}')`);
+  const config = withModelDefaults(parseWith(modelConfigSchema, metadataJson(st, 'config'), `${source}: metadata config`, (m) => new WeightsError(m)));
+  const tokens = parseWith(promptTokensSchema, metadataJson(st, 'tokens'), `${source}: metadata tokens`, (m) => new WeightsError(m));
+  checkTokens(tokens, config, (m) => new WeightsError(`${source}: ${m}`));
+  checkPinnedShapes(st, config);
+  return { config, tokens };
+}
+
 export interface LoadOptions {
   /** Load tensors holding NaN or infinity instead of refusing them (for inspecting a diverged run). */
   allowNonFinite?: boolean;
@@ -360,11 +375,7 @@ export class MPFGVC extends Module {
    */
   static load(device: Device, bytes: Uint8Array, source = 'mpfgvc.safetensors', opts: LoadOptions = {}): MPFGVC {
     const st = parseSafetensors(bytes, source);
-    if (st.metadata.format !== FORMAT) throw new WeightsError(`${source}: not an MP-FGVC checkpoint (format ${JSON.stringify(st.metadata.format ?? null)}, expected '${FORMAT}')`);
-    const config = withModelDefaults(parseWith(modelConfigSchema, metadataJson(st, 'config'), `${source}: metadata config`, (m) => new WeightsError(m)));
-    const tokens = parseWith(promptTokensSchema, metadataJson(st, 'tokens'), `${source}: metadata tokens`, (m) => new WeightsError(m));
-    checkTokens(tokens, config, (m) => new WeightsError(`${source}: ${m}`));
-    checkPinnedShapes(st, config);
+    const { config, tokens } = checkModelFile(st);
     let elements = 0;
     for (const e of st.tensors.values()) elements += e.shape.reduce((a, b) => a * b, 1);
     // Twice what the file holds: a wrong shape still gets its precise message from load(), while a

@@ -56,4 +56,15 @@ describe('ClipTokenizer', () => {
     const gpt2 = { ...json, model: { ...json.model, end_of_word_suffix: null } };
     expect(() => ClipTokenizer.fromJson(gpt2)).toThrow(/end_of_word_suffix is null, CLIP's BPE uses "<\/w>"/);
   });
+
+  it('refuses ids beyond its tables at once instead of building them (an added token with id 1e9)', () => {
+    const json = JSON.parse(readFileSync(new URL('../fixtures/tokenizer-clip-tiny.json', import.meta.url), 'utf8'));
+    const started = performance.now();
+    const added = { ...json, added_tokens: [...json.added_tokens, { ...json.added_tokens[0], id: 1e9, content: 'x' }] };
+    expect(() => ClipTokenizer.fromJson(added, { source: 't.json' })).toThrow('t.json: added_tokens[2].id: expected at most 999999, got 1000000000');
+    const beyond = { ...json, added_tokens: [...json.added_tokens, { ...json.added_tokens[0], id: 5000, content: 'x' }] };
+    expect(() => ClipTokenizer.fromJson(beyond, { source: 't.json' })).toThrow(/^t.json: added_tokens\[2\] has id 5000, beyond the \d+ tokens there are$/);
+    expect(() => ClipTokenizer.fromText('{"model"', { source: 't.json' })).toThrow(/^t.json: not JSON/);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
 });

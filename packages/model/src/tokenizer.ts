@@ -80,6 +80,17 @@ export class ClipTokenizer {
     this.vocabSize = tok.get_vocab(true).size;
   }
 
+  /** From the text of a `tokenizer.json`; text that is not JSON is a TokenizerError too. */
+  static fromText(text: string, opts: { contextLength?: number; source?: string } = {}): ClipTokenizer {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new TokenizerError(`${opts.source ?? 'tokenizer.json'}: not JSON (${(e as Error).message})`);
+    }
+    return ClipTokenizer.fromJson(json, opts);
+  }
+
   /**
    * From the parsed contents of a `tokenizer.json` (HF format). `source` names it in errors. Only
    * CLIP's kind is accepted (byte-level BPE with `</w>` word ends): another BPE would tokenise

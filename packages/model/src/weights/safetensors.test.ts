@@ -54,4 +54,23 @@ describe('safetensors', () => {
     new DataView(junk.buffer).setBigUint64(0, 1000n, true);
     expect(() => parseSafetensors(junk, 'junk')).toThrow(/header length 1000 does not fit/);
   });
+
+  it('requires the data section to be covered exactly: a header length shortened by 1-6 bytes is refused, not read shifted', () => {
+    const good = serializeSafetensors({ a: { dtype: 'F32', shape: [3], data: new Float32Array([1, 2, 3]) }, b: { dtype: 'F32', shape: [2], data: new Float32Array([4, 5]) } }, { format: 'pt' });
+    const headerLen = Number(new DataView(good.buffer).getBigUint64(0, true));
+    for (let k = 1; k <= 6; k++) {
+      const bad = Uint8Array.from(good);
+      new DataView(bad.buffer).setBigUint64(0, BigInt(headerLen - k), true);
+      expect(() => parseSafetensors(bad, 'short.safetensors'), `header shortened by ${k}`).toThrow(WeightsError);
+    }
+    // JSON that stays valid once shortened (the padding spaces): the exact-coverage rule is what refuses it.
+    const padded = rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, pad: '          ' }, new Uint8Array(4));
+    expect(() => parseSafetensors(padded.subarray(0, padded.length - 1), 'x')).toThrow("x: tensor 'a' has data_offsets [0,4] outside the 3 data bytes");
+    const gap = rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8));
+    expect(() => parseSafetensors(gap, 'gap.safetensors')).toThrow("gap.safetensors: bytes 0..4 of the data section belong to no tensor (before 'a'); damaged or not a safetensors file");
+    const tail = rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(12));
+    expect(() => parseSafetensors(tail, 'tail.safetensors')).toThrow('tail.safetensors: the tensors cover 4 of the 12 data bytes; the header length or the offsets are wrong');
+    const meta = rawFile({ __metadata__: { config: { depth: 1 } } }, new Uint8Array(0));
+    expect(() => parseSafetensors(meta, 'm.safetensors')).toThrow('m.safetensors: __metadata__ must map names to strings');
+  });
 });
