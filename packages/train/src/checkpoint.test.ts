@@ -1,10 +1,11 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { OptimizerState } from '@mpfgvc/kernels';
 import { serializeSafetensors } from '@mpfgvc/model';
-import { CHECKPOINT_FILE, parseOptimizer, readCheckpoint, serializeOptimizer, writeCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_FILE, CheckpointError, parseOptimizer, readCheckpoint, serializeOptimizer, writeCheckpoint } from './checkpoint.js';
 
 const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-ckpt-'));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));
@@ -59,6 +60,55 @@ describe('checkpoints', () => {
     expect(() => readCheckpoint(dir)).toThrow(`${join(dir, CHECKPOINT_FILE)} names step-1.optim.safetensors, which is missing`);
     writeFileSync(join(dir, CHECKPOINT_FILE), '{');
     expect(() => readCheckpoint(dir)).toThrow(/checkpoint.json: unreadable/);
+  });
+});
+
+describe('a crafted checkpoint.json', () => {
+  /** A run folder with one good checkpoint whose record is then edited. */
+  const crafted = (name: string, edit: (record: Record<string, any>) => { replace: unknown } | void) => {
+    const dir = join(temp, name);
+    fresh(dir);
+    writeCheckpoint(dir, { position: position(3), seed: 1, config: { a: 1 }, skipped: {} }, model(3), serializeOptimizer(state));
+    const record = JSON.parse(readFileSync(join(dir, CHECKPOINT_FILE), 'utf8'));
+    const replaced = edit(record) as { replace: unknown } | undefined;
+    const edited = replaced ? replaced.replace : record;
+    writeFileSync(join(dir, CHECKPOINT_FILE), JSON.stringify(edited));
+    return { dir, path: join(dir, CHECKPOINT_FILE) };
+  };
+
+  it('cannot name a path: the step is an integer and the files are the ones the position implies', () => {
+    const pwned = crafted('pwned', (r) => {
+      r.position.step = '/../../../../tmp/x/PWNED';
+    });
+    expect(() => readCheckpoint(pwned.dir)).toThrow(`${pwned.path}: position.step: expected a number, got "/../../../../tmp/x/PWNED"`);
+    const other = crafted('other', (r) => {
+      r.model = '../other/model.safetensors';
+    });
+    expect(() => readCheckpoint(other.dir)).toThrow(`${other.path}: model: must be 'step-3.model.safetensors' for the recorded position`);
+    const stage = crafted('stage7', (r) => {
+      r.position.stage = 7;
+    });
+    expect(() => readCheckpoint(stage.dir)).toThrow(`${stage.path}: position.stage: matches none of the accepted forms, got 7`);
+    const abc = crafted('abc', (r) => {
+      r.position.step = 'abc';
+    });
+    expect(() => readCheckpoint(abc.dir)).toThrow(CheckpointError);
+    for (const [name, value] of [['empty', {}], ['array', []], ['number', 5]] as const) {
+      const c = crafted(name, () => ({ replace: value }));
+      expect(() => readCheckpoint(c.dir)).toThrow(CheckpointError);
+    }
+  });
+
+  it('reads only regular files inside the run folder, symlinks followed', () => {
+    const { dir, path } = crafted('linked', () => undefined);
+    const elsewhere = join(temp, 'elsewhere.safetensors');
+    writeFileSync(elsewhere, model(3));
+    rmSync(join(dir, 'step-3.model.safetensors'));
+    symlinkSync(elsewhere, join(dir, 'step-3.model.safetensors'));
+    expect(() => readCheckpoint(dir)).toThrow(`${path} names ${join(dir, 'step-3.model.safetensors')} resolves to ${elsewhere}, outside ${dir} (symlinks are followed)`);
+    rmSync(join(dir, 'step-3.model.safetensors'));
+    execFileSync('mkfifo', [join(dir, 'step-3.model.safetensors')]);
+    expect(() => readCheckpoint(dir)).toThrow(`checkpoint file ${join(dir, 'step-3.model.safetensors')}: a named pipe, not a regular file`);
   });
 });
 

@@ -79,7 +79,8 @@ export function imagePath(kind: DatasetKind, root: string, dir: string, name: st
  */
 export function readRows(kind: DatasetKind, root: string, rel: string, columns: number): { line: number; fields: string[] }[] {
   const p = join(root, rel);
-  if (!isFile(p)) throw layoutError(kind, root, `missing ${rel}`);
+  if (!existsSync(p)) throw layoutError(kind, root, `missing ${rel}`);
+  if (!isFile(p)) throw layoutError(kind, root, `${rel} is not a regular file`);
   const rows: { line: number; fields: string[] }[] = [];
   const lines = readRegularText(p, { what: `${DATASET_NAMES[kind]} list`, maxBytes: MAX_LIST_BYTES }).split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -208,3 +209,24 @@ describe('openDataset auto', () => {
     expect(openDataset('auto', root, { superCategory: 'seabird' }).superCategory).toBe('seabird');
   });
 });
+
+describe('lists that name files outside the dataset', () => {
+  it('are refused with the file and line: ../ and absolute paths', () => {
+    const up = layout('cub-up', { ...cubFiles(), 'images.txt': '1 001.Black_footed_Albatross/a_1.jpg\n2 ../../../etc/passwd\n3 002.Laysan_Albatross/b_1.jpg\n4 002.Laysan_Albatross/b_2.jpg\n' });
+    expect(() => openDataset('cub', up)).toThrow(`CUB-200-2011 at ${up}: images.txt line 2: '../../../etc/passwd' climbs out with '..'; only paths inside the dataset folder are read`);
+    const abs = layout('cub-abs', { ...cubFiles(), 'images.txt': '1 /dev/zero\n2 001.Black_footed_Albatross/a_2.jpg\n3 002.Laysan_Albatross/b_1.jpg\n4 002.Laysan_Albatross/b_2.jpg\n' });
+    expect(() => openDataset('cub', abs)).toThrow(`CUB-200-2011 at ${abs}: images.txt line 1: '/dev/zero' is an absolute path; only paths inside the dataset folder are read`);
+    const food = layout('food-up', { 'images/.keep': '', 'meta/classes.txt': 'apple_pie\n', 'meta/train.txt': 'apple_pie/../../../x\n', 'meta/test.txt': 'apple_pie/1\n' });
+    expect(() => openDataset('food101', food)).toThrow(`Food-101 at ${food}: meta/train.txt line 1: 'apple_pie/../../../x.jpg' climbs out with '..'`);
+    const dogs = layout('dogs-up', { 'Images/n02085620-Chihuahua/a.jpg': '', 'train_list.txt': 'n02085620-Chihuahua/../../../../etc/passwd\n', 'test_list.txt': 'n02085620-Chihuahua/a.jpg\n' });
+    expect(() => openDataset('stanford-dogs', dogs)).toThrow(`Stanford Dogs at ${dogs}: train_list.txt line 1: 'n02085620-Chihuahua/../../../../etc/passwd' climbs out with '..'`);
+  });
+
+  it('are read only as regular files: a named pipe as a list fails at once instead of waiting', () => {
+    const root = layout('cub-fifo', cubFiles());
+    rmSync(join(root, 'classes.txt'));
+    execFileSync('mkfifo', [join(root, 'classes.txt')]);
+    expect(() => openDataset('cub', root)).toThrow(`CUB-200-2011 at ${root}: classes.txt is not a regular file`);
+  });
+});
+

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, inflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { readMat5 } from './mat5.js';
+import { MatError, readMat5 } from './mat5.js';
 
 // The fixtures were written by scipy.io.savemat, an independent writer:
 //   dogs_*_list.mat: Stanford Dogs' variables (file_list, annotation_list: cell {N,1} of
@@ -70,4 +70,48 @@ describe('readMat5', () => {
     expect(() => readMat5(v73)).toThrow(/not a level-5 MAT file \(header 'MATLAB 7.3/);
     expect(() => readMat5(Buffer.alloc(10))).toThrow(/shorter than its 128-byte header/);
   });
+
+  it('checks every size against the bytes: each single-bit flip of the lists gives a value or a MatError, at once', () => {
+    // The lists are one compressed element: flip the bits of what it inflates to, then deflate again.
+    const file = fixture('dogs_train_list.mat');
+    const n = file.readUInt32LE(132);
+    const inflated = inflateSync(file.subarray(136, 136 + n));
+    const started = performance.now();
+    let refused = 0;
+    for (let byte = 0; byte < inflated.length; byte++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = Buffer.from(inflated);
+        flipped[byte]! ^= 1 << bit;
+        const deflated = deflateSync(flipped);
+        const head = Buffer.alloc(8);
+        head.writeUInt32LE(15, 0);
+        head.writeUInt32LE(deflated.length, 4);
+        try {
+          readMat5(Buffer.concat([file.subarray(0, 128), head, deflated]));
+        } catch (e) {
+          expect(e).toBeInstanceOf(MatError);
+          refused++;
+        }
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(performance.now() - started).toBeLessThan(20_000);
+  });
+
+  it('refuses dimensions the data cannot hold and compressed data that inflates without bound', () => {
+    const header = Buffer.alloc(128, 32);
+    header.write('IM', 126, 'latin1');
+    const le = (words: number[]) => {
+      const b = Buffer.alloc(words.length * 4);
+      words.forEach((w, i) => b.writeUInt32LE(w >>> 0, i * 4));
+      return b;
+    };
+    // A char array claiming 65536 x 65536 characters in 8 bytes of data.
+    const body = Buffer.concat([le([6, 8, 4, 0]), le([5, 8, 65536, 65536]), le([(1 << 16) | 1]), Buffer.from('x\0\0\0'), le([(8 << 16) | 16]), Buffer.from('ab\0\0')]);
+    const huge = Buffer.concat([header, le([14, body.length]), body]);
+    expect(() => readMat5(huge)).toThrow("MAT file: 'x' has dimensions [65536,65536] (4294967296 values) but only 8 bytes of data");
+    const bomb = deflateSync(Buffer.alloc(300 * 2 ** 20));
+    expect(() => readMat5(Buffer.concat([header, le([15, bomb.length]), bomb]))).toThrow(/MAT file: compressed element at byte 128 does not inflate/);
+  });
 });
+

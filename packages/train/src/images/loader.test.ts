@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -111,6 +112,32 @@ describe('ImageLoader', () => {
       await expect(collect({ samples: withBad, workers, shuffle: false, batchSize: 2, strict: true }, (l) => l.epoch(0))).rejects.toThrow(
         `image pipeline: cannot read ${corrupt}:`,
       );
+    }
+  });
+
+  it('skips a named pipe without waiting on it, and stops at a file outside its folder (symlinks followed)', async () => {
+    const fifo = join(temp, 'img', 'pipe.jpg');
+    execFileSync('mkfifo', [fifo]);
+    const outside = join(temp, 'outside.jpg');
+    writeFileSync(outside, readFileSync(samples[0]!.path));
+    const link = join(temp, 'img', 'link.jpg');
+    symlinkSync(outside, link);
+    try {
+      for (const workers of [0, 2]) {
+        const started = performance.now();
+        const { batches } = await collect({ samples: [samples[0]!, { path: fifo, label: 1 }], workers, shuffle: false, batchSize: 2, root: join(temp, 'img') }, (l) => l.epoch(0));
+        expect(batches.map((b) => [b.size, b.skipped])).toEqual([[1, [fifo]]]);
+        expect(performance.now() - started).toBeLessThan(10_000);
+        const escape = collect({ samples: [samples[0]!, { path: link, label: 1 }], workers, shuffle: false, batchSize: 2, root: join(temp, 'img') }, (l) => l.epoch(0));
+        await expect(escape).rejects.toThrow(`image ${link} resolves to ${outside}, outside ${join(temp, 'img')} (symlinks are followed)`);
+        await expect(escape).rejects.toMatchObject({ name: 'UnsafePathError' });
+      }
+      // Without a root (files named by the caller, not by a data file) the same link is read.
+      const { batches } = await collect({ samples: [{ path: link, label: 1 }], workers: 0, shuffle: false, batchSize: 1 }, (l) => l.epoch(0));
+      expect(batches[0]!.size).toBe(1);
+    } finally {
+      rmSync(fifo);
+      rmSync(link);
     }
   });
 

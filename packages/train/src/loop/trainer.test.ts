@@ -161,6 +161,22 @@ describe('train', () => {
     await expect(train(quick(join(temp, 'strict'), true), { device: dev })).rejects.toThrow(`cannot read ${victim}`);
   });
 
+  it('stops when too much of the dataset is unreadable, and never completes on a dataset it could not read', async () => {
+    const dir = join(temp, 'unreadable');
+    await writeCubLayout(dir, { numClasses: 3, trainPerClass: 4, testPerClass: 2, size: 32, seed: 2 });
+    const files = readFileSync(join(dir, 'images.txt'), 'utf8').trim().split('\n').map((l) => join(dir, 'images', l.split(' ')[1]!));
+    const quick = (out: string, over: Partial<TrainConfigInput> = {}) =>
+      config(join(temp, out), { data: { kind: 'folder', root: dir, workers: 0 }, stage1: { epochs: 1, batchSize: 4, augment: false }, stage2: { epochs: 1, batchSize: 4 }, ...over });
+    for (const f of files.slice(0, 2)) writeFileSync(f, 'not an image');
+    // One of 18 is already more than the default 5%; a fraction of 0.2 lets the run go on past two.
+    await expect(train(quick('too-many'), { device: dev })).rejects.toThrow(/^1 of the 18 images are unreadable, more than the 0.05 \(maxSkippedFraction\) the run allows; the first: /);
+    expect((await train(quick('some', { maxSkippedFraction: 0.2 }), { device: dev })).skipCount).toBe(2);
+    for (const f of files) writeFileSync(f, 'not an image');
+    await expect(train(quick('none', { maxSkippedFraction: 1 }), { device: dev })).rejects.toThrow(/^stage 1, epoch 0: not one training image could be read \(12 unreadable; the first: /);
+    expect(JSON.parse(readFileSync(join(temp, 'none', 'summary.json'), 'utf8')).status).toBe('failed');
+    expect(existsSync(join(temp, 'none', 'model.safetensors'))).toBe(false);
+  });
+
   it('names the missing file of a wrong dataset layout', async () => {
     const empty = join(temp, 'not-cub');
     await writeCubLayout(empty, { numClasses: 2, trainPerClass: 1, testPerClass: 1, size: 16 });

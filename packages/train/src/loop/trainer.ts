@@ -92,13 +92,13 @@ export function decays(name: string): boolean {
 }
 
 function loadTokenizer(path: string, contextLength: number): ClipTokenizer {
-  let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(readRegularText(path, { what: 'tokenizer', maxBytes: MAX_JSON_BYTES }));
+    text = readRegularText(path, { what: 'tokenizer', maxBytes: MAX_JSON_BYTES });
   } catch (e) {
     throw new TokenizerError(`tokenizer ${path}: ${(e as Error).message}`);
   }
-  return ClipTokenizer.fromJson(json, { source: path, contextLength });
+  return ClipTokenizer.fromText(text, { source: path, contextLength });
 }
 
 /** The configuration's prompt tokens, or the tokenizer's (with each class's filled template for fixed prompts). */
