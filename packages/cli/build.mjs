@@ -1,10 +1,8 @@
-// Bundles the CLI into one file; the native modules (Dawn's npm `webgpu`, sharp's libvips) stay external.
+// Bundles the CLI (and the fuzz runner) into one file each; the native modules (Dawn's npm `webgpu`, sharp's libvips) stay external.
 import { build } from 'esbuild';
 import { chmodSync } from 'node:fs';
 
-await build({
-  entryPoints: ['src/main.ts'],
-  outfile: 'dist/mpfgvc.js',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -13,5 +11,8 @@ await build({
   banner: { js: "#!/usr/bin/env node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   sourcemap: true,
   logLevel: 'warning',
-});
+};
+await build({ ...common, entryPoints: ['src/main.ts'], outfile: 'dist/mpfgvc.js' });
+// The fuzz campaigns (npm run fuzz): one file that is both the runner and its workers.
+await build({ ...common, entryPoints: ['src/fuzz/main.ts'], outfile: 'dist/fuzz.js' });
 chmodSync('dist/mpfgvc.js', 0o755);

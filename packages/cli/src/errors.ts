@@ -14,6 +14,7 @@ export const ExitCode = {
 
 /** An error the user can act on: printed as one line, with the exit code it carries. */
 export class CliError extends Error {
+  override name = 'CliError';
   constructor(
     message: string,
     readonly code: number = ExitCode.failure,

@@ -57,16 +57,21 @@ export function resolveOptions<T extends object>(cmd: Command): T & { config?: s
     } catch (e) {
       throw new CliError(`--config ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, ExitCode.usage);
     }
-    if (!json || typeof json !== 'object' || Array.isArray(json)) throw new CliError(`--config ${file}: expected a JSON object of flag names`, ExitCode.usage);
-    for (const [key, raw] of Object.entries(json)) {
-      const opt = findOption(cmd, key);
-      if (!opt || key === 'config') throw new CliError(`--config ${file}: unknown key '${key}' for '${cmd.name()}'`, ExitCode.usage);
-      const name = opt.attributeName();
-      if (cmd.getOptionValueSource(name) === 'cli') continue;
-      cmd.setOptionValueWithSource(name, configValue(opt, key, raw, file), 'config');
-    }
+    applyConfig(cmd, json, file);
   }
   return cmd.opts() as T & { config?: string };
+}
+
+/** Sets the command's options from a parsed --config object (`file` names it in errors); flags from the command line keep priority. */
+export function applyConfig(cmd: Command, json: unknown, file: string): void {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new CliError(`--config ${file}: expected a JSON object of flag names`, ExitCode.usage);
+  for (const [key, raw] of Object.entries(json)) {
+    const opt = findOption(cmd, key);
+    if (!opt || key === 'config') throw new CliError(`--config ${file}: unknown key '${key}' for '${cmd.name()}'`, ExitCode.usage);
+    const name = opt.attributeName();
+    if (cmd.getOptionValueSource(name) === 'cli') continue;
+    cmd.setOptionValueWithSource(name, configValue(opt, key, raw, file), 'config');
+  }
 }
 
 /**
