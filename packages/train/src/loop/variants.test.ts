@@ -148,4 +148,14 @@ describe('config', () => {
     expect(() => resolveConfig({ ...base, promptTemplate: 'a photo' })).toThrow('config: promptTemplate must be a string containing {class}');
     expect(resolveConfig(base)).toMatchObject({ model: { prompts: 'datp', objective: 'mpfgvc' }, promptTemplate: 'a photo of a {class}, a type of {superCategory}.' });
   });
+
+  it('refuses what would give NaN or could not be meant: zero std, temperature 0, wrong types, unknown keys', () => {
+    const base = config(join(temp, 'cfg'));
+    expect(() => resolveConfig({ ...base, normalization: { mean: [0.5, 0.5, 0.5], std: [0.5, 0, 0.5] } })).toThrow('config: normalization.std[1]: expected more than 0, got 0');
+    expect(() => resolveConfig({ ...base, model: { ...base.model, temperature: 0 } })).toThrow('config: model.temperature: expected more than 0, got 0');
+    expect(() => resolveConfig({ ...base, stage1: { batchSize: '8' as unknown as number } })).toThrow('config: stage1.batchSize: expected a number, got "8"');
+    expect(() => resolveConfig({ ...base, strict: 'false' as unknown as boolean })).toThrow('config: strict: expected true or false, got "false"');
+    expect(() => resolveConfig({ ...base, stageOne: {} } as TrainConfigInput)).toThrow("config: unknown key 'stageOne'");
+    expect(() => resolveConfig({ ...base, data: { kind: 'disk' } as unknown as TrainConfigInput['data'] })).toThrow('config: data.kind: matches none of the accepted forms, got "disk"');
+  });
 });
