@@ -45,6 +45,16 @@ function freeNode(node: Node): void {
 
 /** Adds `g` (consumed) into the gradient slot of leaf `t`. */
 function accumulateLeaf(t: Tensor, g: Tensor): void {
+  const slot = t.gradSlot;
+  if (!t.grad && slot) {
+    // A parameter packed into an optimiser's arena: its first gradient is copied into its slot.
+    const gc = g.isContiguous() ? g : launchCopy(g);
+    t.device.copy(gc.buffer, gc.offset * 4, slot.buffer, slot.offset * 4, slot.size * 4);
+    if (gc !== g) gc.dispose();
+    g.dispose();
+    t.grad = keep(slot.view(slot.shape, slot.strides, slot.offset));
+    return;
+  }
   if (!t.grad) {
     t.grad = keep(owned(g) ? g : launchCopy(g));
     if (t.grad !== g) g.dispose();

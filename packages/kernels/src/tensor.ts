@@ -152,6 +152,12 @@ export class Tensor {
   retainGrad = false;
   /** Human-readable name (parameter name), used in error messages. */
   name = '';
+  /**
+   * Where this parameter's gradient lives when an optimiser packed it into an arena (a view of
+   * the arena's gradient buffer): backward copies the first contribution there and accumulates
+   * the rest, so that one dispatch updates every parameter.
+   */
+  gradSlot: Tensor | null = null;
   private disposed = false;
   /** Tape entries that need this tensor; dispose() waits for them. */
   private pins = 0;
@@ -201,6 +207,20 @@ export class Tensor {
   /** A new handle on the same storage (another reference; dispose each). */
   view(shape: Shape, strides: readonly number[], offset: number): Tensor {
     return new Tensor(this.storage.retain(), shape, strides, offset, this.dtype);
+  }
+
+  /**
+   * Moves this tensor onto `storage` at element `offset`, where its values must already be. Only
+   * for parameters packed into an optimiser's arena, between steps: views taken before the move
+   * keep the old storage (and its old values).
+   */
+  rebind(storage: Storage, offset: number): void {
+    if (!this.isContiguous()) throw new Error(`rebind: ${this} is not contiguous`);
+    const old = this.storage;
+    const self = this as unknown as { storage: Storage; offset: number };
+    self.storage = storage.retain();
+    self.offset = offset;
+    old.release();
   }
 
   /** Keeps the tensor usable until unpin(), even across dispose() (for tape entries). */

@@ -83,6 +83,13 @@ describe('attention forward', () => {
     { B: 2, H: 1, Nq: 70, d: 16, opts: { causal: true } },
     { B: 1, H: 2, Nq: 41, Nk: 70, d: 8, opts: { keyLength: 45 } },
     { B: 1, H: 2, Nq: 785, d: 64 },
+    // Both score-array sizes of the lane kernels, and their limit.
+    { B: 2, H: 2, Nq: 65, d: 16 },
+    { B: 1, H: 1, Nq: 3, Nk: 256, d: 4, opts: { keyLength: 250, kernel: 'lanes' } },
+    // The subgroup kernels, which CPU adapters take beyond 256 keys.
+    { B: 2, H: 2, Nq: 17, d: 16, opts: { causal: true, kernel: 'subgroup' } },
+    { B: 3, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 13, kernel: 'subgroup' } },
+    { B: 1, H: 2, Nq: 41, Nk: 70, d: 8, opts: { keyLength: 45, kernel: 'subgroup' } },
     // The portable kernels, which adapters without fixed 8-lane subgroups and heads wider than 64 run.
     { B: 1, H: 1, Nq: 9, d: 128 },
     { B: 1, H: 2, Nq: 5, Nk: 37, d: 8, opts: { scale: 0.3, subgroups: false } },
@@ -190,6 +197,11 @@ describe('attention backward (GPU vs float64 reference)', () => {
     { B: 2, H: 1, Nq: 150, d: 8, opts: { causal: true } },
     { B: 1, H: 2, Nq: 201, d: 8, opts: { keyLength: 140 } },
     { B: 1, H: 1, Nq: 785, d: 64 },
+    // The lane kernels at their limit; the subgroup kernels on what the lane kernels take by default.
+    { B: 1, H: 1, Nq: 256, d: 4, opts: { causal: true, keyLength: 200, kernel: 'lanes' } },
+    { B: 2, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 14, kernel: 'subgroup' } },
+    { B: 2, H: 1, Nq: 150, d: 8, opts: { causal: true, kernel: 'subgroup' } },
+    { B: 1, H: 2, Nq: 201, d: 8, opts: { keyLength: 140, kernel: 'subgroup' } },
     // The portable kernels.
     { B: 1, H: 1, Nq: 17, d: 8, opts: { causal: true, keyLength: 12, subgroups: false } },
   ];

@@ -20,7 +20,9 @@
 import type { KernelSpec } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { launchCopy } from './elementwise.js';
-import { fixedSubgroupSize } from './matmul.js';
+import { fixedSubgroupSize, isCpuAdapter } from './matmul.js';
+import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec } from './attention-lanes.js';
+import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, rowFn } from './attention-common.js';
 
 export interface AttentionOptions {
   /** Query i attends only to keys j ≤ i (CLIP's text transformer). Needs Nq = Nk. */
@@ -35,12 +37,16 @@ export interface AttentionOptions {
    * (tests cover both).
    */
   subgroups?: boolean;
+  /** Kernel family, overriding `subgroups`; default: see attentionKernel. */
+  kernel?: AttentionKernel;
 }
+
+/** The kernel families: short sequences lane by lane, long ones in subgroup tiles, and the portable tiles. */
+export type AttentionKernel = 'lanes' | 'subgroup' | 'portable';
+export const ATTENTION_KERNELS: readonly AttentionKernel[] = ['lanes', 'subgroup', 'portable'];
 
 /** Widest head dimension: the per-row registers (q, o, dq...) and the tiles must fit. */
 export const MAX_HEAD_DIM = 256;
-
-const LOG2E = Math.LOG2E;
 
 /** A (B, H, N, d) operand: storage offset and strides of its first three dims. */
 interface Operand {
@@ -68,13 +74,27 @@ function release(...ops: Operand[]): void {
   for (const o of ops) if (o.copy) o.t.dispose();
 }
 
-function useSubgroups(q: Tensor, opts: AttentionOptions): boolean {
+function subgroupAble(d: number, q: Tensor): boolean {
+  return fixedSubgroupSize(q.device) === 8 && d % 4 === 0 && d <= SG_MAX_HEAD_DIM;
+}
+
+/**
+ * The family that runs this attention: the one asked for (checked), else on CPU adapters the lane
+ * kernels up to LANE_DEFAULT_KEYS keys, the subgroup kernels beyond (on 8-lane subgroups), the
+ * portable ones elsewhere.
+ */
+export function attentionKernel(q: Tensor, k: Tensor, opts: AttentionOptions = {}): AttentionKernel {
   const d = q.shape[3]!;
-  const able = fixedSubgroupSize(q.device) === 8 && d % 4 === 0 && d <= SG_MAX_HEAD_DIM;
-  if (opts.subgroups && !able) {
+  const nk = k.shape[2]!;
+  const laneAble = d % 4 === 0 && d <= LANE_MAX_D && nk <= LANE_MAX_KEYS;
+  const want = opts.kernel ?? (opts.subgroups === true ? 'subgroup' : opts.subgroups === false ? 'portable' : undefined);
+  if (want === 'subgroup' && !subgroupAble(d, q)) {
     throw new Error(`attention: the subgroup kernels need subgroups fixed at 8 lanes and a head dim that is a multiple of 4 up to ${SG_MAX_HEAD_DIM} (d = ${d})`);
   }
-  return opts.subgroups ?? able;
+  if (want === 'lanes' && !laneAble) throw new Error(`attention: the lane kernels need a head dim that is a multiple of 4 up to ${LANE_MAX_D} and at most ${LANE_MAX_KEYS} keys (d = ${d}, ${nk} keys)`);
+  if (want) return want;
+  if (isCpuAdapter(q.device) && laneAble && nk <= LANE_DEFAULT_KEYS) return 'lanes';
+  return subgroupAble(d, q) ? 'subgroup' : 'portable';
 }
 
 /** A new (B, H, N, d) tensor stored as (B, N, H, d). */
@@ -136,31 +156,6 @@ const ROWS_PER_LANE = 4;
 function blockLanes(n: number): number {
   return n <= 8 * ROWS_PER_LANE ? 8 : 32;
 }
-
-const OPERAND_PARAMS = (n: string): [string, 'u32'][] => [
-  [`${n}_off`, 'u32'],
-  [`${n}_sb`, 'u32'],
-  [`${n}_sh`, 'u32'],
-  [`${n}_sn`, 'u32'],
-];
-
-/** WGSL: `fn <n>_at(b, h, i) -> u32`, the element index of row i of head (b, h). */
-function rowFn(n: string): string {
-  return `fn ${n}_at(b: u32, h: u32, i: u32) -> u32 { return p.${n}_off + b * p.${n}_sb + h * p.${n}_sh + i * p.${n}_sn; }`;
-}
-
-const COMMON_PARAMS: [string, 'u32' | 'f32'][] = [
-  ['d4', 'u32'],
-  ['heads', 'u32'],
-  ['nq', 'u32'],
-  ['nk', 'u32'],
-  ['key_len', 'u32'],
-  ['causal', 'u32'],
-  ['scale_log2', 'f32'],
-];
-
-// Scores are kept in base 2 (pre-multiplied by log2 e) so every exponential is one exp2.
-const MASKED = '-1.0e30';
 
 // The per-row vectors (q, o, dq, k, v, ...) are vec4 arrays walked by loops over D/4 with
 // uniform indices, and each step handles 8 tile rows: one load of the 8 tile vectors feeds the
@@ -690,7 +685,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let h = wid.y % p.heads;
   let row0 = wid.x * ${8 * SG_ROWS}u;
   var o: array<vec4<f32>, ${SG_ROWS * SG_D4}>;
-  for (var e = 0u; e < ${SG_ROWS}u * D4; e++) { o[e] = vec4<f32>(0.0); }
+  for (var r = 0u; r < ${SG_ROWS}u; r++) { for (var c = 0u; c < p.d4; c++) { o[r * D4 + c] = vec4<f32>(0.0); } }
 ${each((r) => `  let i${r} = row0 + lane * ${SG_ROWS}u + ${r}u;
   let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u));
   var m${r} = ${MASKED};
@@ -816,7 +811,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   var es: array<vec4<f32>, ${SG_BLOCKS * SG_ROWS * 8}>;
   var dqp: array<vec4<f32>, ${4 * SG_D4}>;
   for (var col0 = 0u; col0 < p.nk; col0 += KB * 32u) {
-    for (var e = 0u; e < KB * ${SG_ROWS}u * D4; e++) { dk[e] = vec4<f32>(0.0); dv[e] = vec4<f32>(0.0); }
+    // Only the head's d4 chunks of each row: the arrays are sized for the widest head.
+    for (var r = 0u; r < KB * ${SG_ROWS}u; r++) { for (var c = 0u; c < p.d4; c++) { dk[r * D4 + c] = vec4<f32>(0.0); dv[r * D4 + c] = vec4<f32>(0.0); } }
     // Keys past key_len get no gradient; with the causal mask, query rows before the block's
     // first key see none of it.
     let kb_end = min(KB, (max(p.key_len, col0) - col0 + 31u) / 32u);
@@ -880,7 +876,7 @@ ${sgAccumulate('dk', 'w', 'x', `kb * ${SG_ROWS}u + `)}
 ${each((r) => `          es[(kb * 8u + src) * ${SG_ROWS}u + ${r}u] = subgroupShuffle(wp[(kb * ${SG_ROWS}u + ${r}u) * 8u + ((lane + u) & 7u)], src);`)}
         }
       }
-      for (var e = 0u; e < 4u * D4; e++) { dqp[e] = vec4<f32>(0.0); }
+      for (var r = 0u; r < 4u; r++) { for (var c = 0u; c < p.d4; c++) { dqp[r * D4 + c] = vec4<f32>(0.0); } }
       for (var kb = 0u; kb < kb_end; kb++) {
 ${keyRows('col0 + 32u * kb')}
 ${range(8)
@@ -934,7 +930,8 @@ export interface AttentionForward {
 /** softmax(scale·Q·Kᵀ, masked)·V in one kernel; returns the output and the per-row log-sum-exp. */
 export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): AttentionForward {
   const r = resolve('attention', q, k, v, opts);
-  const sg = useSubgroups(q, opts);
+  const family = attentionKernel(q, k, opts);
+  const sg = family !== 'portable';
   const Q = operand('attention', 'q', q, sg);
   const K = operand('attention', 'k', k, sg);
   const V = operand('attention', 'v', v, sg);
@@ -943,7 +940,9 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E];
   const operands = [...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset];
   const buffers = [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer];
-  if (sg) {
+  if (family === 'lanes') {
+    q.device.dispatch(laneForwardSpec(r.Nk), buffers, [...common, ...operands], [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
+  } else if (family === 'subgroup') {
     q.device.dispatch(forwardSubgroupSpec(), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
   } else {
     const br = blockLanes(r.Nq);
@@ -980,7 +979,8 @@ export function launchAttentionBackward(
   if (lse.shape.join() !== [r.B, r.H, r.Nq].join() || !lse.isContiguous() || lse.dtype !== 'f32') {
     throw new Error(`attention backward: lse must be a contiguous f32 (B, H, Nq); got ${shapes}`);
   }
-  const sg = useSubgroups(q, opts);
+  const family = attentionKernel(q, k, opts);
+  const sg = family !== 'portable';
   const Q = operand('attention backward', 'q', q, sg);
   const K = operand('attention backward', 'k', k, sg);
   const V = operand('attention backward', 'v', v, sg);
@@ -991,7 +991,12 @@ export function launchAttentionBackward(
   const dv = headsLast(v, r.Nk, 'attention_dv');
   const delta = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_delta');
   const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E];
-  if (sg) {
+  if (family === 'lanes') {
+    const params = [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset];
+    const inputs = [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer];
+    q.device.dispatch(laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
+    q.device.dispatch(laneBackwardKeySpec(), [...inputs, delta.buffer, dk.buffer, dv.buffer], params, [Math.ceil(r.Nk / 8), r.B * r.H, 1]);
+  } else if (family === 'subgroup') {
     q.device.dispatch(
       backwardSubgroupSpec(),
       [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dq.buffer, dk.buffer, dv.buffer],

@@ -109,10 +109,14 @@ const TILED_TILINGS = {
 } satisfies Record<string, WorkgroupTiling>;
 type TiledKernel = keyof typeof TILED_TILINGS;
 
+/** A software adapter that runs compute on the CPU (lavapipe, SwiftShader): SIMD lanes, no GPU cores. */
+export function isCpuAdapter(dev: Device): boolean {
+  return dev.info.architecture === 'software' || dev.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(dev.info.name);
+}
+
 /** The kernel family used when none is asked for: see the table above. */
 export function defaultKernel(dev: Device): MatmulKernel {
-  const cpu = dev.info.architecture === 'software' || dev.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(dev.info.name);
-  if (!cpu) return 'tiled';
+  if (!isCpuAdapter(dev)) return 'tiled';
   return fixedSubgroupSize(dev) ? 'subgroup' : 'rows';
 }
 

@@ -163,6 +163,113 @@ export function launchSgd(param: Tensor, grad: Tensor, buf: Tensor | null, s: Sg
   if (g !== grad) g.dispose();
 }
 
+// ---- The same updates over an optimiser's arena (optim/arena.ts): one dispatch for every
+// parameter. Each workgroup takes one work item (segment, first vec4, end vec4) and reads its
+// parameter's step scalars from the segment table, so the arithmetic is the per-tensor kernels'.
+
+const ARENA_STORAGE = (state: string[]): KernelSpec['storage'] => [
+  { name: 'P', access: 'read_write', type: 'array<vec4<f32>>' },
+  { name: 'G', access: 'read', type: 'array<vec4<f32>>' },
+  ...state.map((name) => ({ name, access: 'read_write' as const, type: 'array<vec4<f32>>' })),
+  { name: 'Seg', access: 'read', type: 'array<vec4<f32>>' },
+  { name: 'Work', access: 'read', type: 'array<vec4<u32>>' },
+];
+
+const ARENA_HEAD = `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let item = wid.x + wid.y * nwg.x;
+  if (item >= p.items) { return; }
+  let range = Work[item];
+  let i = range.y + lid.x;
+  if (i >= range.z) { return; }
+  let s = Seg[range.x];`;
+
+/** AdamW over an arena; Seg[k] = (step size, √(1 − β2^t), 1 − lr·wd, 0) of parameter k. */
+const ADAMW_ARENA: KernelSpec = {
+  name: 'adamw_arena',
+  storage: ARENA_STORAGE(['M', 'V']),
+  params: [
+    ['items', 'u32'],
+    ['beta1', 'f32'],
+    ['beta2', 'f32'],
+    ['eps', 'f32'],
+  ],
+  workgroupSize: [WG],
+  code: `${ARENA_HEAD}
+  let g = G[i];
+  let m = p.beta1 * M[i] + (1.0 - p.beta1) * g;
+  let v = p.beta2 * V[i] + (1.0 - p.beta2) * g * g;
+  M[i] = m;
+  V[i] = v;
+  let w = P[i] * s.z;
+  P[i] = w - s.x * m / (sqrt(v) / s.y + p.eps);
+}`,
+};
+
+/** SGD over an arena; Seg[k] = (lr, wd, first step ? 1 : 0, 0) of parameter k. */
+function sgdArenaSpec(momentum: boolean): KernelSpec {
+  return {
+    name: 'sgd_arena',
+    variant: momentum ? 'momentum' : '',
+    storage: ARENA_STORAGE(momentum ? ['Buf'] : []),
+    params: [
+      ['items', 'u32'],
+      ['momentum', 'f32'],
+      ['dampening', 'f32'],
+      ['nesterov', 'u32'],
+    ],
+    workgroupSize: [WG],
+    code: `${ARENA_HEAD}
+  let w = P[i];
+  var g = G[i] + s.y * w;
+${
+  momentum
+    ? `  var b = g;
+  if (s.z == 0.0) { b = p.momentum * Buf[i] + (1.0 - p.dampening) * g; }
+  Buf[i] = b;
+  if (p.nesterov == 1u) { g = g + p.momentum * b; } else { g = b; }`
+    : ''
+}
+  P[i] = w - s.x * g;
+}`,
+  };
+}
+
+/** The arena tensors of one update: values, gradients, state, and the work list and segment table. */
+export interface ArenaUpdate {
+  values: Tensor;
+  grads: Tensor;
+  state: Tensor[];
+  /** (segment, first vec4, end vec4, 0) per work item. */
+  work: Uint32Array;
+  /** Four f32 per segment (parameter). */
+  segments: Float32Array;
+}
+
+function dispatchArena(spec: KernelSpec, u: ArenaUpdate, params: number[]): void {
+  const items = u.work.length / 4;
+  if (items === 0) return;
+  const dev = u.values.device;
+  const seg = empty(dev, [u.segments.length], 'f32', 'arena_segments');
+  const work = empty(dev, [u.work.length], 'u32', 'arena_work');
+  dev.upload(seg.buffer, 0, u.segments);
+  dev.upload(work.buffer, 0, u.work);
+  dev.dispatch(spec, [u.values.buffer, u.grads.buffer, ...u.state.map((t) => t.buffer), seg.buffer, work.buffer], [items, ...params], grid1d(items, 1));
+  seg.dispose();
+  work.dispose();
+}
+
+/** launchAdamW for every parameter of an arena in one dispatch (segments: per parameter, see ADAMW_ARENA). */
+export function launchAdamWArena(u: ArenaUpdate, s: { beta1: number; beta2: number; eps: number }): void {
+  dispatchArena(ADAMW_ARENA, u, [s.beta1, s.beta2, s.eps]);
+}
+
+/** launchSgd for every parameter of an arena in one dispatch (segments: per parameter, see sgdArenaSpec). */
+export function launchSgdArena(u: ArenaUpdate, s: { momentum: number; dampening: number; nesterov: boolean }): void {
+  dispatchArena(sgdArenaSpec(u.state.length > 0), u, [s.momentum, s.dampening, s.nesterov ? 1 : 0]);
+}
+
 /** Partials[base + chunk] = Σ x² over one chunk of NORM_CHUNK units; one workgroup per chunk. */
 function sumsqSpec(width: 1 | 4): KernelSpec {
   const t = floatType(width);

@@ -1,5 +1,10 @@
 // Sum over any set of axes of a strided tensor. Each output element sums R inputs: one invocation
 // per output when R is small; one workgroup per output with a tree reduction when R is large.
+// Sums over the leading axes of a contiguous tensor, the bias gradients of every linear layer
+// (rows × columns summed over rows), take a column-sum kernel instead: each invocation sums four
+// columns over a chunk of rows with vec4 loads, and a second pass adds the chunks' partial sums.
+// On lavapipe the tree reduction spent 4 ms on a [272, 64] bias gradient (a workgroup of 256
+// invocations and eight barriers per output); see the kernels bench's 'sum over rows' row.
 import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { MAX_RANK, coalesce } from './layout.js';
@@ -61,6 +66,51 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
+/** Rows per chunk of the column sum: few enough chunks to keep the second pass short, enough to spread rows over threads. */
+function colChunkRows(rows: number): number {
+  return Math.max(64, Math.ceil(rows / 64));
+}
+
+const COL_WG = 64;
+
+const COLUMN_SUM: KernelSpec = {
+  name: 'sum_columns',
+  storage: [
+    { name: 'X', access: 'read', type: 'array<vec4<f32>>' },
+    { name: 'Out', access: 'read_write', type: 'array<vec4<f32>>' },
+  ],
+  params: [['rows', 'u32'], ['c4', 'u32'], ['chunk_rows', 'u32'], ['off4', 'u32']],
+  workgroupSize: [COL_WG],
+  code: `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let col = gid.x;
+  if (col >= p.c4) { return; }
+  let r0 = wid.y * p.chunk_rows;
+  let r1 = min(r0 + p.chunk_rows, p.rows);
+  var acc = vec4<f32>(0.0);
+  for (var r = r0; r < r1; r++) { acc += X[p.off4 + r * p.c4 + col]; }
+  Out[wid.y * p.c4 + col] = acc;
+}`,
+};
+
+/** Σ over rows of a contiguous (rows, cols) view, cols and offset multiples of 4: chunk sums, then their sum. */
+function columnSum(x: Tensor, rows: number, cols: number, out: Tensor): void {
+  const dev = x.device;
+  const c4 = cols / 4;
+  const chunkRows = colChunkRows(rows);
+  const chunks = Math.ceil(rows / chunkRows);
+  const gx = Math.ceil(c4 / COL_WG);
+  if (chunks === 1) {
+    dev.dispatch(COLUMN_SUM, [x.buffer, out.buffer], [rows, c4, rows, x.offset / 4], [gx, 1, 1]);
+    return;
+  }
+  const partial = empty(dev, [chunks, cols], 'f32', 'sum_columns_partial');
+  dev.dispatch(COLUMN_SUM, [x.buffer, partial.buffer], [rows, c4, chunkRows, x.offset / 4], [gx, chunks, 1]);
+  dev.dispatch(COLUMN_SUM, [partial.buffer, out.buffer], [chunks, c4, chunks, 0], [gx, 1, 1]);
+  partial.dispose();
+}
+
 export function normalizeAxes(op: string, rank: number, axes: number | readonly number[] | undefined): number[] {
   const list = axes === undefined ? [...Array(rank).keys()] : typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => {
@@ -79,6 +129,13 @@ export function launchSum(x: Tensor, axes: readonly number[], keepDims: boolean)
   const out = empty(x.device, outShape, 'f32', 'sum');
   const nOut = out.size;
   if (nOut === 0) return out;
+  // The leading axes of a contiguous tensor: a (rows, cols) column sum.
+  const lead = axes.length;
+  const cols = x.size / Math.max(1, x.shape.slice(0, lead).reduce((a, b) => a * b, 1));
+  if (lead > 0 && axes.every((a, i) => a === i) && x.isContiguous() && cols % 4 === 0 && x.offset % 4 === 0 && x.size > 0) {
+    columnSum(x, x.size / cols, cols, out);
+    return out;
+  }
   const keptDims = x.shape.filter((_, i) => !red.has(i));
   const keptStrides = x.strides.filter((_, i) => !red.has(i));
   const redDims = x.shape.filter((_, i) => red.has(i));

@@ -1,8 +1,8 @@
 // AdamW (Loshchilov & Hutter) with decoupled weight decay, as PyTorch's torch.optim.AdamW.
-import { launchAdamW } from '../ops/optim.js';
-import { Optimizer, type ParamList } from './optimizer.js';
+import { launchAdamW, launchAdamWArena } from '../ops/optim.js';
+import { Optimizer, type OptimizerOptions, type ParamList } from './optimizer.js';
 
-export interface AdamWOptions {
+export interface AdamWOptions extends OptimizerOptions {
   lr: number;
   /** (β1, β2); default (0.9, 0.999). */
   betas?: [number, number];
@@ -21,18 +21,26 @@ export class AdamW extends Optimizer {
   weightDecay: number;
 
   constructor(params: ParamList, opts: AdamWOptions) {
-    super('adamw', params, opts.lr, opts.decay, ['m', 'v']);
+    super('adamw', params, opts.lr, opts.decay, ['m', 'v'], opts);
     [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
   }
 
   step(): void {
-    for (const s of this.slots) {
-      const g = s.param.grad;
-      if (!g) continue;
-      s.step++;
-      launchAdamW(s.param, g, s.buffers.m!, s.buffers.v!, {
+    const active = this.slots.map((s) => s.param.grad !== null);
+    for (const [k, s] of this.slots.entries()) if (active[k]) s.step++;
+    const fused = this.arenaUpdate(active, (k) => {
+      const s = this.slots[k]!;
+      return [this.lr / (1 - this.beta1 ** s.step), Math.sqrt(1 - this.beta2 ** s.step), 1 - this.lr * (s.decay ? this.weightDecay : 0), 0];
+    });
+    if (fused) {
+      launchAdamWArena(fused, { beta1: this.beta1, beta2: this.beta2, eps: this.eps });
+      return;
+    }
+    for (const [k, s] of this.slots.entries()) {
+      if (!active[k]) continue;
+      launchAdamW(s.param, s.param.grad!, s.buffers.m!, s.buffers.v!, {
         lr: this.lr,
         beta1: this.beta1,
         beta2: this.beta2,

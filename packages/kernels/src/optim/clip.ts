@@ -1,10 +1,18 @@
 // Global gradient norm and clipping over a parameter list, entirely on the GPU.
 import { launchClipScale, launchGlobalNorm } from '../ops/optim.js';
 import type { Tensor } from '../tensor.js';
+import { arenaOfGradient } from './arena.js';
 
+/**
+ * The gradients of `params`: one tensor, the gradient arena, when they are exactly an optimiser's
+ * arena with every gradient in its slot (one pass instead of one per parameter), else each.
+ */
 function grads(op: string, params: Iterable<Tensor>): Tensor[] {
   const list = [...params];
   if (list.length === 0) throw new Error(`${op}: no parameters`);
+  const first = list[0]!.grad;
+  const arena = first ? arenaOfGradient(first) : undefined;
+  if (arena?.coversAll(list)) return [arena.grads];
   return list.flatMap((p) => (p.grad ? [p.grad] : []));
 }
 

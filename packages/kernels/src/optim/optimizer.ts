@@ -2,9 +2,11 @@
 // tensors per parameter (allocated once, updated in place by fused kernels), a per-parameter step
 // count, and export/import of that state as host arrays for checkpoints.
 import { zeroGrad } from '../autograd.js';
-import { launchFill } from '../ops/elementwise.js';
+import { launchCopy, launchFill } from '../ops/elementwise.js';
+import type { ArenaUpdate } from '../ops/optim.js';
 import type { Device } from '../runtime.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
+import { ParameterArena } from './arena.js';
 
 /** A parameter with its weight-decay flag given explicitly. */
 export interface ParamEntry {
@@ -13,6 +15,15 @@ export interface ParamEntry {
 }
 
 export type ParamList = readonly (Tensor | ParamEntry)[];
+
+export interface OptimizerOptions {
+  /**
+   * Pack the parameters, their gradients and the state into arenas and update them all in one
+   * dispatch (default true); false keeps one buffer and one dispatch per parameter (the unfused
+   * form the tests compare against).
+   */
+  fused?: boolean;
+}
 
 export interface ParamSlot {
   readonly param: Tensor;
@@ -42,30 +53,69 @@ export abstract class Optimizer {
   readonly slots: ParamSlot[];
   protected readonly device: Device;
 
+  /** The arena the parameters live in (fused optimisers). */
+  readonly arena: ParameterArena | undefined;
+  /** Whole-arena state tensors by name (fused optimisers). */
+  private readonly arenaState: Record<string, Tensor> = {};
+
   protected constructor(
     readonly kind: string,
     params: ParamList,
     lr: number,
     decay: ((name: string) => boolean) | undefined,
     bufferNames: readonly string[],
+    opts: OptimizerOptions = {},
   ) {
     if (params.length === 0) throw new Error(`${kind}: no parameters`);
     this.lr = lr;
     const seen = new Set<Tensor>();
-    this.slots = params.map((entry) => {
+    const list = params.map((entry) => {
       const param = 'param' in entry ? entry.param : entry;
       if (seen.has(param)) throw new Error(`${kind}: parameter ${param} is listed twice`);
       seen.add(param);
       if (param.dtype !== 'f32' || !param.isContiguous()) throw new Error(`${kind}: parameter ${param} must be a contiguous f32 tensor`);
+      return { param, decay: 'param' in entry ? entry.decay : decay ? decay(param.name) : true };
+    });
+    this.arena = opts.fused === false ? undefined : new ParameterArena(list.map((e) => e.param));
+    const arena = this.arena;
+    for (const b of bufferNames) if (arena) this.arenaState[b] = arena.state(`${kind}.${b}`);
+    this.slots = list.map(({ param, decay: d }, k) => {
       const buffers: Record<string, Tensor> = {};
       for (const b of bufferNames) {
-        const t = empty(param.device, [param.size], 'f32', `${kind}.${b}:${param.name}`);
-        launchFill(t, 0);
-        buffers[b] = t;
+        if (arena) buffers[b] = arena.view(this.arenaState[b]!, k);
+        else {
+          const t = empty(param.device, [param.size], 'f32', `${kind}.${b}:${param.name}`);
+          launchFill(t, 0);
+          buffers[b] = t;
+        }
       }
-      return { param, decay: 'param' in entry ? entry.decay : decay ? decay(param.name) : true, step: 0, buffers };
+      return { param, decay: d, step: 0, buffers };
     });
     this.device = this.slots[0]!.param.device;
+  }
+
+  /**
+   * The fused update's inputs for the parameters that have a gradient (`segment(k)` gives
+   * parameter k's four step scalars); a gradient assigned by hand rather than left in its arena
+   * slot by backward is copied there first. Undefined without an arena.
+   */
+  protected arenaUpdate(active: readonly boolean[], segment: (k: number) => [number, number, number, number]): ArenaUpdate | undefined {
+    const arena = this.arena;
+    if (!arena) return undefined;
+    const segments = new Float32Array(4 * this.slots.length);
+    this.slots.forEach((s, k) => {
+      if (!active[k]) return;
+      if (!arena.gradInSlot(k)) {
+        const g = s.param.grad!;
+        if (g.dtype !== 'f32' || g.size !== s.param.size) throw new Error(`${this.kind}: gradient ${g} for parameter ${s.param}`);
+        const gc = g.isContiguous() ? g : launchCopy(g);
+        const slot = s.param.gradSlot!;
+        this.device.copy(gc.buffer, gc.offset * 4, slot.buffer, slot.offset * 4, slot.size * 4);
+        if (gc !== g) gc.dispose();
+      }
+      segments.set(segment(k), 4 * k);
+    });
+    return { values: arena.values, grads: arena.grads, state: Object.values(this.arenaState), work: arena.workList(active), segments };
   }
 
   /** Updates every parameter that has a gradient, in place. */
@@ -112,8 +162,10 @@ export abstract class Optimizer {
     });
   }
 
-  /** Frees the state tensors. */
+  /** Frees the state tensors (and the arena's handles; the parameters keep their values). */
   dispose(): void {
     for (const s of this.slots) for (const t of Object.values(s.buffers)) t.dispose();
+    for (const t of Object.values(this.arenaState)) t.dispose();
+    this.arena?.dispose();
   }
 }

@@ -1,8 +1,8 @@
 // SGD with momentum, dampening, Nesterov and L2 weight decay, as PyTorch's torch.optim.SGD.
-import { launchSgd } from '../ops/optim.js';
-import { Optimizer, type ParamList } from './optimizer.js';
+import { launchSgd, launchSgdArena } from '../ops/optim.js';
+import { Optimizer, type OptimizerOptions, type ParamList } from './optimizer.js';
 
-export interface SgdOptions {
+export interface SgdOptions extends OptimizerOptions {
   lr: number;
   /** Default 0 (no momentum buffer is kept). */
   momentum?: number;
@@ -24,7 +24,7 @@ export class SGD extends Optimizer {
 
   constructor(params: ParamList, opts: SgdOptions) {
     const momentum = opts.momentum ?? 0;
-    super('sgd', params, opts.lr, opts.decay, momentum !== 0 ? ['momentum'] : []);
+    super('sgd', params, opts.lr, opts.decay, momentum !== 0 ? ['momentum'] : [], opts);
     this.momentum = momentum;
     this.dampening = opts.dampening ?? 0;
     this.nesterov = opts.nesterov ?? false;
@@ -35,17 +35,24 @@ export class SGD extends Optimizer {
   }
 
   step(): void {
-    for (const s of this.slots) {
-      const g = s.param.grad;
-      if (!g) continue;
-      launchSgd(s.param, g, s.buffers.momentum ?? null, {
-        lr: this.lr,
-        weightDecay: s.decay ? this.weightDecay : 0,
-        momentum: this.momentum,
-        dampening: this.dampening,
-        nesterov: this.nesterov,
-        first: s.step === 0,
-      });
+    const active = this.slots.map((s) => s.param.grad !== null);
+    const fused = this.arenaUpdate(active, (k) => {
+      const s = this.slots[k]!;
+      return [this.lr, s.decay ? this.weightDecay : 0, s.step === 0 ? 1 : 0, 0];
+    });
+    if (fused) launchSgdArena(fused, { momentum: this.momentum, dampening: this.dampening, nesterov: this.nesterov });
+    for (const [k, s] of this.slots.entries()) {
+      if (!active[k]) continue;
+      if (!fused) {
+        launchSgd(s.param, s.param.grad!, s.buffers.momentum ?? null, {
+          lr: this.lr,
+          weightDecay: s.decay ? this.weightDecay : 0,
+          momentum: this.momentum,
+          dampening: this.dampening,
+          nesterov: this.nesterov,
+          first: s.step === 0,
+        });
+      }
       s.step++;
     }
   }
