@@ -85,6 +85,11 @@ describe('sum', () => {
     [[2, 3, 4, 5], [1, 2]],
     [[70001], [0]],
     [[3, 300], [0]],
+    // Leading axes of a contiguous tensor, columns a multiple of 4: the column-sum kernel, in one
+    // pass (≤ 64 rows a chunk) and in two (chunks, then their sum).
+    [[3, 8], [0]],
+    [[2, 150, 64], [0, 1]],
+    [[5000, 12], [0]],
   ];
   for (const [shape, axes] of cases) {
     it(`${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, async () => {
