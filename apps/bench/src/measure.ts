@@ -3,6 +3,7 @@
 // own timestamps bracket the work (no submit or read-back latency in the number); otherwise the
 // wall clock from the first recorded call to completion.
 import type { Device } from '@mpfgvc/kernels';
+import type { Row } from './report.js';
 
 export interface TimingOptions {
   warmup?: number;
@@ -61,4 +62,62 @@ export async function timeGpu(dev: Device, fn: () => void, opts: TimingOptions =
     times.push((performance.now() - t0) / 1000 / inner);
   }
   return median(times);
+}
+
+/** What one step costs the host and the GPU: recorded work, buffers made, and where the time goes. */
+export interface StepCost {
+  dispatches: number;
+  submits: number;
+  /** GPU buffers created during the step (after warm-up: staging and anything the pool could not reuse). */
+  buffers: number;
+  bufferBytes: number;
+  /** Wall time of recording the step on the host (JavaScript, encoding, bind groups). */
+  hostMs: number;
+  /** GPU time of the step from timestamps (NaN where the adapter has no timestamp queries). */
+  gpuMs: number;
+}
+
+/** The cost of one call of `fn` (warmed up by the caller), from the device's counters and timestamps. */
+export async function stepCost(dev: Device, fn: () => void): Promise<StepCost> {
+  await dev.sync();
+  const qs = querySet(dev);
+  const before = { ...dev.counts };
+  if (qs) dev.timestamp(qs, 0);
+  const t0 = performance.now();
+  fn();
+  const hostMs = performance.now() - t0;
+  if (qs) dev.timestamp(qs, 1);
+  const after = { ...dev.counts };
+  let gpuMs = NaN;
+  if (qs) {
+    const [a, b] = await dev.readTimestamps(qs, 2);
+    gpuMs = Number(b! - a!) / 1e6;
+  }
+  await dev.sync();
+  return {
+    dispatches: after.dispatches - before.dispatches,
+    // What the step submitted itself, and the flush that submits what it recorded.
+    submits: after.submits - before.submits + 1,
+    buffers: after.buffers - before.buffers,
+    bufferBytes: after.bufferBytes - before.bufferBytes,
+    hostMs,
+    gpuMs,
+  };
+}
+
+export function costRows(suite: string, name: string, shape: string, c: StepCost): Row[] {
+  return [
+    { suite, name, shape, metric: 'dispatches', value: c.dispatches, unit: 'per step', note: `${c.submits} submit(s)` },
+    { suite, name, shape, metric: 'buffers created', value: c.bufferBytes / 1024, unit: 'KiB per step', note: `${c.buffers} buffers (staging and pool misses after warm-up)` },
+    { suite, name, shape, metric: 'host encode', value: c.hostMs, unit: 'ms per step', note: 'recording the step: JavaScript, bind groups, encoding' },
+    {
+      suite,
+      name,
+      shape,
+      metric: 'GPU time',
+      value: c.gpuMs,
+      unit: 'ms per step',
+      note: Number.isFinite(c.gpuMs) ? 'between timestamps around the step' : 'missing: no timestamp queries on this adapter',
+    },
+  ];
 }

@@ -51,6 +51,7 @@ export class BufferPool {
     private readonly device: GPUDevice,
     private readonly maxBytes: number,
     private readonly onDestroy: () => void,
+    private readonly onCreate: (bytes: number) => void = () => undefined,
   ) {}
 
   acquire(bytes: number, label: string): GPUBuffer {
@@ -66,6 +67,7 @@ export class BufferPool {
       this.freeCount--;
     } else {
       buf = this.device.createBuffer({ size, usage: STORAGE_USAGE, label });
+      this.onCreate(size);
       this.sizes.set(buf, size);
       this.allocatedBytes += size;
     }

@@ -30,7 +30,13 @@ class UniformArena {
   constructor(
     private readonly device: GPUDevice,
     private readonly align: number,
+    private readonly onCreate: (bytes: number) => void,
   ) {}
+
+  private createChunk(): GPUBuffer {
+    this.onCreate(UNIFORM_CHUNK);
+    return this.device.createBuffer({ size: UNIFORM_CHUNK, usage: 0x40 /* UNIFORM */ | 0x8 /* COPY_DST */, label: `params#${this.current}` });
+  }
 
   /** Reserves `bytes` of uniform data; returns the chunk buffer, the view to write and the offset. */
   alloc(bytes: number): { buffer: GPUBuffer; view: DataView; offset: number } {
@@ -39,7 +45,7 @@ class UniformArena {
       if (!chunk) {
         const data = new ArrayBuffer(UNIFORM_CHUNK);
         chunk = {
-          buffer: this.device.createBuffer({ size: UNIFORM_CHUNK, usage: 0x40 /* UNIFORM */ | 0x8 /* COPY_DST */, label: `params#${this.current}` }),
+          buffer: this.createChunk(),
           data,
           view: new DataView(data),
           used: 0,
@@ -71,6 +77,9 @@ export interface DispatchCounts {
   submits: number;
   pipelines: number;
   bindGroups: number;
+  /** GPU buffers created (pooled storage, uniform chunks, upload and read-back staging) and their bytes. */
+  buffers: number;
+  bufferBytes: number;
 }
 
 export class Device {
@@ -85,17 +94,23 @@ export class Device {
   private afterSubmit: (() => void)[] = [];
   private readonly printWgsl = envFlag('MPFGVC_PRINT_WGSL');
   private readonly debug = envFlag('MPFGVC_DEBUG') === '1';
-  readonly counts: DispatchCounts = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0 };
+  readonly counts: DispatchCounts = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, buffers: 0, bufferBytes: 0 };
 
   constructor(readonly ctx: GPUContext) {
     this.gpu = ctx.device;
     const maxBinding = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
-    this.pool = new BufferPool(ctx.device, maxBinding, () => this.bindGroups.clear());
-    this.uniforms = new UniformArena(ctx.device, ctx.limits.minUniformBufferOffsetAlignment);
+    this.pool = new BufferPool(ctx.device, maxBinding, () => this.bindGroups.clear(), (bytes) => this.created(bytes));
+    this.uniforms = new UniformArena(ctx.device, ctx.limits.minUniformBufferOffsetAlignment, (bytes) => this.created(bytes));
   }
 
   get info() {
     return this.ctx.info;
+  }
+
+  /** Counts a GPU buffer the runtime created (see DispatchCounts). */
+  private created(bytes: number): void {
+    this.counts.buffers++;
+    this.counts.bufferBytes += bytes;
   }
 
   get features(): ReadonlySet<string> {
@@ -228,6 +243,7 @@ export class Device {
       return;
     }
     const staging = this.gpu.createBuffer({ size: bytes, usage: 0x4 /* COPY_SRC */, mappedAtCreation: true, label: `upload:${dst.label}` });
+    this.created(bytes);
     new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     staging.unmap();
     this.commandEncoder().copyBufferToBuffer(staging, 0, dst, dstOffset, bytes);
@@ -291,6 +307,7 @@ export class Device {
   async read(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.gpu.createBuffer({ size: Math.max(4, size), usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */, label: `read:${src.label}` });
+    this.created(Math.max(4, size));
     if (size > 0) this.commandEncoder().copyBufferToBuffer(src, offset, staging, 0, size);
     this.flush();
     try {

@@ -91,16 +91,12 @@ function qkvAttention(qkv: Tensor, heads: number, queries: number, withScores: b
     out,
     [qkv],
     (g) => {
-      const grads = launchAttentionBackward(q, k, v, out, lse, g); // each (B, H, n, d) stored as (B, n, H, d)
+      // dQ, dK and dV written straight into their places in dqkv (B, T, 3, H, d), as q, k, v were read.
       const dqkv = empty(qkv.device, [B, T, D3], 'f32', 'qkv_attention_grad');
       if (queries < T) launchFill(dqkv, 0);
-      [grads.dq, grads.dk, grads.dv].forEach((gp, part) => {
-        const n = gp.shape[2]!;
-        const src = gp.view([B, n, D], [n * D, D, 1], gp.offset);
-        const dst = dqkv.view([B, n, D], [T * D3, D3, 1], part * D);
-        launchAssign(dst, src);
-        for (const t of [src, dst, gp]) t.dispose();
-      });
+      const into = { dq: dqkv.view([B, heads, queries, d], strides, 0), dk: dqkv.view([B, heads, T, d], strides, D), dv: dqkv.view([B, heads, T, d], strides, 2 * D) };
+      launchAttentionBackward(q, k, v, out, lse, g, {}, into);
+      for (const t of [into.dq, into.dk, into.dv]) t.dispose();
       return [dqkv];
     },
     [q, k, v, out, lse],

@@ -9,6 +9,7 @@
 // variance-preserving initialisation (see Linear).
 import { resolve } from 'node:path';
 import type { Device } from '@mpfgvc/kernels';
+import { DEMO_MODEL } from '@mpfgvc/model';
 import type { EvalResult } from './eval.js';
 import type { TrainConfigInput } from './loop/config.js';
 import { type TrainResult, train } from './loop/trainer.js';
@@ -49,17 +50,7 @@ export function demoConfig(opts: DemoOptions = {}): TrainConfigInput {
     outDir: resolve(opts.outDir ?? 'mpfgvc-demo'),
     seed: opts.seed ?? 0,
     data: { kind: 'synth', numClasses: opts.numClasses ?? 24, trainPerClass: 150, testPerClass: 20, fresh: true },
-    model: {
-      vision: { imageSize: 32, patchSize: 4, width: 64, depth: 4, heads: 4, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-      // From scratch the frozen text tower is a fixed random map of the DaTP tokens; a vocabulary of
-      // SOT, EOT and one super-category token is all it needs.
-      text: { vocabSize: 3, contextLength: 16, width: 64, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
-      embedDim: 64,
-      selectK: 12,
-      promptLength: 3,
-      temperature: 0.07,
-      visionHeadOn: 'embedding',
-    },
+    model: DEMO_MODEL,
     promptTokens: { classIds: [0], sot: 1, eot: 2 },
     stage1: { epochs: e1, batchSize: 32, optimizer: 'adamw', lr: 2e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0, augment: true },
     stage2: { epochs: e2, batchSize: 32, optimizer: 'adamw', lr: 3e-3, minLr: 1e-5, warmupEpochs: 1, weightDecay: 0.05, clipNorm: 1, labelSmoothing: 0, augment: false },

@@ -1,8 +1,8 @@
 // End-to-end suites on the assembled model: training-step and inference throughput with peak GPU
 // memory for named configs, and the DaTP text pass with and without the exact EOT truncation.
-import { AdamW, type Device, Rng, type Tensor, backward, concat, noGrad, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
-import { CLIP_TEXT_B16, MPFGVC, type MPFGVCConfig, VIT_B16_448 } from '@mpfgvc/model';
-import { timeGpu } from '../measure.js';
+import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, concat, noGrad, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
+import { DEMO_MODEL, MPFGVC, type MPFGVCConfig, type ModelPreset, TINY_MODEL, VIT_B16_MODEL, VIT_TINY_224_MODEL } from '@mpfgvc/model';
+import { costRows, stepCost, timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import type { SuiteOptions } from './kernels.js';
 
@@ -12,66 +12,27 @@ export interface NamedConfig {
   batch: number;
 }
 
-const TEXT_SMALL = { vocabSize: 512, contextLength: 77, width: 64, depth: 2, heads: 2, mlpRatio: 4, activation: 'quick_gelu' as const, layerNormEps: 1e-5 };
+const withClasses = (name: string, preset: ModelPreset, numClasses: number, batch: number): NamedConfig => ({ name, batch, model: { ...preset, numClasses, superCategory: 'bird' } });
 
 export const CONFIGS: Record<string, NamedConfig> = {
-  tiny: {
-    name: 'tiny',
-    batch: 16,
-    model: {
-      vision: { imageSize: 32, patchSize: 8, width: 64, depth: 4, heads: 4, mlpRatio: 4, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-      text: TEXT_SMALL,
-      embedDim: 64,
-      numClasses: 24,
-      selectK: 4,
-      promptLength: 4,
-      superCategory: 'bird',
-      temperature: 0.07,
-      visionHeadOn: 'embedding',
-    },
-  },
-  'vit-tiny-224': {
-    name: 'vit-tiny-224',
-    batch: 8,
-    model: {
-      vision: { imageSize: 224, patchSize: 16, width: 192, depth: 12, heads: 3, mlpRatio: 4, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-      text: { ...TEXT_SMALL, width: 256, depth: 4, heads: 4 },
-      embedDim: 256,
-      numClasses: 200,
-      selectK: 12,
-      promptLength: 16,
-      superCategory: 'bird',
-      temperature: 0.07,
-      visionHeadOn: 'embedding',
-    },
-  },
-  'vit-b16-448': {
-    name: 'vit-b16-448',
-    batch: 8,
-    model: {
-      vision: VIT_B16_448,
-      text: CLIP_TEXT_B16,
-      embedDim: 512,
-      numClasses: 200,
-      selectK: 12,
-      promptLength: 16,
-      superCategory: 'bird',
-      temperature: 0.07,
-      visionHeadOn: 'embedding',
-    },
-  },
+  tiny: withClasses('tiny', TINY_MODEL, 24, 16),
+  // The demo's model and batch (24 synthetic bird classes, B 32), as `npm run demo` trains it.
+  demo: withClasses('demo', DEMO_MODEL, 24, 32),
+  'vit-tiny-224': withClasses('vit-tiny-224', VIT_TINY_224_MODEL, 200, 8),
+  'vit-b16-448': withClasses('vit-b16-448', VIT_B16_MODEL, 200, 8),
 };
 
 /** The configs a run measures: the big one only on a hardware adapter (a step takes minutes in software). */
 function chosen(dev: Device, opts: SuiteOptions): NamedConfig[] {
   if (opts.quick) return [{ ...CONFIGS.tiny!, batch: 2 }];
-  const names = dev.info.isFallback ? ['tiny', 'vit-tiny-224'] : ['tiny', 'vit-tiny-224', 'vit-b16-448'];
+  const names = dev.info.isFallback ? ['tiny', 'demo', 'vit-tiny-224'] : ['tiny', 'demo', 'vit-tiny-224', 'vit-b16-448'];
   return names.map((n) => CONFIGS[n]!);
 }
 
 function build(dev: Device, cfg: NamedConfig): { model: MPFGVC; images: Tensor; labels: Int32Array } {
   // Prompt token ids stand in for a tokenizer's: the benchmark measures compute, not text.
-  const model = new MPFGVC(dev, new Rng(1), cfg.model, { classIds: [5, 6], sot: cfg.model.text.vocabSize - 2, eot: cfg.model.text.vocabSize - 1 });
+  const V = cfg.model.text.vocabSize;
+  const model = new MPFGVC(dev, new Rng(1), cfg.model, { classIds: V > 3 ? [5, 6] : [0], sot: V - 2, eot: V - 1 });
   const s = cfg.model.vision.imageSize;
   const images = tensor(dev, new Rng(2).normal(cfg.batch * 3 * s * s), [cfg.batch, 3, s, s]);
   const labels = Int32Array.from({ length: cfg.batch }, (_, i) => i % cfg.model.numClasses);
@@ -91,9 +52,12 @@ export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<
       model.setStage(stage);
       const opt = new AdamW(model.trainable(stage), { lr: 1e-4 });
       const text = stage === 2 ? noGrad(() => model.textFeatures()) : undefined;
+      // As the trainer steps: forward, backward, global-norm clipping at 1, AdamW.
+      const params = model.trainable(stage);
       const step = () => {
         const { loss } = stage === 1 ? model.stageOne(images, labels) : model.stageTwo(images, labels, text!);
         backward(loss);
+        clipGradNorm(params, 1).dispose();
         opt.step();
         opt.zeroGrad();
         loss.dispose();
@@ -102,10 +66,13 @@ export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<
       await dev.sync();
       dev.pool.resetPeak();
       const resident = dev.pool.stats().inUse - base;
+      const cost = await stepCost(dev, step);
       const sec = await timeGpu(dev, step, { warmup: 1, repeats: opts.quick ? 1 : 3, wallClock: true });
       const peak = dev.pool.stats().peakInUse - base;
-      rows.push({ suite: 'train', name: `${cfg.name} stage ${stage} step`, shape, metric: 'throughput', value: cfg.batch / sec, unit: 'images/s' });
-      rows.push({ suite: 'train', name: `${cfg.name} stage ${stage} step`, shape, metric: 'peak GPU memory', value: peak / MiB, unit: 'MiB', note: `${(resident / MiB).toFixed(1)} MiB resident (weights, optimiser state, inputs)` });
+      const name = `${cfg.name} stage ${stage} step`;
+      rows.push({ suite: 'train', name, shape, metric: 'throughput', value: cfg.batch / sec, unit: 'images/s' });
+      rows.push({ suite: 'train', name, shape, metric: 'peak GPU memory', value: peak / MiB, unit: 'MiB', note: `${(resident / MiB).toFixed(1)} MiB resident (weights, optimiser state, inputs)` });
+      rows.push(...costRows('train', name, shape, cost));
       opt.dispose();
       text?.dispose();
     }

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { CLIP_TEXT_B16, VIT_B16_448 } from '@mpfgvc/model';
+import { MODEL_PRESETS } from '@mpfgvc/model';
 import {
   CHECKPOINT_FILE,
   CheckpointError,
@@ -29,12 +29,6 @@ import { type DeviceFlags, openDevice } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 
 type ModelInput = TrainConfigInput['model'];
-
-/** Architectures by name: the demo's small one (from scratch) and the paper's ViT-B/16 at 448 with CLIP B/16's text tower. */
-export const MODEL_PRESETS: Record<string, () => ModelInput> = {
-  demo: () => demoConfig().model,
-  'vit-b16': () => ({ vision: VIT_B16_448, text: CLIP_TEXT_B16, embedDim: 512, selectK: 12, promptLength: 16, temperature: 0.07, visionHeadOn: 'embedding' }),
-};
 
 interface TrainFlags extends DataFlags, DeviceFlags {
   out?: string;
@@ -117,7 +111,7 @@ export function withTrainFlags(cmd: Command): Command {
 function modelInput(o: TrainFlags): ModelInput {
   let model: ModelInput;
   const preset = MODEL_PRESETS[o.model];
-  if (preset) model = preset();
+  if (preset) model = structuredClone(preset);
   else if (o.model.endsWith('.json')) {
     if (!existsSync(o.model)) throw new CliError(`--model ${o.model}: no such file`, ExitCode.usage);
     try {

@@ -165,15 +165,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   };
 }
 
-/** dK and dV (lane: key), walking the queries that see the key; reads D from the dQ pass. */
-export function laneBackwardKeySpec(): KernelSpec {
+/**
+ * dK and dV (lane: key), walking the queries that see the key; reads D from the dQ pass. With
+ * `shared`, dK and dV are views of one buffer (a dqkv projection gradient) bound once as DK: WebGPU
+ * does not let two writable bindings alias.
+ */
+export function laneBackwardKeySpec(shared = false): KernelSpec {
+  const dv = shared ? 'DK' : 'DV';
   return {
     name: 'attention_backward_kv_lanes',
+    variant: shared ? 'shared' : '',
     storage: [
       ...BACKWARD_STORAGE,
       { name: 'Delta', access: 'read', type: 'array<f32>' },
       { name: 'DK', access: 'read_write', type: 'array<vec4<f32>>' },
-      { name: 'DV', access: 'read_write', type: 'array<vec4<f32>>' },
+      ...(shared ? [] : [{ name: 'DV', access: 'read_write' as const, type: 'array<vec4<f32>>' }]),
     ],
     params: backwardParams(),
     workgroupSize: [8],
@@ -224,7 +230,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let vd = dv_at(b, h, j) >> 2u;
     for (var c = 0u; c < p.d4; c++) {
       DK[kd + c] = dk[c] * p.scale;
-      DV[vd + c] = dv[c];
+      ${dv}[vd + c] = dv[c];
     }
   }
 }`,

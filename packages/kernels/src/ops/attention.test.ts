@@ -13,7 +13,7 @@ import {
   numericGrad,
   testDevice,
 } from '../testing/index.js';
-import { type AttentionOptions, launchAttention } from './attention.js';
+import { ATTENTION_KERNELS, type AttentionOptions, launchAttention, launchAttentionBackward } from './attention.js';
 
 let dev: Device;
 beforeAll(async () => {
@@ -214,6 +214,31 @@ describe('attention backward (GPU vs float64 reference)', () => {
       assertClose(dq!, want.dq.data, tol, 'dq');
       assertClose(dk!, want.dk.data, tol, 'dk');
       assertClose(dv!, want.dv.data, tol, 'dv');
+    });
+  }
+});
+
+describe('attention backward into views of one projection gradient', () => {
+  // q, k, v read from one (B, T, 3, H, d) projection and dq, dk, dv written back into one: every
+  // family, the portable one through copies (it binds its outputs apart).
+  for (const kernel of ATTENTION_KERNELS) {
+    it(kernel, async () => {
+      const [B, H, T, d] = [2, 2, 19, 8];
+      const D = H * d;
+      const qkv = tensor(dev, rng.normal(B * T * 3 * D), [B, T, 3 * D]);
+      const g = tensor(dev, rng.normal(B * H * T * d), [B, H, T, d]);
+      const strides = [T * 3 * D, d, 3 * D, 1];
+      const part = (t: typeof qkv, i: number) => t.view([B, H, T, d], strides, t.offset + i * D);
+      const [q, k, v] = [0, 1, 2].map((i) => part(qkv, i)) as [typeof qkv, typeof qkv, typeof qkv];
+      const opts = { kernel };
+      const { out, lse } = launchAttention(q, k, v, opts);
+      const apart = launchAttentionBackward(q, k, v, out, lse, g, opts);
+      const dqkv = tensor(dev, new Float32Array(B * T * 3 * D).fill(7), [B, T, 3 * D]);
+      const into = { dq: part(dqkv, 0), dk: part(dqkv, 1), dv: part(dqkv, 2) };
+      expect(launchAttentionBackward(q, k, v, out, lse, g, opts, into)).toBe(into);
+      for (const [name, a, b] of [['dq', apart.dq, into.dq], ['dk', apart.dk, into.dk], ['dv', apart.dv, into.dv]] as const) {
+        assertClose(await b.read(), await a.read(), { atol: 0, rtol: 0 }, `${kernel} ${name}`);
+      }
     });
   }
 });

@@ -19,7 +19,7 @@
 // them back to (B, N, H, d) gives a contiguous tensor, so merging heads is a free reshape.
 import type { KernelSpec } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
-import { launchCopy } from './elementwise.js';
+import { launchAssign, launchCopy } from './elementwise.js';
 import { fixedSubgroupSize, isCpuAdapter } from './matmul.js';
 import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec } from './attention-lanes.js';
 import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, rowFn } from './attention-common.js';
@@ -746,7 +746,9 @@ ${each(
  * block), and hands dS over the lanes so that each lane adds dS·K of the block into its 4
  * queries' dQ rows in storage.
  */
-function backwardSubgroupSpec(): KernelSpec {
+function backwardSubgroupSpec(shared = false): KernelSpec {
+  // With \`shared\`, dQ, dK and dV are views of one buffer bound once as DQ (writable bindings may not alias).
+  const [DQ, DK, DV] = shared ? ['DQ', 'DQ', 'DQ'] : ['DQ', 'DK', 'DV'];
   const each = eachRow(SG_ROWS);
   const groups = range(SG_TILE / 4);
   const vec = (f: (g: number) => string) => groups.map(f).join('\n');
@@ -756,6 +758,7 @@ function backwardSubgroupSpec(): KernelSpec {
       let ka${r} = k_at(b, h, min(j${r}, p.nk - 1u));`);
   return {
     name: 'attention_backward_sg',
+    variant: shared ? 'shared' : '',
     storage: [
       { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
       { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
@@ -765,8 +768,12 @@ function backwardSubgroupSpec(): KernelSpec {
       { name: 'Lse', access: 'read', type: 'array<f32>' },
       { name: 'Delta', access: 'read_write', type: 'array<f32>' },
       { name: 'DQ', access: 'read_write', type: 'array<f32>' },
-      { name: 'DK', access: 'read_write', type: 'array<f32>' },
-      { name: 'DV', access: 'read_write', type: 'array<f32>' },
+      ...(shared
+        ? []
+        : [
+            { name: 'DK', access: 'read_write' as const, type: 'array<f32>' },
+            { name: 'DV', access: 'read_write' as const, type: 'array<f32>' },
+          ]),
     ],
     params: [
       ...COMMON_PARAMS,
@@ -800,7 +807,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
     for (var c = 0u; c < p.d4; c++) { dl += dot(ld_DO(ga + 4u * c), ld_O(oa + 4u * c)); }
     Delta[rows + i] = dl;
     let qd = dq_at(b, h, i);
-    ${sgStoreRow('DQ', 'qd', 'vec4<f32>(0.0)')}
+    ${sgStoreRow(DQ, 'qd', 'vec4<f32>(0.0)')}
   }
   storageBarrier();
   // Per lane: dk, dv of its keys in each 32-key block; dS of the tile (wp: own keys, es: the
@@ -899,7 +906,7 @@ ${range(4)
   .map(
     (qi) => `      if (tq + ${qi}u < iend) {
         let qd = dq_at(b, h, tq + ${qi}u);
-        ${sgStoreRow('DQ', 'qd', `dqp[${qi}u * D4 + c]`, '+=')}
+        ${sgStoreRow(DQ, 'qd', `dqp[${qi}u * D4 + c]`, '+=')}
       }`,
   )
   .join('\n')}
@@ -910,8 +917,8 @@ ${each(
   (r) => `      if (j${r} < p.nk) {
         let kd = dk_at(b, h, j${r});
         let vd = dv_at(b, h, j${r});
-        ${sgStoreRow('DK', 'kd', `dk[(kb * ${SG_ROWS}u + ${r}u) * D4 + c] * p.scale`)}
-        ${sgStoreRow('DV', 'vd', `dv[(kb * ${SG_ROWS}u + ${r}u) * D4 + c]`)}
+        ${sgStoreRow(DK, 'kd', `dk[(kb * ${SG_ROWS}u + ${r}u) * D4 + c] * p.scale`)}
+        ${sgStoreRow(DV, 'vd', `dv[(kb * ${SG_ROWS}u + ${r}u) * D4 + c]`)}
       }`,
 )}
     }
@@ -960,7 +967,8 @@ export interface AttentionGrads {
 
 /**
  * dQ, dK, dV of attention given dO, from the forward's inputs, output and LSE (no stored
- * probabilities). Each gradient is (B, H, N, d) stored as (B, N, H, d).
+ * probabilities). Each gradient is (B, H, N, d) stored as (B, N, H, d), or written into `into`'s
+ * views (which it returns).
  */
 export function launchAttentionBackward(
   q: Tensor,
@@ -970,6 +978,7 @@ export function launchAttentionBackward(
   lse: Tensor,
   dOut: Tensor,
   opts: AttentionOptions = {},
+  into?: AttentionGrads,
 ): AttentionGrads {
   const r = resolve('attention backward', q, k, v, opts);
   const shapes = `q ${shapeStr(q.shape)}, out ${shapeStr(out.shape)}, dOut ${shapeStr(dOut.shape)}, lse ${shapeStr(lse.shape)}`;
@@ -986,20 +995,34 @@ export function launchAttentionBackward(
   const V = operand('attention backward', 'v', v, sg);
   const O = operand('attention backward', 'out', out, sg);
   const G = operand('attention backward', 'dOut', dOut, sg);
-  const dq = headsLast(q, r.Nq, 'attention_dq');
-  const dk = headsLast(k, r.Nk, 'attention_dk');
-  const dv = headsLast(v, r.Nk, 'attention_dv');
+  // The gradients go where the caller asks (views of one dqkv projection gradient, say) or to new
+  // heads-last tensors; a view the kernels cannot write (strided head dim, unaligned for vec4) is refused.
+  if (into) {
+    for (const [name, t, like] of [['dq', into.dq, q], ['dk', into.dk, k], ['dv', into.dv, v]] as const) {
+      const aligned = !sg || [t.offset, ...t.strides.slice(0, 3)].every((x) => x % 4 === 0);
+      if (t.shape.join() !== like.shape.join() || t.strides[3] !== 1 || t.dtype !== 'f32' || !aligned) {
+        throw new Error(`attention backward: ${name} destination ${shapeStr(t.shape)} strides [${t.strides.join(', ')}] offset ${t.offset} cannot take the ${family} kernels' output for ${shapeStr(like.shape)}`);
+      }
+    }
+  }
+  // One buffer behind all three: bound once (the portable kernels, which bind them apart, write
+  // to new tensors that are then copied into place).
+  const shared = into !== undefined && into.dq.storage === into.dk.storage && into.dk.storage === into.dv.storage;
+  const direct = into !== undefined && (!shared || family !== 'portable');
+  const dq = direct ? into.dq : headsLast(q, r.Nq, 'attention_dq');
+  const dk = direct ? into.dk : headsLast(k, r.Nk, 'attention_dk');
+  const dv = direct ? into.dv : headsLast(v, r.Nk, 'attention_dv');
   const delta = empty(q.device, [r.B, r.H, r.Nq], 'f32', 'attention_delta');
   const common = [Math.ceil(r.d / 4), r.H, r.Nq, r.Nk, r.keyLength, r.causal ? 1 : 0, r.scale * LOG2E];
   if (family === 'lanes') {
     const params = [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset];
     const inputs = [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer];
     q.device.dispatch(laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
-    q.device.dispatch(laneBackwardKeySpec(), [...inputs, delta.buffer, dk.buffer, dv.buffer], params, [Math.ceil(r.Nk / 8), r.B * r.H, 1]);
+    q.device.dispatch(laneBackwardKeySpec(shared), [...inputs, delta.buffer, dk.buffer, ...(shared ? [] : [dv.buffer])], params, [Math.ceil(r.Nk / 8), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(
-      backwardSubgroupSpec(),
-      [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dq.buffer, dk.buffer, dv.buffer],
+      backwardSubgroupSpec(shared),
+      [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer, delta.buffer, dq.buffer, ...(shared ? [] : [dk.buffer, dv.buffer])],
       [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset],
       [1, r.B * r.H, 1],
     );
@@ -1021,7 +1044,13 @@ export function launchAttentionBackward(
   }
   delta.dispose();
   release(Q, K, V, O, G);
-  return { dq, dk, dv };
+  if (into && !direct) {
+    for (const [dst, src] of [[into.dq, dq], [into.dk, dk], [into.dv, dv]] as const) {
+      launchAssign(dst, src);
+      src.dispose();
+    }
+  }
+  return into ?? { dq, dk, dv };
 }
 
 const CLS_WG = 64;
