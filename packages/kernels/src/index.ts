@@ -39,7 +39,8 @@ export { type CrossEntropyOut, launchCrossEntropy, launchCrossEntropyBackward } 
 export { l2Normalize, layerNorm } from './nn/norm.js';
 export { logSoftmax, softmax } from './nn/softmax.js';
 export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';
-export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel, fixedSubgroupSize, launchMatmul, launchMatmulWithPre } from './ops/matmul.js';
+export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel, launchMatmul, launchMatmulWithPre } from './ops/matmul.js';
+export { fixedSubgroupSize, isCpuAdapter } from './ops/adapter.js';
 export { linear, matmul } from './nn/matmul.js';
 export { ATTENTION_KERNELS, type AttentionForward, type AttentionGrads, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention.js';
 export { attention, attentionWithLse, clsAttentionScores } from './nn/attention.js';

@@ -20,7 +20,7 @@
 import type { KernelSpec } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { launchAssign, launchCopy } from './elementwise.js';
-import { fixedSubgroupSize, isCpuAdapter } from './matmul.js';
+import { fixedSubgroupSize, isCpuAdapter } from './adapter.js';
 import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec } from './attention-lanes.js';
 import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, rowFn } from './attention-common.js';
 

@@ -86,10 +86,10 @@ describe('sum', () => {
     [[70001], [0]],
     [[3, 300], [0]],
     // Leading axes of a contiguous tensor, columns a multiple of 4: the column-sum kernel, in one
-    // pass (≤ 64 rows a chunk) and in two (chunks, then their sum).
+    // pass and (beyond 16384 rows on a CPU adapter) in two, chunks then their sum.
     [[3, 8], [0]],
     [[2, 150, 64], [0, 1]],
-    [[5000, 12], [0]],
+    [[20000, 8], [0]],
   ];
   for (const [shape, axes] of cases) {
     it(`${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, async () => {

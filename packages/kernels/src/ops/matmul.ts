@@ -18,6 +18,7 @@ import type { Device } from '../runtime.js';
 import { type Shape, type Tensor, empty, shapeStr } from '../tensor.js';
 import { ERF_WGSL, UNARY, launchCopy } from './elementwise.js';
 import { broadcastShapes, coalesce } from './layout.js';
+import { fixedSubgroupSize, isCpuAdapter } from './adapter.js';
 
 export type MatmulActivation = 'gelu' | 'quick_gelu' | 'relu';
 /** Per-invocation register block and workgroup shape of each family. */
@@ -60,15 +61,6 @@ type SubgroupKernel = keyof typeof SUBGROUP_TILES;
 export type MatmulKernel = RowsKernel | SubgroupKernel | TiledKernel;
 export const MATMUL_KERNELS: readonly MatmulKernel[] = ['subgroup', 'rows', 'tiled'];
 
-/**
- * The subgroup size the subgroup kernels are compiled for, or 0 where they cannot run: they need
- * 'subgroups' and a size the adapter fixes (min = max), since the lanes that share B are named by
- * constant ids.
- */
-export function fixedSubgroupSize(dev: Device): number {
-  const { subgroupMinSize: lo, subgroupMaxSize: hi } = dev.info;
-  return dev.has('subgroups') && lo === hi && [4, 8, 16].includes(lo) ? lo : 0;
-}
 
 export interface MatmulOptions {
   /** Use Aᵀ (the last two dims swapped) as the left operand. */
@@ -109,10 +101,6 @@ const TILED_TILINGS = {
 } satisfies Record<string, WorkgroupTiling>;
 type TiledKernel = keyof typeof TILED_TILINGS;
 
-/** A software adapter that runs compute on the CPU (lavapipe, SwiftShader): SIMD lanes, no GPU cores. */
-export function isCpuAdapter(dev: Device): boolean {
-  return dev.info.architecture === 'software' || dev.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(dev.info.name);
-}
 
 /** The kernel family used when none is asked for: see the table above. */
 export function defaultKernel(dev: Device): MatmulKernel {

@@ -54,6 +54,11 @@ describe('layerNorm kernels', () => {
     [2, 3073, 30],
     [3001, 129, 30],
     [4, 768, 3000],
+    // Widths a multiple of 4: the row-by-subgroup kernels on CPU adapters, several rows a workgroup.
+    [9, 16, 30],
+    [2081, 64, 30],
+    // Beyond 16384 rows the weight and bias gradients take two passes (chunks, then their sum).
+    [16500, 8, 30],
   ];
   for (const [rows, n, mu] of cases) {
     it(`forward and backward [${rows}, ${n}], mean ${mu}`, async () => {

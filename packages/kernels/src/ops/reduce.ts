@@ -8,6 +8,7 @@
 import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { MAX_RANK, coalesce } from './layout.js';
+import { isCpuAdapter } from './adapter.js';
 
 const WG = 256;
 const ROW_THRESHOLD = 64;
@@ -66,8 +67,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   };
 }
 
-/** Rows per chunk of the column sum: few enough chunks to keep the second pass short, enough to spread rows over threads. */
-function colChunkRows(rows: number): number {
+/**
+ * Rows per chunk of the column sum. On a CPU adapter one pass up to 16384 rows (an invocation
+ * summing a few thousand rows takes microseconds; a second dispatch costs more); elsewhere chunks
+ * that spread the rows over many invocations, and a second pass over the chunks.
+ */
+function colChunkRows(dev: Tensor['device'], rows: number): number {
+  if (isCpuAdapter(dev) && rows <= 16384) return rows;
   return Math.max(64, Math.ceil(rows / 64));
 }
 
@@ -98,7 +104,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
 function columnSum(x: Tensor, rows: number, cols: number, out: Tensor): void {
   const dev = x.device;
   const c4 = cols / 4;
-  const chunkRows = colChunkRows(rows);
+  const chunkRows = colChunkRows(dev, rows);
   const chunks = Math.ceil(rows / chunkRows);
   const gx = Math.ceil(c4 / COL_WG);
   if (chunks === 1) {
