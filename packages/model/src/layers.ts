@@ -16,8 +16,9 @@ export class Linear extends Module {
     if (opts.bias ?? true) this.bias = this.param('bias', [nout], 'zeros');
   }
 
-  forward(x: Tensor, activation?: MatmulActivation): Tensor {
-    return linear(x, this.weight, this.bias, activation);
+  /** With `residual`, returns residual + the layer's output, added in the matmul's epilogue. */
+  forward(x: Tensor, activation?: MatmulActivation, residual?: Tensor): Tensor {
+    return linear(x, this.weight, this.bias, activation, residual);
   }
 }
 

@@ -62,8 +62,9 @@ class EncoderLayer extends Module {
       const split = (t: Tensor) => permute(reshape(t, [B, L, H, W / H]), [0, 2, 1, 3]); // (B, H, L, d), a view
       const a = this.ln1.forward(x);
       const o = attention(split(this.q.forward(a)), split(this.k.forward(a)), split(this.v.forward(a)), { causal: true }); // (B, H, L, d)
-      const h = add(x, this.out.forward(reshape(permute(o, [0, 2, 1, 3]), [B, L, W])));
-      return add(h, this.fc2.forward(this.fc1.forward(this.ln2.forward(h), this.cfg.activation)));
+      // Both residual adds ride in the matmuls' epilogues.
+      const h = this.out.forward(reshape(permute(o, [0, 2, 1, 3]), [B, L, W]), undefined, x);
+      return this.fc2.forward(this.fc1.forward(this.ln2.forward(h), this.cfg.activation), undefined, h);
     });
   }
 }

@@ -154,8 +154,9 @@ class Mlp extends Module {
     this.fc1 = this.child('fc1', new Linear(dev, rng, width, hidden));
     this.fc2 = this.child('fc2', new Linear(dev, rng, hidden, width));
   }
-  forward(x: Tensor): Tensor {
-    return this.fc2.forward(this.fc1.forward(x, this.activation));
+  /** residual + fc2(act(fc1(x))), the residual added in fc2's epilogue. */
+  forward(x: Tensor, residual: Tensor): Tensor {
+    return this.fc2.forward(this.fc1.forward(x, this.activation), undefined, residual);
   }
 }
 
@@ -189,8 +190,9 @@ class Block extends Module {
       const qkv = this.attn.qkv.forward(this.norm1.forward(x)); // (B, T, 3D)
       const { out, scores } = qkvAttention(qkv, this.heads, rows, Boolean(opts.scores)); // (B, H, rows, d)
       const merged = reshape(permute(out, [0, 2, 1, 3]), [B, rows, D]);
-      const h = add(opts.clsOnly ? slice(x, 1, 0, 1) : x, this.attn.proj.forward(merged)); // (B, rows, D)
-      const y = add(h, this.mlp.forward(this.norm2.forward(h)));
+      // Both residual adds ride in the matmuls' epilogues.
+      const h = this.attn.proj.forward(merged, undefined, opts.clsOnly ? slice(x, 1, 0, 1) : x); // (B, rows, D)
+      const y = this.mlp.forward(this.norm2.forward(h), h);
       return scores ? { x: y, scores } : { x: y };
     });
   }

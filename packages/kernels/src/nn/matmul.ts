@@ -10,12 +10,14 @@ import { type Tensor, isGradEnabled, record } from '../tensor.js';
 import { reshape } from '../functional.js';
 
 /**
- * act(alpha · op(A)·op(B) + bias), batched with broadcasting (see launchMatmul). Gradients for A,
- * B and the bias; a broadcast operand's gradient is summed over the batch it was shared by.
+ * act(alpha · op(A)·op(B) + bias) + residual, batched with broadcasting (see launchMatmul).
+ * Gradients for A, B, the bias and the residual; a broadcast operand's gradient is summed over the
+ * batch it was shared by.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-  const { transA = false, transB = false, bias, activation, alpha = 1 } = opts;
-  const inputs = bias ? [a, b, bias] : [a, b];
+  const { transA = false, transB = false, bias, activation, alpha = 1, residual } = opts;
+  // The residual is added after the activation: its gradient is the output's, unchanged.
+  const inputs = [a, b, bias ?? null, residual ?? null].filter((t): t is Tensor => t !== null);
   const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const { out, pre } = activation && needsGrad ? launchMatmulWithPre(a, b, opts) : { out: launchMatmul(a, b, opts), pre: null };
   // dA needs B and dB needs A; z only with an activation.
@@ -35,7 +37,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const db = as ? gradB(as, dz, a.rank, b.rank, transA, transB, alpha) : null;
       const dbias = bias?.requiresGrad ? dz : null;
       if (!dbias && dz !== g) dz.dispose();
-      return [da, db, dbias];
+      const dres = residual?.requiresGrad ? g : null;
+      return bias ? [da, db, dbias, dres] : [da, db, dres];
     },
     saved,
   );
@@ -68,12 +71,14 @@ function gradB(a: Tensor, dz: Tensor, rankA: number, rankB: number, transA: bool
   return transB ? launchMatmul(dz, a, { transA: true, transB: transA, alpha }) : launchMatmul(a, dz, { transA: !transA, alpha });
 }
 
-/** y = act(x·Wᵀ + b) with the weight stored (out, in) as in PyTorch; x is (..., in). */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: MatmulActivation): Tensor {
+/** y = act(x·Wᵀ + b) (+ residual) with the weight stored (out, in) as in PyTorch; x is (..., in). */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, activation?: MatmulActivation, residual?: Tensor): Tensor {
   if (weight.rank !== 2 || x.shape[x.rank - 1] !== weight.shape[1]) {
     throw new Error(`linear: input [${x.shape.join(', ')}] does not match weight [${weight.shape.join(', ')}] (out, in)`);
   }
-  if (x.rank >= 2) return matmul(x, weight, { transB: true, bias, activation });
+  const fused = { transB: true, bias, activation, ...(residual ? { residual } : {}) };
+  if (x.rank >= 2) return matmul(x, weight, fused);
+  if (residual) throw new Error('linear: a residual needs an input of rank 2 or more');
   const x2 = reshape(x, [1, x.shape[0]!]);
   const y2 = matmul(x2, weight, { transB: true, bias, activation });
   const y = reshape(y2, [weight.shape[0]!]);

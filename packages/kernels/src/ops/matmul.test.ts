@@ -252,4 +252,49 @@ describe('matmul backward', () => {
     expect(v.shape).toEqual([Out]);
     assertClose(await v.read(), matmulRef(f64(xv.slice(0, In), [1, In]), f64(wv, [Out, In]), { transB: true, bias: f64(bv, [Out]) }).data, TOL, 'linear vector');
   });
+
+  it('linear with a residual in the epilogue: contiguous, one row per batch entry (a strided slice), and copied', async () => {
+    const [B, T, In, Out] = [3, 5, 8, 8];
+    const xv = rng.uniform(B * T * In);
+    const wv = rng.uniform(Out * In);
+    const bv = rng.uniform(Out);
+    const rv = rng.uniform(B * T * Out);
+    const opts = { transB: true, bias: f64(bv, [Out]), activation: 'gelu' as const };
+    for (const kernel of KERNELS) {
+      // y = r + gelu(x·Wᵀ + b), r's gradient the output's.
+      const x = tensor(dev, xv, [B, T, In], { requiresGrad: true });
+      const W = tensor(dev, wv, [Out, In], { requiresGrad: true });
+      const r = tensor(dev, rv, [B, T, Out], { requiresGrad: true });
+      const g = rng.uniform(B * T * Out);
+      let y: Tensor | null = null;
+      scope(() => {
+        y = matmul(x, W, { transB: true, bias: tensor(dev, bv), activation: 'gelu', residual: r, kernel });
+        backward(y, tensor(dev, g, [B, T, Out]));
+        return y;
+      });
+      const ref = matmulRef(f64(xv, [B, T, In]), f64(wv, [Out, In]), opts).data.map((v, i) => v + rv[i]!);
+      assertClose(await y!.read(), ref, TOL, `${kernel} y`);
+      const want = matmulBackwardRef(f64(xv, [B, T, In]), f64(wv, [Out, In]), f64(g, [B, T, Out]), opts);
+      assertClose(await x.grad!.read(), want.da.data, TOL, `${kernel} dx`);
+      assertClose(await W.grad!.read(), want.db.data, TOL, `${kernel} dW`);
+      assertClose(await r.grad!.read(), g, { atol: 0, rtol: 0 }, `${kernel} dresidual`);
+    }
+    // The CLS rows of a (B, T, D) stream as the residual of a (B, 1, D) output: read in place.
+    const first = (t: Tensor) => t.view([B, 1, Out], [T * Out, Out, 1], t.offset);
+    const stream = tensor(dev, rv, [B, T, Out]);
+    const xs = rng.uniform(B * In);
+    const before = dev.counts.dispatches;
+    const y1 = launchMatmul(tensor(dev, xs, [B, 1, In]), tensor(dev, wv, [Out, In]), { transB: true, residual: first(stream) });
+    expect(dev.counts.dispatches - before).toBe(1);
+    const plain = matmulRef(f64(xs, [B, 1, In]), f64(wv, [Out, In]), { transB: true }).data;
+    assertClose(await y1.read(), plain.map((v, i) => v + rv[Math.floor(i / Out) * T * Out + (i % Out)]!), TOL, 'strided residual');
+    // A transposed residual cannot be read row by row: copied first.
+    const tr = tensor(dev, rv.slice(0, Out * Out), [Out, Out]);
+    const xm = rng.uniform(Out * In);
+    const y2 = launchMatmul(tensor(dev, xm, [Out, In]), tensor(dev, wv, [Out, In]), { transB: true, residual: transpose(tr, 0, 1) });
+    const want2 = matmulRef(f64(xm, [Out, In]), f64(wv, [Out, In]), { transB: true }).data.map((v, i) => v + rv[(i % Out) * Out + Math.floor(i / Out)]!);
+    assertClose(await y2.read(), want2, TOL, 'transposed residual');
+    expect(() => launchMatmul(tensor(dev, xs, [B, 1, In]), tensor(dev, wv, [Out, In]), { transB: true, residual: stream })).toThrow(/residual f32\[3, 5, 8\] must be f32 of the output's shape \[3, 1, 8\]/);
+  });
 });
+

@@ -1,4 +1,4 @@
-// Batched matrix multiply out = act(alpha · op(A)·op(B) + bias) with the epilogue fused.
+// Batched matrix multiply out = act(alpha · op(A)·op(B) + bias) + residual with the epilogue fused.
 //
 // Every operand is addressed in place: each logical matrix is either row-major ('n', the column
 // index contiguous) or column-major ('t', a transposed view or an operand asked for transposed),
@@ -72,6 +72,12 @@ export interface MatmulOptions {
   activation?: MatmulActivation;
   /** Scales op(A)·op(B) before the bias. */
   alpha?: number;
+  /**
+   * Added to the output after the activation (a residual stream: x + proj(·)), of the output's
+   * shape; read in place when its rows run at one stride (a contiguous tensor, or a slice of one
+   * row per batch entry), else copied first.
+   */
+  residual?: Tensor;
   /** Kernel family; default: the best one for this adapter (see defaultKernel). */
   kernel?: MatmulKernel;
 }
@@ -154,6 +160,9 @@ const PARAMS: [string, 'u32' | 'f32'][] = [
   ['alpha', 'f32'],
   ['ta', 'u32'],
   ['tb', 'u32'],
+  ['off_res', 'u32'],
+  ['res_rs', 'u32'],
+  ['has_res', 'u32'],
 ];
 
 /** Element index of A[m][k] / B[k][n] from the batch base `base` (elements). */
@@ -174,6 +183,7 @@ function storage(v: Variant): KernelSpec['storage'] {
     { name: 'A', access: 'read', type: ty(v.fa) },
     { name: 'B', access: 'read', type: ty(v.fb) },
     { name: 'Bias', access: 'read', type: 'array<f32>' },
+    { name: 'Res', access: 'read', type: 'array<f32>' },
     { name: 'Out', access: 'read_write', type: 'array<f32>' },
   ];
   if (v.pre) s.push({ name: 'Pre', access: 'read_write', type: 'array<f32>' });
@@ -193,7 +203,8 @@ fn batch_bases(z: u32) -> vec2<u32> {
 fn load_a(base_a: u32, m: u32, k: u32) -> f32 { return ${rd('A', indexA(v, 'm', 'k'))}; }
 fn load_b(base_b: u32, k: u32, n: u32) -> f32 { return ${rd('B', indexB(v, 'k', 'n'))}; }
 fn store(z: u32, m: u32, n: u32, acc: f32) {
-  let o = (z * p.M + m) * p.N + n;
+  let row = z * p.M + m;
+  let o = row * p.N + n;
   var x = acc * p.alpha;
   if (p.has_bias != 0u) { x += Bias[p.off_bias + n]; }
   ${v.pre ? 'Pre[o] = x;' : ''}
@@ -202,6 +213,7 @@ fn store(z: u32, m: u32, n: u32, acc: f32) {
     ${acts}
     default: {}
   }
+  if (p.has_res != 0u) { y += Res[p.off_res + row * p.res_rs + n]; }
   Out[o] = y;
 }`;
 }
@@ -420,6 +432,19 @@ function checkOperands(a: Tensor, b: Tensor, opts: MatmulOptions): void {
   }
 }
 
+/**
+ * The stride between consecutive output rows in `residual` (of the output's shape), when its rows
+ * run at one stride with unit column stride; undefined when it must be copied first.
+ */
+function residualRowStride(residual: Tensor): number | undefined {
+  const r = residual.rank;
+  if (residual.strides[r - 1] !== 1 && residual.shape[r - 1] !== 1) return undefined;
+  const rows = coalesce('matmul', residual.shape.slice(0, -1), [residual.strides.slice(0, -1)]);
+  const live = [...rows.dims.keys()].filter((i) => rows.dims[i] !== 1);
+  if (live.length === 0) return residual.shape[r - 1]!;
+  return live.length === 1 ? rows.strides[0]![live[0]!] : undefined;
+}
+
 interface Launch {
   out: Tensor;
   /** The pre-activation, when asked for. */
@@ -484,6 +509,16 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
   }
   const out = empty(dev, outShape, 'f32', 'matmul');
   const pre = savePre ? empty(dev, outShape, 'f32', 'matmul_pre') : null;
+  let res = opts.residual;
+  if (res) {
+    if (res.dtype !== 'f32' || res.shape.join() !== outShape.join()) {
+      throw new Error(`matmul: residual ${res.dtype}${shapeStr(res.shape)} must be f32 of the output's shape ${shapeStr(outShape)}`);
+    }
+    if (residualRowStride(res) === undefined) {
+      res = launchCopy(res);
+      temps.push(res);
+    }
+  }
   const nBatch = levels.d[0]! * levels.d[1]!;
   if (out.size > 0) {
     const aligned = [oa.t.offset, ob.t.offset, oa.ld, ob.ld, ...levels.sa, ...levels.sb].every((x) => x % 4 === 0);
@@ -528,8 +563,11 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
       opts.alpha ?? 1,
       oa.layout === 't' ? 1 : 0,
       ob.layout === 't' ? 1 : 0,
+      res?.offset ?? 0,
+      res ? residualRowStride(res)! : 0,
+      res ? 1 : 0,
     ];
-    const buffers = [oa.t.buffer, ob.t.buffer, opts.bias?.buffer ?? oa.t.buffer, out.buffer];
+    const buffers = [oa.t.buffer, ob.t.buffer, opts.bias?.buffer ?? oa.t.buffer, res?.buffer ?? oa.t.buffer, out.buffer];
     if (pre) buffers.push(pre.buffer);
     dev.dispatch(matmulSpec(v), buffers, params, groups);
   }
