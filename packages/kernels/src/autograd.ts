@@ -106,7 +106,16 @@ export function backward(loss: Tensor, gradOutput?: Tensor): void {
         continue;
       }
       if (out.retainGrad) accumulateLeaf(out, launchCopy(g));
-      const raw = node.backward(g);
+      // What each input has gathered so far, offered for in-place accumulation (see Node.backward).
+      const offered = new Map<number, Tensor>();
+      const pending = (k: number): Tensor | undefined => {
+        const input = node.inputs[k];
+        const prev = input?.node ? grads.get(input) : undefined;
+        if (!prev || !owned(prev) || !sameShape(prev.shape, input!.shape)) return undefined;
+        offered.set(k, prev);
+        return prev;
+      };
+      const raw = node.backward(g, pending);
       freeNode(node);
       out.node = null;
       const handed = new Set<Tensor>();
@@ -116,6 +125,8 @@ export function backward(loss: Tensor, gradOutput?: Tensor): void {
           if (gi && gi !== g && !handed.has(gi)) gi.dispose();
           return;
         }
+        // The rule added into the pending gradient itself: it is already in place.
+        if (gi === offered.get(k)) return;
         // A rule may hand back its output gradient or the same tensor twice: give each use its own handle.
         if (gi === g || handed.has(gi)) gi = gi.view(gi.shape, gi.strides, gi.offset);
         handed.add(gi);

@@ -69,8 +69,13 @@ export interface Node {
   readonly op: string;
   /** The op's inputs, in order; entries that need no gradient are null. */
   readonly inputs: (Tensor | null)[];
-  /** Returns the gradient of each input (null where none is needed), given the output's gradient. */
-  backward: (grad: Tensor) => (Tensor | null)[];
+  /**
+   * Returns the gradient of each input (null where none is needed), given the output's gradient.
+   * `pending(k)` is the gradient input k has already gathered from its other uses, when it may be
+   * written in place: a rule that adds its contribution into it (a kernel that accumulates) returns
+   * that tensor for input k, and no separate accumulation runs.
+   */
+  backward: (grad: Tensor, pending: (k: number) => Tensor | undefined) => (Tensor | null)[];
   /** Tensors the backward needs (pinned: they stay usable until it ran, even if disposed). */
   saved: Tensor[];
   /** Creation order: backward runs in reverse of it. */

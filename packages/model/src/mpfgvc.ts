@@ -288,8 +288,8 @@ export class MPFGVC extends Module {
 
   private logits(images: Tensor, text: Tensor) {
     const { joint, visionLogits, selected } = this.visionHead(images);
-    const cos = matmul(l2Normalize(joint), l2Normalize(text), { transB: true }); // (B, C)
-    const textLogits = scale(cos, 1 / this.config.temperature);
+    // cos(V, T^c)/τ: the 1/τ rides in the matmul's alpha.
+    const textLogits = matmul(l2Normalize(joint), l2Normalize(text), { transB: true, alpha: 1 / this.config.temperature }); // (B, C)
     return { joint, visionLogits, textLogits, selected };
   }
 

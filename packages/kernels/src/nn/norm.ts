@@ -9,10 +9,13 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
     'layer_norm',
     y,
     [x, weight, bias],
-    (g) => {
+    (g, pending) => {
       // The saved views, not the forward's handles: mean and rstd are disposed below, x may be by the caller.
       const [xs, ws, m, r] = y.node!.saved as [Tensor, Tensor, Tensor, Tensor];
-      const d = launchLayerNormBackward(g, xs, ws, m, r, { dx: x.requiresGrad, dparams: weight.requiresGrad || bias.requiresGrad });
+      // x is usually a residual stream whose other use has already given it a gradient: add into it.
+      const into = x.requiresGrad ? pending(0) : undefined;
+      const usable = into && into.offset === 0 ? into : undefined;
+      const d = launchLayerNormBackward(g, xs, ws, m, r, { dx: x.requiresGrad, dparams: weight.requiresGrad || bias.requiresGrad }, usable);
       if (!weight.requiresGrad) d.dweight?.dispose();
       if (!bias.requiresGrad) d.dbias?.dispose();
       return [d.dx, weight.requiresGrad ? d.dweight : null, bias.requiresGrad ? d.dbias : null];

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, backward, l2Normalize, layerNorm, launchLayerNorm, mul, scope, sum, tensor, transpose } from '../index.js';
+import { type Device, add, backward, l2Normalize, layerNorm, launchLayerNorm, mul, scope, sum, tensor, transpose } from '../index.js';
 import {
   Rng,
   assertClose,
@@ -89,6 +89,36 @@ describe('layerNorm kernels', () => {
       assertClose(await b.grad!.read(), dref.db, { atol: 1e-5 * Math.sqrt(rows) * maxAbs(dref.db) + 1e-5, rtol: 1e-4 }, 'dbias');
     });
   }
+
+  it('a residual stream x + f(layerNorm(x)): dx accumulates into the gradient x already has, with no extra pass', async () => {
+    for (const [rows, n] of [[37, 16], [5, 7]] as const) {
+      const eps = 1e-5;
+      const xs = rng.normal(rows * n);
+      const hs = rng.normal(rows * n);
+      const ws = rng.uniform(n, 0.5, 1.5);
+      const gs = rng.normal(rows * n);
+      const x = tensor(dev, xs, [rows, n], { requiresGrad: true });
+      const w = tensor(dev, ws, [n]);
+      const b = tensor(dev, new Float32Array(n), [n]);
+      const kernels: string[] = [];
+      const dispatch = dev.dispatch.bind(dev);
+      scope(() => {
+        // s feeds LayerNorm and the stream: the stream's gradient reaches s first (the add was
+        // recorded last), then LayerNorm adds its dx into it in the same kernel.
+        const s = mul(x, tensor(dev, [1], [1]));
+        const y = add(s, mul(layerNorm(s, w, b, eps), tensor(dev, hs, [rows, n])));
+        dev.dispatch = (spec, ...rest) => (kernels.push(spec.name), dispatch(spec, ...rest));
+        backward(sum(mul(y, tensor(dev, gs, [rows, n]))));
+        dev.dispatch = dispatch;
+      });
+      expect(kernels.filter((k) => k.startsWith('layer_norm_dx'))).toHaveLength(1);
+      expect(kernels).not.toContain('accumulate');
+      // d/dx: g (the stream) + LayerNorm's dx of g ⊙ h.
+      const gh = gs.map((g, i) => g * hs[i]!);
+      const dref = layerNormBackwardRef(f64(gh, [rows, n]), f64(xs, [rows, n]), toF64(ws), eps);
+      assertClose(await x.grad!.read(), dref.dx.data.map((v, i) => v + gs[i]!), { atol: 1e-4, rtol: 1e-3 }, `dx [${rows}, ${n}]`);
+    }
+  });
 
   it('statistics per row, and strided input', async () => {
     const xs = rng.normal(6 * 4);

@@ -46,7 +46,7 @@ function layerNormDxSpec(wg: number): KernelSpec {
   return {
     name: 'layer_norm_dx',
     storage: [f32('G'), f32('X'), f32('W'), f32('Mean'), f32('Rstd'), f32('DX', 'read_write')],
-    params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
+    params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_m', 'u32'], ['off_r', 'u32'], ['accumulate', 'u32']],
     workgroupSize: [wg],
     code: `${WORKGROUP_REDUCE_WGSL}
 @compute @workgroup_size(WG_X)
@@ -69,7 +69,8 @@ fn main(${ROW_ARGS}) {
   for (var i = lid; i < p.n; i += WG_X) {
     let xhat = (X[bx + i] - mean) * rstd;
     let dxhat = G[bg + i] * W[p.off_w + i];
-    DX[bd + i] = rstd * (dxhat - m.x - xhat * m.y);
+    let d = rstd * (dxhat - m.x - xhat * m.y);
+    if (p.accumulate != 0u) { DX[bd + i] += d; } else { DX[bd + i] = d; }
   }
 }`,
   };
@@ -124,7 +125,7 @@ function layerNormDxSubgroupSpec(sg: number): KernelSpec {
   return {
     name: 'layer_norm_dx_sg',
     storage: [vec4s('G'), vec4s('X'), vec4s('W'), f32('Mean'), f32('Rstd'), vec4s('DX', 'read_write')],
-    params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
+    params: [['rows', 'u32'], ['n', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_w', 'u32'], ['off_m', 'u32'], ['off_r', 'u32'], ['accumulate', 'u32']],
     workgroupSize: [sg],
     enable: ['subgroups'],
     code: `
@@ -151,7 +152,8 @@ fn main(${ROW_ARGS}) {
     for (var i = lane; i < n4; i += WG_X) {
       let xhat = (X[bx + i] - mean) * rstd;
       let dxhat = G[bg + i] * W[w0 + i];
-      DX[bd + i] = rstd * (dxhat - vec4<f32>(m.x) - xhat * m.y);
+      let d = rstd * (dxhat - vec4<f32>(m.x) - xhat * m.y);
+      if (p.accumulate != 0u) { DX[bd + i] += d; } else { DX[bd + i] = d; }
     }
   }
 }`,
@@ -276,6 +278,8 @@ export function launchLayerNormBackward(
   mean: Tensor,
   rstd: Tensor,
   need: { dx: boolean; dparams: boolean },
+  /** dx is added into this contiguous tensor of x's shape, starting its buffer (and returned), instead of a new one. */
+  accumulateInto?: Tensor,
 ): LayerNormGrads {
   const { rows, n } = rowsOf('layerNormBackward', x);
   if (!sameShape(g.shape, x.shape) || g.dtype !== 'f32') {
@@ -294,12 +298,16 @@ export function launchLayerNormBackward(
   const out: LayerNormGrads = { dx: null, dweight: null, dbias: null };
   if (need.dx) {
     const w = dense(weight);
-    const dx = empty(dev, x.shape, 'f32', 'layer_norm_dx');
+    // The kernels write DX from the start of its buffer.
+    if (accumulateInto && (!accumulateInto.isContiguous() || accumulateInto.offset !== 0 || !sameShape(accumulateInto.shape, x.shape) || accumulateInto.dtype !== 'f32')) {
+      throw new Error(`layerNormBackward: cannot accumulate into ${accumulateInto} for x ${shapeStr(x.shape)}`);
+    }
+    const dx = accumulateInto ?? empty(dev, x.shape, 'f32', 'layer_norm_dx');
     const sg = rowSubgroup(dev, n, [gc.offset, xc.offset, w.offset]);
     dev.dispatch(
       sg ? layerNormDxSubgroupSpec(sg) : layerNormDxSpec(rowWorkgroup(n)),
       [gc.buffer, xc.buffer, w.buffer, mean.buffer, rstd.buffer, dx.buffer],
-      [rows, n, gc.offset, xc.offset, w.offset, mean.offset, rstd.offset],
+      [rows, n, gc.offset, xc.offset, w.offset, mean.offset, rstd.offset, accumulateInto ? 1 : 0],
       grid1d(sg ? Math.ceil(rows / SG_ROWS) : rows, 1),
     );
     release(weight, w);
