@@ -174,7 +174,7 @@ export async function attentionRows(dev: Device, opts: SuiteOptions = {}): Promi
   }
 
   // ---- VLFM cross-modal attention ----
-  for (const C of opts.quick ? [3] : [200, 555]) {
+  for (const C of opts.quick ? [3] : [10, 200, 555]) {
     const [B, D] = opts.quick ? [2, 8] : [16, 512];
     const q0 = make([B, D], true);
     const k0 = make([B, D], true);
