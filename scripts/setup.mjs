@@ -26,7 +26,8 @@ function fail(msg) {
 }
 
 function run(cmd, cmdArgs, opts = {}) {
-  const r = spawnSync(cmd, cmdArgs, { stdio: 'inherit', cwd: root, ...opts });
+  // The child's standard output goes to standard error: what runs after setup may print a document (bench --json) on stdout.
+  const r = spawnSync(cmd, cmdArgs, { stdio: ['inherit', 2, 'inherit'], cwd: root, ...opts });
   if (r.status !== 0) fail(`'${cmd} ${cmdArgs.join(' ')}' failed (exit ${r.status ?? r.signal})`);
 }
 

@@ -3,7 +3,10 @@
 A timm-style pre-norm ViT (patch conv, CLS token, learned positions, GELU MLP, final LayerNorm)
 with a linear head, cross-entropy and AdamW, at the configuration given as JSON on argv[1]:
 {"imageSize", "patchSize", "width", "depth", "heads", "mlpRatio", "classes", "batch", "steps"}.
-Prints one JSON object: images/s of the training step and torch's thread count and version.
+Prints one JSON object: images/s of the training step, torch's thread count and version, the BLAS
+library the process actually loaded and the matmul GFLOP/s it reaches (1024³, f32), so that a peer
+running on Debian's reference BLAS (a few GFLOP/s until libopenblas0-openmp is installed) is seen
+for what it is.
 """
 import json
 import sys
@@ -49,6 +52,29 @@ class ViT(nn.Module):
         return self.head(self.norm(x[:, 0]))
 
 
+def loaded_blas():
+    """The BLAS shared object mapped into this process (what runs, not what torch was built against)."""
+    names = set()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1] if line.split() else ""
+            base = path.rsplit("/", 1)[-1]
+            if "blas" in base or "mkl" in base or "blis" in base:
+                names.add(path)
+    return ", ".join(sorted(names)) or "none found"
+
+
+def matmul_gflops(n=1024, repeats=3):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / sorted(times)[len(times) // 2] / 1e9
+
+
 def main():
     c = json.loads(sys.argv[1])
     torch.manual_seed(0)
@@ -69,7 +95,17 @@ def main():
         step()
         times.append(time.perf_counter() - t0)
     times.sort()
-    print(json.dumps({"imagesPerSec": c["batch"] / times[len(times) // 2], "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    print(
+        json.dumps(
+            {
+                "imagesPerSec": c["batch"] / times[len(times) // 2],
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "blas": loaded_blas(),
+                "matmulGflops": matmul_gflops(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
