@@ -110,6 +110,18 @@ describe('model files', () => {
   });
 });
 
+describe('a model file on its own', () => {
+  it('copied out of its run folder still names its classes and keeps its normalisation', () => {
+    mkdirSync(join(tmp, 'alone'));
+    cpSync(join(tmp, 'run', 'model.safetensors'), join(tmp, 'alone', 'bird-model.safetensors'));
+    const p = mpfgvc(['predict', '--checkpoint', join(tmp, 'alone', 'bird-model.safetensors'), '--top', '3', '--json', image]);
+    expect(p.code, p.stderr).toBe(0);
+    const names = JSON.parse(readFileSync(join(tmp, 'run', 'eval-stage2.json'), 'utf8')).classes as string[];
+    const got = JSON.parse(p.stdout).results[0].ensemble as { name: string }[];
+    expect(got.map((c) => c.name).every((n) => names.includes(n))).toBe(true);
+  });
+});
+
 describe('--config', () => {
   it('"false" is false: a string cannot turn --overwrite on, and "strict": "false" leaves strict off', () => {
     writeFileSync(join(tmp, 'overwrite.json'), JSON.stringify({ overwrite: 'false', classes: 2, 'per-class': 1, 'test-per-class': 1, size: 16 }));
@@ -137,10 +149,13 @@ describe('failures of our making or the machine', () => {
   });
 
   it('no stack trace unless MPFGVC_DEBUG=1; control characters in names never reach the terminal', () => {
-    const run = copyRun('escape');
-    const evalFile = join(run, 'eval-stage2.json');
-    editJson(evalFile, (j) => (j.classes = ['\u001b[31mred\u001b[0m', 'b\u0007ell', 'plain']));
-    const p = mpfgvc(['predict', '--checkpoint', run, '--top', '3', image]);
+    // Class names from the model file's own metadata, as a crafted file might carry them.
+    const st = parseSafetensors(new Uint8Array(readFileSync(join(tmp, 'run', 'model.safetensors'))), 'model');
+    const entries: Parameters<typeof serializeSafetensors>[0] = {};
+    for (const [k, e] of st.tensors) entries[k] = { dtype: 'F32', shape: e.shape, data: readF32(st, k) };
+    const info = { ...JSON.parse(st.metadata.info!), classes: ['\u001b[31mred\u001b[0m', 'b\u0007ell', 'plain'] };
+    writeFileSync(join(tmp, 'escape.safetensors'), serializeSafetensors(entries, { ...st.metadata, info: JSON.stringify(info) }));
+    const p = mpfgvc(['predict', '--checkpoint', 'escape.safetensors', '--top', '3', image]);
     expect(p.code, p.stderr).toBe(0);
     expect(p.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
     expect(p.stdout).toContain('\\x1b[31mred\\x1b[0m');

@@ -119,6 +119,21 @@ export function checkModelFile(st: Safetensors): { config: MPFGVCConfig; tokens:
   return { config, tokens };
 }
 
+const rgb = z.tuple([z.number(), z.number(), z.number()]);
+const positive = z.number().positive();
+
+/** What a model file carries for its use besides the architecture: class names, the input normalisation, where it was trained. */
+export const modelInfoSchema = z.strictObject({
+  classes: z.array(z.string().max(1000)).max(MODEL_LIMITS.numClasses).optional(),
+  normalization: z.strictObject({ mean: rgb, std: z.tuple([positive, positive, positive]) }).optional(),
+  /** Evaluation crop: the shorter side resized to size / cropRatio, then a centred crop. */
+  cropRatio: z.number().positive().max(1).optional(),
+  promptTemplate: z.string().max(1000).optional(),
+  dataset: z.string().max(1000).optional(),
+});
+
+export type ModelInfo = z.infer<typeof modelInfoSchema>;
+
 export interface LoadOptions {
   /** Load tensors holding NaN or infinity instead of refusing them (for inspecting a diverged run). */
   allowNonFinite?: boolean;
@@ -361,11 +376,19 @@ export class MPFGVC extends Module {
     );
   }
 
-  /** The whole model as safetensors bytes; the config and prompt tokens ride in the metadata. */
+  /** What the model file says about its use beyond the weights: class names, preprocessing (saved with it, read back by load). */
+  info: ModelInfo = {};
+
+  /**
+   * The whole model as safetensors bytes; the config, the prompt tokens and `info` (class names,
+   * normalisation) ride in the metadata, so that the file alone is enough to use the model.
+   */
   async save(): Promise<Uint8Array> {
     const entries: Parameters<typeof serializeSafetensors>[0] = {};
     for (const [name, v] of await this.stateDict()) entries[name] = { dtype: 'F32', shape: v.shape, data: v.data };
-    return serializeSafetensors(entries, { format: FORMAT, config: JSON.stringify(this.config), tokens: JSON.stringify(this.tokens) });
+    const meta: Record<string, string> = { format: FORMAT, config: JSON.stringify(this.config), tokens: JSON.stringify(this.tokens) };
+    if (Object.keys(this.info).length > 0) meta.info = JSON.stringify(parseWith(modelInfoSchema, this.info, 'model info', (m) => new ConfigError(m)));
+    return serializeSafetensors(entries, meta);
   }
 
   /**
@@ -380,7 +403,10 @@ export class MPFGVC extends Module {
     for (const e of st.tensors.values()) elements += e.shape.reduce((a, b) => a * b, 1);
     // Twice what the file holds: a wrong shape still gets its precise message from load(), while a
     // configuration that asks for far more than the file stops before it is allocated.
+    const info = st.metadata.info === undefined ? {} : parseWith(modelInfoSchema, metadataJson(st, 'info'), `${source}: metadata info`, (m) => new WeightsError(m));
+    if (info.classes && info.classes.length !== config.numClasses) throw new WeightsError(`${source}: metadata info.classes names ${info.classes.length} classes, the model has ${config.numClasses}`);
     const model = withParameterBudget({ tensors: 2 * st.tensors.size + 64, elements: 2 * elements + (1 << 20), source }, () => new MPFGVC(device, new Rng(0), config, tokens));
+    model.info = info;
     try {
       model.load((name, shape) => {
         if (!st.tensors.has(name)) return undefined;

@@ -34,19 +34,14 @@ export { encodePng } from './synth/png.js';
 export { type RgbImage, decodeRgb } from './images/decode.js';
 export { type Box, DEFAULT_RRC, type RandomResizedCropOptions, centerCropPlan, randomResizedCropBox, roundHalfEven } from './images/transforms.js';
 export { orderRng, sampleRng } from './images/streams.js';
+export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type InputNormalization, type Rgb, normalizationStats, normalizeInto } from './images/normalize.js';
 export {
   type BatchImages,
   type BatchTask,
-  CLIP_NORMALIZATION,
-  IMAGENET_NORMALIZATION,
   type ImageConfig,
-  type InputNormalization,
-  type Rgb,
   MAX_IMAGE_BYTES,
   UnreadableImageError,
   imageConfig,
-  normalizationStats,
-  normalizeInto,
   prepareBatch,
   prepareImage,
   readImage,

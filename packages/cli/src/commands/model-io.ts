@@ -77,7 +77,10 @@ export function loadModel(dev: Device, path: string): LoadedModel {
   const bytes = readRegularFile(file, { what: 'checkpoint' });
   try {
     const model = MPFGVC.load(dev, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
-    return { model, path: file, ...classNames(file, model.config.numClasses), ...(runConfig ? { normalization: runConfig.normalization } : {}) };
+    // What the file says first; files written before it carried names and statistics: the run folder's.
+    const classes = model.info.classes ? { classes: model.info.classes } : classNames(file, model.config.numClasses);
+    const norm = model.info.normalization ?? runConfig?.normalization;
+    return { model, path: file, ...classes, ...(norm ? { normalization: norm } : {}) };
   } catch (e) {
     if (e instanceof WeightsError || e instanceof SyntaxError) throw new CliError(`checkpoint ${file}: ${e.message.replace(`${file}: `, '')}`);
     throw e;

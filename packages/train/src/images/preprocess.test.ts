@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeRgb } from './decode.js';
-import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type Rgb, imageConfig, normalizeInto, prepareBatch, prepareImage } from './preprocess.js';
+import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type Rgb, normalizeInto } from './normalize.js';
+import { imageConfig, prepareBatch, prepareImage } from './preprocess.js';
 
 const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-images-'));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));

@@ -4,25 +4,9 @@
 import sharp, { type Sharp } from 'sharp';
 import { insideFolderAsync, readRegularFileAsync } from '../safe-files.js';
 import { type RgbImage, decodeRgb } from './decode.js';
+import { IMAGENET_NORMALIZATION, type Rgb, normalizeInto } from './normalize.js';
 import { sampleRng } from './streams.js';
 import { type Box, DEFAULT_RRC, centerCropPlan, randomResizedCropBox } from './transforms.js';
-
-export type Rgb = [number, number, number];
-
-export const IMAGENET_NORMALIZATION: { mean: Rgb; std: Rgb } = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
-export const CLIP_NORMALIZATION: { mean: Rgb; std: Rgb } = {
-  mean: [0.48145466, 0.4578275, 0.40821073],
-  std: [0.26862954, 0.26130258, 0.27577711],
-};
-
-/** Input normalisation: by name, or the mean and std a checkpoint's preprocessor config gives. */
-export type InputNormalization = 'imagenet' | 'clip' | { mean: Rgb; std: Rgb };
-
-export function normalizationStats(n: InputNormalization): { mean: Rgb; std: Rgb } {
-  if (n === 'imagenet') return IMAGENET_NORMALIZATION;
-  if (n === 'clip') return CLIP_NORMALIZATION;
-  return n;
-}
 
 export interface ImageConfig {
   /** Output side S: images are (3, S, S). */
@@ -60,25 +44,6 @@ export function imageConfig(opts: Partial<ImageConfig> & { size: number; train: 
   return cfg;
 }
 
-/**
- * Writes HWC uint8 pixels (size x size) as normalised CHW float32 at out[offset..], mirrored
- * left-right when `flip`: out[c][y][x] = (p[y][x'][c] / 255 - mean[c]) / std[c].
- */
-export function normalizeInto(pixels: Uint8Array, size: number, flip: boolean, mean: Rgb, std: Rgb, out: Float32Array, offset: number): void {
-  const plane = size * size;
-  for (let c = 0; c < 3; c++) {
-    const scale = 1 / (255 * std[c]);
-    const bias = -mean[c] / std[c];
-    const base = offset + c * plane;
-    for (let y = 0; y < size; y++) {
-      const row = y * size;
-      for (let x = 0; x < size; x++) {
-        const sx = flip ? size - 1 - x : x;
-        out[base + row + x] = pixels[(row + sx) * 3 + c]! * scale + bias;
-      }
-    }
-  }
-}
 
 /** Crops and resizes a decoded image and writes it normalised into out[offset..]. */
 export async function transformInto(img: RgbImage, cfg: ImageConfig, seed: number, epoch: number, index: number, out: Float32Array, offset: number): Promise<void> {

@@ -3,7 +3,7 @@
 // config.json and in each checkpoint (the "effective" configuration).
 import { z } from 'zod';
 import { type MPFGVCConfig, type PromptTokens, modelConfigShape, parseWith, promptTokensSchema, selectKCheck } from '@mpfgvc/model';
-import type { InputNormalization } from '../images/preprocess.js';
+import type { InputNormalization } from '../images/normalize.js';
 import type { PretrainedFolders } from '../pretrained.js';
 import { DATASET_NAMES, type DatasetKind } from '../datasets/dataset.js';
 import { ConfigurationError } from '../errors.js';

@@ -36,6 +36,7 @@ import { MAX_JSON_BYTES, type Pretrained, loadPretrained, resolvePretrained } fr
 import { readRegularText } from '../safe-files.js';
 import { type CheckpointRecord, type LoadedCheckpoint, type RunPosition, CHECKPOINT_FILE, CheckpointError, hasCheckpoint, readCheckpoint, serializeOptimizer, writeCheckpoint } from '../checkpoint.js';
 import { DatasetError } from '../datasets/dataset.js';
+import { normalizationStats } from '../images/normalize.js';
 import { ConfigurationError, RunFolderError } from '../errors.js';
 import { type EvalResult, confusionCsv, evaluate } from '../eval.js';
 import type { EpochPosition } from '../images/epoch-order.js';
@@ -195,6 +196,14 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     const modelConfig: MPFGVCConfig = { ...cfg.model, numClasses: data.classes.length, superCategory: data.superCategory };
     model = ckpt ? MPFGVC.load(dev, ckpt.model, join(cfg.outDir, ckpt.record.model)) : new MPFGVC(dev, new Rng(cfg.seed), modelConfig, promptTokens(cfg, data.superCategory, data.classes));
     if (pretrained) loadPretrained(model, pretrained);
+    // The file alone is enough to use the model: class names and preprocessing ride in it.
+    model.info = {
+      classes: data.classes,
+      normalization: normalizationStats(cfg.normalization),
+      cropRatio: 0.875,
+      ...(cfg.model.prompts === 'fixed' ? { promptTemplate: cfg.promptTemplate } : {}),
+      dataset: cfg.data.kind === 'synth' ? 'synthetic birds' : cfg.data.root,
+    };
     if (ckpt && canonicalJson(model.config) !== canonicalJson(modelConfig)) {
       throw new CheckpointError(`${out(ckpt.record.model)}: the model's configuration differs from the run's (${JSON.stringify(model.config)} vs ${JSON.stringify(modelConfig)})`);
     }
