@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Makes a fresh clone runnable: installs npm dependencies when they are missing or stale and, when
 // no WebGPU adapter can be found, installs a software Vulkan driver (Mesa's lavapipe) where that is
-// possible (Debian/Ubuntu as root) or says exactly what to install. Plain Node, no dependencies:
-// it runs before anything is installed.
+// possible (Debian/Ubuntu as root) or says exactly what to install; with --browser, the system's
+// Chromium for the web app's tests the same way (never a browser download of its own). Plain Node,
+// no dependencies: it runs before anything is installed.
 //
-//   node scripts/setup.mjs            dependencies + adapter check
-//   node scripts/setup.mjs --no-gpu   dependencies only
+//   node scripts/setup.mjs             dependencies + adapter check
+//   node scripts/setup.mjs --browser   ... + a Chromium for the browser tests
+//   node scripts/setup.mjs --no-gpu    dependencies only
 //
 // MPFGVC_SKIP_SETUP=1 skips everything (for environments that manage their own installs).
 import { spawnSync } from 'node:child_process';
@@ -86,17 +88,16 @@ const WHAT_TO_INSTALL =
   "or on Linux without a GPU Mesa's software Vulkan driver: Debian 12: 'apt-get install -t bookworm-backports libvulkan1 mesa-vulkan-drivers' " +
   "(with bookworm-backports in the apt sources; Mesa 22.x is too old for Dawn); Debian 13 / Ubuntu 24.04+: 'apt-get install libvulkan1 mesa-vulkan-drivers'.";
 
-function installSoftwareVulkan() {
+/** Installs Debian/Ubuntu packages as root, or fails with `what` (what a person should install). */
+function aptInstall(pkgs, what, opts = {}) {
   const os = osRelease();
   const family = `${os.ID ?? ''} ${os.ID_LIKE ?? ''}`;
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (process.platform !== 'linux' || !/debian|ubuntu/.test(family) || !existsSync('/usr/bin/apt-get')) {
-    fail(WHAT_TO_INSTALL);
-  }
-  if (!isRoot) fail(`${WHAT_TO_INSTALL} (Not running as root, so this script cannot install it itself.)`);
+  if (process.platform !== 'linux' || !/debian|ubuntu/.test(family) || !existsSync('/usr/bin/apt-get')) fail(what);
+  if (!isRoot) fail(`${what} (Not running as root, so this script cannot install it itself.)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const pkgs = ['libvulkan1', 'mesa-vulkan-drivers'];
-  if (os.ID === 'debian' && os.VERSION_CODENAME === 'bookworm') {
+  const extra = [];
+  if (opts.backports && os.ID === 'debian' && os.VERSION_CODENAME === 'bookworm') {
     const src = '/etc/apt/sources.list.d/bookworm-backports.sources';
     if (!existsSync(src)) {
       log(`adding bookworm-backports to the apt sources (${src})`);
@@ -106,14 +107,34 @@ function installSoftwareVulkan() {
           'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n',
       );
     }
-    log("installing Mesa's software Vulkan driver from bookworm-backports");
-    run('apt-get', ['update', '-qq'], { env });
-    run('apt-get', ['install', '-y', '-qq', '-t', 'bookworm-backports', ...pkgs], { env });
-  } else {
-    log("installing Mesa's software Vulkan driver");
-    run('apt-get', ['update', '-qq'], { env });
-    run('apt-get', ['install', '-y', '-qq', ...pkgs], { env });
+    extra.push('-t', 'bookworm-backports');
   }
+  log(`installing ${pkgs.join(' ')}${extra.includes('bookworm-backports') ? ' from bookworm-backports' : ''}`);
+  run('apt-get', ['update', '-qq'], { env });
+  if (opts.noRecommends) extra.push('--no-install-recommends');
+  run('apt-get', ['install', '-y', '-qq', ...extra, ...pkgs], { env });
+}
+
+function installSoftwareVulkan() {
+  aptInstall(['libvulkan1', 'mesa-vulkan-drivers'], WHAT_TO_INSTALL, { backports: true });
+}
+
+// The browsers the web app's tests drive (apps/web/src/harness.ts looks in the same places).
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
+
+function ensureChromium() {
+  const set = process.env.MPFGVC_CHROMIUM;
+  if (set) {
+    if (!existsSync(set)) fail(`MPFGVC_CHROMIUM=${set}: no such file`);
+    return;
+  }
+  if (CHROMIUM.some((p) => existsSync(p))) return;
+  const os = osRelease();
+  // Ubuntu's chromium-browser package only installs a snap; there, a person installs Chrome or Chromium.
+  if (os.ID === 'ubuntu') fail('The browser tests need Chromium or Chrome: install Google Chrome, or set MPFGVC_CHROMIUM to a Chromium binary.');
+  aptInstall(['chromium'], "The browser tests need Chromium: Debian: 'apt-get install chromium'; elsewhere set MPFGVC_CHROMIUM to a Chromium or Chrome binary.", {
+    noRecommends: true, // a headless browser: no fonts, desktop integration or GPU drivers it recommends
+  });
 }
 
 if (process.env.MPFGVC_SKIP_SETUP === '1') process.exit(0);
@@ -128,3 +149,4 @@ if (!args.has('--no-gpu')) {
   }
   log(`WebGPU adapter: ${probe.name}`);
 }
+if (args.has('--browser')) ensureChromium();
