@@ -32,10 +32,13 @@ try {
     .toFile(png);
   await page.setInputFiles('#image-file', png);
   await page.waitForFunction(() => document.querySelectorAll('#results .head').length > 0);
-  const header = await page.locator('header').boundingBox();
-  const panel = await page.locator('#classify-panel').boundingBox();
-  await page.screenshot({ path: join(out, 'web-classify.png'), clip: { x: 0, y: 0, width: 1200, height: Math.ceil(Math.max(panel!.y + panel!.height, header!.y + header!.height) + 12) } });
-  const top = await page.$$eval('#results .head', (cards) => cards.map((c) => `${c.querySelector('h3')?.textContent}: ${c.querySelector('li')?.textContent}`));
+  // The page from its top down to the end of the classify panel (the results reach below the fold).
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const bottom = await page.$eval('#classify-panel', (el) => el.getBoundingClientRect().bottom + window.scrollY);
+  await page.screenshot({ path: join(out, 'web-classify.png'), fullPage: true, clip: { x: 0, y: 0, width: 1200, height: Math.ceil(bottom + 12) } });
+  const top = await page.$$eval('#results .head', (cards) =>
+    cards.map((c) => `${c.querySelector('h3')?.textContent}: ${Array.from(c.querySelector('li')?.children ?? [], (e) => e.textContent).filter(Boolean).join(' ')}`),
+  );
   const report = {
     adapter,
     config: TAB_DEMO,
