@@ -17,6 +17,8 @@ import type { EpochPosition } from './images/epoch-order.js';
 import { childFile, insideFolder, readRegularFile, readRegularText, realFolder } from './safe-files.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.json';
+/** The checkpoint at the end of stage 1, kept through stage 2: a longer stage 2 restarts from it. */
+export const STAGE1_CHECKPOINT_FILE = 'checkpoint-stage1.json';
 
 /** Where a run stands after an optimiser step. */
 export interface RunPosition {
@@ -45,6 +47,8 @@ export interface CheckpointRecord {
   config: unknown;
   /** Images skipped so far: path -> reason. */
   skipped: Record<string, string>;
+  /** Length of metrics.jsonl when the checkpoint was written: a resume drops the rows after it. */
+  metricsBytes?: number;
   time: string;
 }
 
@@ -84,6 +88,7 @@ const recordSchema = z
     seed: z.int().min(0).max(0xffffffff),
     config: z.record(z.string(), z.unknown()),
     skipped: z.record(z.string(), z.string()),
+    metricsBytes: count.optional(),
     time: z.string(),
   })
   .superRefine((r, ctx) => {
@@ -99,10 +104,10 @@ export function parseCheckpointRecord(json: unknown, source: string): Checkpoint
   return parseWith(recordSchema, json, source, (m) => new CheckpointError(m)) as CheckpointRecord;
 }
 
-/** checkpoint.json of `dir`, checked; throws CheckpointError naming the file and the key at fault. */
-export function readCheckpointRecord(dir: string): CheckpointRecord {
-  const path = join(dir, CHECKPOINT_FILE);
-  if (!existsSync(path)) throw new CheckpointError(`cannot resume from ${dir}: missing ${CHECKPOINT_FILE}`);
+/** checkpoint.json of `dir` (or another record file there), checked; throws CheckpointError naming the file and the key at fault. */
+export function readCheckpointRecord(dir: string, file = CHECKPOINT_FILE): CheckpointRecord {
+  const path = join(dir, file);
+  if (!existsSync(path)) throw new CheckpointError(`cannot resume from ${dir}: missing ${file}`);
   let json: unknown;
   try {
     json = JSON.parse(readRegularText(path, { what: 'checkpoint record', maxBytes: MAX_RECORD_BYTES }));
@@ -176,20 +181,34 @@ export function writeCheckpoint(dir: string, rec: Omit<CheckpointRecord, 'format
   assertFiniteSafetensors(optimizer, `checkpoint at step ${rec.position.step}: optimiser state`);
   writeFileAtomic(join(dir, record.model), model);
   writeFileAtomic(join(dir, record.optimizer), optimizer);
-  writeFileAtomic(join(dir, CHECKPOINT_FILE), JSON.stringify(record, null, 1) + '\n');
+  const json = JSON.stringify(record, null, 1) + '\n';
+  if (record.position.stage === 1 && record.position.stageDone) writeFileAtomic(join(dir, STAGE1_CHECKPOINT_FILE), json);
+  writeFileAtomic(join(dir, CHECKPOINT_FILE), json);
+  // Older checkpoints' files go; the end of stage 1 stays while its record names it.
+  const keep = new Set([record.model, record.optimizer]);
+  const stage1 = existsSync(join(dir, STAGE1_CHECKPOINT_FILE)) ? tryRecord(dir, STAGE1_CHECKPOINT_FILE) : undefined;
+  if (stage1) keep.add(stage1.model).add(stage1.optimizer);
   for (const f of readdirSync(dir)) {
-    if (/^step-\d+(-stage\d)?\.(model|optim)\.safetensors$/.test(f) && f !== record.model && f !== record.optimizer) rmSync(join(dir, f), { force: true });
+    if (/^step-\d+(-stage\d)?\.(model|optim)\.safetensors$/.test(f) && !keep.has(f)) rmSync(join(dir, f), { force: true });
   }
   return record;
+}
+
+function tryRecord(dir: string, file: string): CheckpointRecord | undefined {
+  try {
+    return readCheckpointRecord(dir, file);
+  } catch {
+    return undefined;
+  }
 }
 
 export function hasCheckpoint(dir: string): boolean {
   return existsSync(join(dir, CHECKPOINT_FILE));
 }
 
-/** Reads the checkpoint in force in `dir`; errors name the file and the key at fault. */
-export function readCheckpoint(dir: string): LoadedCheckpoint {
-  const record = readCheckpointRecord(dir);
-  const path = join(dir, CHECKPOINT_FILE);
+/** Reads the checkpoint in force in `dir` (or the one another record there names); errors name the file and the key at fault. */
+export function readCheckpoint(dir: string, file = CHECKPOINT_FILE): LoadedCheckpoint {
+  const record = readCheckpointRecord(dir, file);
+  const path = join(dir, file);
   return { record, model: checkpointFile(dir, record.model, path), optimizer: parseOptimizer(checkpointFile(dir, record.optimizer, path), join(dir, record.optimizer)) };
 }

@@ -89,8 +89,12 @@ export interface TrainConfig {
   stage1: StageConfig;
   /** Stage 2's epochs default to 0 for objective 'vision', which refuses any other number. */
   stage2: StageConfig;
-  /** A checkpoint every N optimiser steps (0: only at the end of each stage). */
+  /** A checkpoint every N optimiser steps (0: none by steps). Stage ends always checkpoint. */
   checkpointEvery: number; // 0
+  /** A checkpoint at the end of every N-th epoch (0: none by epochs). */
+  checkpointEpochs: number; // 1
+  /** A checkpoint once this many minutes have passed since the last one (0: none by time). */
+  checkpointMinutes: number; // 10
   /** A metrics row every N optimiser steps. */
   logEvery: number; // 1
   /** Evaluate on the test split every N epochs within a stage (0: only at each stage's end). */
@@ -187,6 +191,8 @@ export const trainConfigSchema = z.strictObject({
   stage1: stageSchema.optional(),
   stage2: stageSchema.optional(),
   checkpointEvery: int(0, 1e9).optional(),
+  checkpointEpochs: int(0, 1e9).optional(),
+  checkpointMinutes: finite(0, 1e6).optional(),
   logEvery: int(1, 1e9).optional(),
   evalEvery: int(0, 1e9).optional(),
   evalBatchSize: int(1, 65_536).optional(),
@@ -226,6 +232,8 @@ export function resolveConfig(raw: TrainConfigInput, source = 'config'): TrainCo
     stage1: resolveStage('stage1', input.stage1 ?? {}, {}),
     stage2: resolveStage('stage2', input.stage2 ?? {}, { epochs: visionOnly ? 0 : 10, augment: false }),
     checkpointEvery: input.checkpointEvery ?? 0,
+    checkpointEpochs: input.checkpointEpochs ?? 1,
+    checkpointMinutes: input.checkpointMinutes ?? 10,
     logEvery: input.logEvery ?? 1,
     evalEvery: input.evalEvery ?? 0,
     evalBatchSize: input.evalBatchSize ?? 64,

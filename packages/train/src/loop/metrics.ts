@@ -1,6 +1,7 @@
 // metrics.jsonl: one JSON object per line, appended and handed to the OS row by row (then synced),
-// so a crash loses at most the row being written. A resumed run appends to the same file.
-import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
+// so a crash loses at most the row being written. A resumed run appends to the same file after
+// dropping the rows written past its checkpoint.
+import { closeSync, fdatasyncSync, fstatSync, openSync, writeSync } from 'node:fs';
 import type { Stage } from '@mpfgvc/model';
 import { writing } from '../atomic.js';
 import type { Head } from '../eval.js';
@@ -41,6 +42,11 @@ export class MetricsLog {
       writeSync(this.fd, JSON.stringify(row) + '\n');
       fdatasyncSync(this.fd);
     });
+  }
+
+  /** The file's length now (a checkpoint records it; a resume drops what came after). */
+  get bytes(): number {
+    return fstatSync(this.fd).size;
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,13 +6,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Device } from '@mpfgvc/kernels';
 import { testDevice } from '@mpfgvc/kernels/testing';
 import { MPFGVC } from '@mpfgvc/model';
-import { CHECKPOINT_FILE, assertFiniteSafetensors, readCheckpoint } from '../checkpoint.js';
+import { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, assertFiniteSafetensors, readCheckpoint } from '../checkpoint.js';
+import { LOCK_FILE } from '../run-folder.js';
 import { evaluate } from '../eval.js';
 import { writeCubLayout } from '../synth/cub.js';
 import type { TrainConfigInput } from './config.js';
 import { openRunData } from './data.js';
 import type { StepRow } from './metrics.js';
-import { train } from './trainer.js';
+import { TrainingInterrupted, train } from './trainer.js';
 
 // A tiny MP-FGVC trained through the real path of a dataset on disk: the synthetic birds written in
 // CUB-200-2011 layout, read by the CUB reader, prepared by the image pipeline (on the main thread).
@@ -185,4 +186,76 @@ describe('train', () => {
       `CUB-200-2011 at ${empty}: missing train_test_split.txt`,
     );
   });
+
+  it('stops when asked after the step in progress, with a checkpoint there; the resume drops rows written past it and ends as the whole run', async () => {
+    const short: Partial<TrainConfigInput> = { stage1: { epochs: 2, batchSize: 16, lr: 3e-3, augment: true }, stage2: { epochs: 1, batchSize: 16, lr: 3e-3 } };
+    const whole: StepRow[] = [];
+    await train(config(join(temp, 'whole-2'), short), { device: dev, onStep: (r) => whole.push(r) });
+
+    const dir = join(temp, 'stopped');
+    const stop = new AbortController();
+    const run = train(config(dir, short), { device: dev, signal: stop.signal, onStep: (r) => r.step === 3 && stop.abort('SIGINT') });
+    const err = await run.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrainingInterrupted);
+    const at = (err as TrainingInterrupted).position!;
+    // Row 3 is read back while step 4 is already recorded: the run stops after step 4.
+    expect(at).toMatchObject({ stage: 1, step: 4, stageDone: false });
+    expect((err as TrainingInterrupted).reason).toBe('SIGINT');
+    expect(readCheckpoint(dir).record.position).toEqual(at);
+    expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'))).toMatchObject({ status: 'interrupted', steps: 4 });
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+
+    // A run killed later leaves rows past its checkpoint: the resume drops them, once.
+    appendFileSync(join(dir, 'metrics.jsonl'), '{"stage":1,"epoch":0,"step":5,"loss":9}\n{"stage":1,"epoch":0,"step":6,"lo');
+    const said: string[] = [];
+    const resumed: StepRow[] = [];
+    const result = await train({ resume: dir }, { device: dev, log: (l) => said.push(l), onStep: (r) => resumed.push(r) });
+    expect(said).toContain('metrics.jsonl: 2 rows written after the checkpoint dropped');
+    resumed.forEach((r) => expect(Math.abs(r.loss - whole.find((w) => w.step === r.step)!.loss), `step ${r.step}`).toBeLessThanOrEqual(1e-6));
+    const steps = rows(dir).filter((r) => 'loss' in r).map((r) => r.step);
+    expect(steps).toEqual(whole.map((r) => r.step));
+    // The summary holds both stages, the one finished before the stop included.
+    expect(result.stages.map((s) => s.stage)).toEqual([1, 2]);
+    expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'))).toMatchObject({ status: 'completed', stages: [{ stage: 1 }, { stage: 2 }] });
+  });
+
+  it('a finished run resumes to nothing; longer stages go on, a longer stage 2 equal to a run started longer; a branch leaves its source alone', async () => {
+    const short = (e1: number, e2: number): Partial<TrainConfigInput> => ({ stage1: { epochs: e1, batchSize: 16, lr: 3e-3, augment: false }, stage2: { epochs: e2, batchSize: 16, lr: 3e-3 } });
+    const dir = join(temp, 'finished');
+    const first = await train(config(dir, short(1, 1)), { device: dev });
+    const files = ['model.safetensors', 'summary.json', 'metrics.jsonl', CHECKPOINT_FILE].map((f) => join(dir, f));
+    const before = files.map((f) => [readFileSync(f), statSync(f).mtimeMs] as const);
+    expect(existsSync(join(dir, STAGE1_CHECKPOINT_FILE))).toBe(true);
+
+    const again = await train({ resume: dir }, { device: dev });
+    expect(again.stages.map((s) => [s.stage, s.steps, s.eval.top1])).toEqual(first.stages.map((s) => [s.stage, s.steps, s.eval.top1]));
+    files.forEach((f, i) => {
+      expect(readFileSync(f).equals(before[i]![0]), f).toBe(true);
+      expect(statSync(f).mtimeMs, f).toBe(before[i]![1]);
+    });
+    await expect(train({ resume: dir, epochs: { stage1: 0 } }, { device: dev })).rejects.toThrow("stage 1 epochs: a resumed run's stages can only grow (it has 1), got 0");
+
+    // Stage 2 longer, into a branch: stage 2 trains again from the end of stage 1.
+    const longer: StepRow[] = [];
+    await train(config(join(temp, 'longer'), short(1, 2)), { device: dev, onStep: (r) => longer.push(r) });
+    const branch = join(temp, 'branch');
+    const branched: StepRow[] = [];
+    const b = await train({ resume: dir, epochs: { stage2: 2 }, outDir: branch }, { device: dev, onStep: (r) => branched.push(r) });
+    expect(branched.map((r) => r.step)).toEqual(longer.filter((r) => r.stage === 2).map((r) => r.step));
+    branched.forEach((r) => expect(Math.abs(r.loss - longer.find((w) => w.step === r.step)!.loss), `step ${r.step}`).toBeLessThanOrEqual(1e-6));
+    expect(b.stages.map((s) => s.stage)).toEqual([1, 2]);
+    expect(JSON.parse(readFileSync(join(branch, 'config.json'), 'utf8'))).toMatchObject({ outDir: branch, stage2: { epochs: 2 } });
+    expect(rows(branch).filter((r) => 'loss' in r).map((r) => r.step)).toEqual(longer.map((r) => r.step));
+    files.forEach((f, i) => expect(readFileSync(f).equals(before[i]![0]), f).toBe(true));
+
+    // Stage 1 longer, in place: stage 1 goes on from its end, then stage 2 runs again.
+    const said: string[] = [];
+    const grown = await train({ resume: dir, epochs: { stage1: 2 } }, { device: dev, log: (l) => said.push(l) });
+    expect(said[0]).toMatch(/stage 1 goes on to 2 epochs \(was 1\)$/);
+    expect(grown.steps).toBe(first.steps + first.stages[0]!.steps);
+    const steps = rows(dir).filter((r) => 'loss' in r).map((r) => r.step as number);
+    expect(steps).toEqual(Array.from({ length: grown.steps }, (_, i) => i + 1));
+    expect(readCheckpoint(dir).record.config).toMatchObject({ stage1: { epochs: 2 } });
+  });
 });
+

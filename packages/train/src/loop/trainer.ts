@@ -7,7 +7,7 @@
 // back asynchronously and awaited only after the next step has been recorded, so the GPU never
 // waits for the host. A checkpoint waits for the step's own loss first: only a run whose losses
 // were all finite is ever written over the last good checkpoint.
-import { mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   AdamW,
@@ -34,7 +34,19 @@ import { WriteError, writeFileAtomic, writing } from '../atomic.js';
 import { fillPrompt } from '../prompts.js';
 import { MAX_JSON_BYTES, type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
 import { readRegularText } from '../safe-files.js';
-import { type CheckpointRecord, type LoadedCheckpoint, type RunPosition, CHECKPOINT_FILE, CheckpointError, hasCheckpoint, readCheckpoint, serializeOptimizer, writeCheckpoint } from '../checkpoint.js';
+import {
+  type CheckpointRecord,
+  type LoadedCheckpoint,
+  type RunPosition,
+  CHECKPOINT_FILE,
+  CheckpointError,
+  STAGE1_CHECKPOINT_FILE,
+  readCheckpoint,
+  readCheckpointRecord,
+  serializeOptimizer,
+  writeCheckpoint,
+} from '../checkpoint.js';
+import { type RunLock, holdsRunBesidesLock, lockRun } from '../run-folder.js';
 import { DatasetError } from '../datasets/dataset.js';
 import { normalizationStats } from '../images/normalize.js';
 import { ConfigurationError, RunFolderError } from '../errors.js';
@@ -55,6 +67,26 @@ export interface TrainHooks {
   onStep?: (row: StepRow) => void;
   onEval?: (row: EvalRow, result: EvalResult) => void;
   onCheckpoint?: (record: CheckpointRecord) => void;
+  /**
+   * Aborting it stops the run after the step in progress: a checkpoint is written and train()
+   * rejects with TrainingInterrupted (a resume continues exactly from there).
+   */
+  signal?: AbortSignal;
+  /** The run folder's lock when the caller took it (lockRun) before train(); else train() takes it. */
+  lock?: RunLock;
+}
+
+/** Continue a run from its checkpoint, with the configuration recorded there. */
+export interface ResumeInput {
+  resume: string;
+  /**
+   * Longer stages than the run has (epochs only grow). A longer stage 1 continues from where
+   * stage 1 stands (its cosine schedule stretched to the new length); a longer stage 2 trains
+   * stage 2 again from the end of stage 1, as a run started with that length would.
+   */
+  epochs?: { stage1?: number; stage2?: number };
+  /** Continue into this folder (a branch of the run) and leave the one in `resume` as it is. */
+  outDir?: string;
 }
 
 export interface StageReport {
@@ -86,6 +118,23 @@ export interface TrainResult {
 export class TrainingError extends Error {
   override name = 'TrainingError';
 }
+
+/** The run stopped on request (TrainHooks.signal) with a checkpoint to resume from. */
+export class TrainingInterrupted extends Error {
+  override name = 'TrainingInterrupted';
+  constructor(
+    readonly outDir: string,
+    /** checkpoint.json in force ('' if none was ever written). */
+    readonly checkpoint: string,
+    readonly position: RunPosition | undefined,
+    /** What aborted the signal (e.g. 'SIGINT'), when it said. */
+    readonly reason: unknown,
+  ) {
+    const at = position ? `stage ${position.stage}, step ${position.step}` : 'the start';
+    super(checkpoint ? `stopped at ${at}; checkpoint ${checkpoint}` : `stopped before the first checkpoint of ${outDir}`);
+  }
+}
+
 
 /** No weight decay on biases, norms, embeddings (timm/CLIP names) and DaTP's prompt tokens. */
 export function decays(name: string): boolean {
@@ -125,6 +174,136 @@ function checkResumePosition(at: RunPosition, cfg: TrainConfig, source: string):
   if (at.data.index % sc.batchSize !== 0) throw bad(`index ${at.data.index} is not a multiple of stage ${at.stage}'s batch size ${sc.batchSize}`);
 }
 
+
+/**
+ * The checkpoint a resume starts from and the configuration it continues with: the run's own, with
+ * longer stages where asked. A run branched into another folder gets a copy of what it needs
+ * there first. Rows of metrics.jsonl written after the checkpoint (by a run killed later) go.
+ */
+function prepareResume(input: ResumeInput, takeLock: (dir: string) => void, say: (line: string) => void): { ckpt: LoadedCheckpoint; cfg: TrainConfig } {
+  const from = resolve(input.resume);
+  const recordPath = join(from, CHECKPOINT_FILE);
+  const record = readCheckpointRecord(from);
+  let ran: TrainConfig;
+  try {
+    ran = resolveConfig(record.config as unknown as TrainConfigInput, `${recordPath}: config`);
+  } catch (e) {
+    throw new CheckpointError((e as Error).message);
+  }
+  checkResumePosition(record.position, ran, recordPath);
+  let cfg = ran;
+  const at = record.position;
+  let file = CHECKPOINT_FILE;
+  const longer = { 1: false, 2: false };
+  for (const stage of [1, 2] as const) {
+    const want = input.epochs?.[`stage${stage}`];
+    const have = (stage === 1 ? ran.stage1 : ran.stage2).epochs;
+    if (want === undefined || want === have) continue;
+    if (!Number.isInteger(want) || want < have) throw new ConfigurationError(`stage ${stage} epochs: a resumed run's stages can only grow (it has ${have}), got ${want}`);
+    longer[stage] = true;
+    cfg = { ...cfg, [`stage${stage}`]: { ...(stage === 1 ? cfg.stage1 : cfg.stage2), epochs: want } };
+  }
+  if (longer[1] || longer[2]) {
+    cfg = resolveConfig(cfg as unknown as TrainConfigInput, 'the longer run');
+    // Stage 2 starts from the end of stage 1; so does a longer stage 1 once stage 1 has ended.
+    if (at.stage === 2 && (longer[1] || longer[2])) {
+      file = STAGE1_CHECKPOINT_FILE;
+      if (!existsSync(join(from, file))) throw new CheckpointError(`${from}: no checkpoint at the end of stage 1 (${file}) to train a longer stage ${longer[1] ? 1 : 2} from`);
+    }
+  }
+  const dest = input.outDir ? resolve(input.outDir) : from;
+  if (dest !== from) branchRun(from, dest, file, takeLock);
+  else takeLock(from);
+  cfg = { ...cfg, outDir: dest };
+  let ckpt = readCheckpoint(dest, file);
+  if (longer[1] || longer[2] || dest !== from) {
+    // The folder records the run it now holds: a later resume continues this one.
+    writeFileAtomic(join(dest, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
+    writeFileAtomic(join(dest, CHECKPOINT_FILE), JSON.stringify({ ...ckpt.record, config: cfg }, null, 1) + '\n');
+  }
+  // A stage that ended shorter than the run now asks for goes on.
+  const p = ckpt.record.position;
+  const sc = p.stage === 1 ? cfg.stage1 : cfg.stage2;
+  if (p.stageDone && p.data.epoch < sc.epochs) ckpt = { ...ckpt, record: { ...ckpt.record, position: { ...p, stageDone: false } } };
+  checkResumePosition(ckpt.record.position, cfg, join(dest, file));
+  const what = longer[2] && at.stage === 2 ? `; stage 2 trains again from the end of stage 1 with ${cfg.stage2.epochs} epochs (was ${ran.stage2.epochs})` : longer[1] ? `; stage 1 goes on to ${cfg.stage1.epochs} epochs (was ${ran.stage1.epochs})` : '';
+  say(`resuming ${dest}${dest !== from ? ` (branched from ${from})` : ''} at stage ${ckpt.record.position.stage}, step ${ckpt.record.position.step}${what}`);
+  dropMetricsAfter(join(dest, 'metrics.jsonl'), ckpt.record.metricsBytes, say);
+  return { ckpt, cfg };
+}
+
+/** Copies what a resume needs from the run in `from` into the new folder `dest` (locked first). */
+function branchRun(from: string, dest: string, file: string, takeLock: (dir: string) => void): void {
+  writing(dest, () => mkdirSync(dest, { recursive: true }));
+  takeLock(dest);
+  if (holdsRunBesidesLock(dest)) throw new RunFolderError(`${dest} already holds a run; branch into another folder`);
+  const need = new Set(['config.json', 'cli.json', 'metrics.jsonl', 'model-stage1.safetensors', 'eval-stage1.json', 'confusion-stage1.csv', 'summary.json']);
+  const start = readCheckpointRecord(from, file);
+  for (const f of [file, start.model, start.optimizer]) need.add(f);
+  if (start.position.stage === 2) for (const f of ['eval-stage2.json', 'confusion-stage2.csv']) need.add(f);
+  if (existsSync(join(from, STAGE1_CHECKPOINT_FILE))) {
+    const s1 = readCheckpointRecord(from, STAGE1_CHECKPOINT_FILE);
+    for (const f of [STAGE1_CHECKPOINT_FILE, s1.model, s1.optimizer]) need.add(f);
+  }
+  for (const f of need) {
+    const src = join(from, f);
+    if (existsSync(src)) writing(join(dest, f), () => copyFileSync(src, join(dest, f)));
+  }
+}
+
+/** Drops the rows of metrics.jsonl written after a checkpoint (recorded length `bytes`), atomically. */
+function dropMetricsAfter(path: string, bytes: number | undefined, say: (line: string) => void): void {
+  if (bytes === undefined || !existsSync(path) || statSync(path).size <= bytes) return;
+  const all = readFileSync(path);
+  const dropped = all.subarray(bytes).toString('utf8').split('\n').filter((l) => l.trim() !== '').length;
+  writeFileAtomic(path, all.subarray(0, bytes));
+  say(`metrics.jsonl: ${dropped} row${dropped === 1 ? '' : 's'} written after the checkpoint dropped`);
+}
+
+/** Reports of the stages a resumed run finished before (from their eval files and the summary then). */
+function earlierStages(dir: string, at: RunPosition): StageReport[] {
+  const reports: StageReport[] = [];
+  let before: { stages?: { stage?: unknown; steps?: unknown; seconds?: unknown }[] } = {};
+  try {
+    before = JSON.parse(readRegularText(join(dir, 'summary.json'), { what: 'run summary', maxBytes: MAX_JSON_BYTES })) as typeof before;
+  } catch {
+    // no summary yet (a run killed in its first stage), or a damaged one: steps and times unknown
+  }
+  for (const stage of [1, 2] as const) {
+    if (!(stage < at.stage || (stage === at.stage && at.stageDone))) continue;
+    const evalJson = join(dir, `eval-stage${stage}.json`);
+    let result: EvalResult;
+    try {
+      result = JSON.parse(readRegularText(evalJson, { what: 'evaluation', maxBytes: MAX_JSON_BYTES })) as EvalResult;
+      if (!Array.isArray(result.heads) || typeof result.top1 !== 'object') continue;
+    } catch {
+      continue; // a stage without epochs, or a report lost: the summary goes without it
+    }
+    const then = Array.isArray(before.stages) ? before.stages.find((s) => s?.stage === stage) : undefined;
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+    reports.push({ stage, steps: num(then?.steps), seconds: num(then?.seconds), eval: result, evalJson, confusionCsv: join(dir, `confusion-stage${stage}.csv`) });
+  }
+  return reports;
+}
+
+/** The result of a run that had already finished (resumed with nothing left to train). */
+function finishedResult(cfg: TrainConfig, record: CheckpointRecord, seconds: number): TrainResult {
+  const out = (name: string) => join(cfg.outDir, name);
+  return {
+    outDir: cfg.outDir,
+    config: cfg,
+    checkpoint: out(CHECKPOINT_FILE),
+    model: out('model.safetensors'),
+    metrics: out('metrics.jsonl'),
+    summary: out('summary.json'),
+    stages: earlierStages(cfg.outDir, record.position),
+    skipped: record.skipped,
+    skipCount: Object.keys(record.skipped).length,
+    steps: record.position.step,
+    seconds,
+  };
+}
+
 interface Pending {
   stage: Stage;
   epoch: number;
@@ -137,9 +316,9 @@ interface Pending {
 /**
  * Trains MP-FGVC through both stages into `config.outDir`, or continues the run in `resume` from its
  * checkpoint (with the configuration recorded there) so that every later loss equals the
- * uninterrupted run's.
+ * uninterrupted run's. The run folder is locked while it trains (see lockRun).
  */
-export async function train(input: TrainConfigInput | { resume: string }, hooks: TrainHooks = {}): Promise<TrainResult> {
+export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainHooks = {}): Promise<TrainResult> {
   const started = performance.now();
   const seconds = () => (performance.now() - started) / 1000;
   const say = hooks.log ?? (() => undefined);
@@ -147,47 +326,65 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
   let ckpt: LoadedCheckpoint | undefined;
   let cfg: TrainConfig;
   let pretrained: Pretrained | undefined;
-  if ('resume' in input) {
-    ckpt = readCheckpoint(input.resume);
-    const recordPath = join(input.resume, CHECKPOINT_FILE);
-    try {
-      cfg = { ...resolveConfig(ckpt.record.config as unknown as TrainConfigInput, `${recordPath}: config`), outDir: resolve(input.resume) };
-    } catch (e) {
-      throw new CheckpointError((e as Error).message);
-    }
-    checkResumePosition(ckpt.record.position, cfg, recordPath);
-    say(`resuming ${cfg.outDir} at stage ${ckpt.record.position.stage}, step ${ckpt.record.position.step}`);
-  } else {
-    cfg = resolveConfig(input);
-    cfg.outDir = resolve(cfg.outDir);
-    if (cfg.pretrained) {
-      // The checkpoints decide the towers' shapes; the run's config records them, so a resume
-      // rebuilds the same model without reopening the folders.
-      pretrained = resolvePretrained(cfg.pretrained, { ...cfg.model, numClasses: 1, superCategory: '' });
-      cfg.model = { ...cfg.model, vision: pretrained.config.vision, text: pretrained.config.text, embedDim: pretrained.config.embedDim };
-      // The vision checkpoint's own statistics (ViT-in21k: 0.5/0.5) unless the caller chose.
-      if (input.normalization === undefined && pretrained.preprocessing) cfg.normalization = { mean: pretrained.preprocessing.mean, std: pretrained.preprocessing.std };
-    }
-    if (cfg.tokenizer && !cfg.pretrained?.text) {
-      // A text tower trained from scratch needs an embedding row for every id its tokenizer gives.
-      const vocab = loadTokenizer(cfg.tokenizer, cfg.model.text.contextLength).vocabSize;
-      if (vocab > cfg.model.text.vocabSize) {
-        say(`text vocabulary widened from ${cfg.model.text.vocabSize} to the tokenizer's ${vocab}`);
-        cfg.model = { ...cfg.model, text: { ...cfg.model.text, vocabSize: vocab } };
+  let lock = hooks.lock;
+  const ownLock = (dir: string) => {
+    if (!lock) lock = lockRun(dir);
+    else if (resolve(lock.path, '..') !== resolve(dir)) throw new RunFolderError(`the lock given (${lock.path}) is not ${dir}'s`);
+  };
+  try {
+    if ('resume' in input) {
+      const r = prepareResume(input, ownLock, say);
+      ckpt = r.ckpt;
+      cfg = r.cfg;
+    } else {
+      cfg = resolveConfig(input);
+      cfg.outDir = resolve(cfg.outDir);
+      if (cfg.pretrained) {
+        // The checkpoints decide the towers' shapes; the run's config records them, so a resume
+        // rebuilds the same model without reopening the folders.
+        pretrained = resolvePretrained(cfg.pretrained, { ...cfg.model, numClasses: 1, superCategory: '' });
+        cfg.model = { ...cfg.model, vision: pretrained.config.vision, text: pretrained.config.text, embedDim: pretrained.config.embedDim };
+        // The vision checkpoint's own statistics (ViT-in21k: 0.5/0.5) unless the caller chose.
+        if (input.normalization === undefined && pretrained.preprocessing) cfg.normalization = { mean: pretrained.preprocessing.mean, std: pretrained.preprocessing.std };
       }
+      if (cfg.tokenizer && !cfg.pretrained?.text) {
+        // A text tower trained from scratch needs an embedding row for every id its tokenizer gives.
+        const vocab = loadTokenizer(cfg.tokenizer, cfg.model.text.contextLength).vocabSize;
+        if (vocab > cfg.model.text.vocabSize) {
+          say(`text vocabulary widened from ${cfg.model.text.vocabSize} to the tokenizer's ${vocab}`);
+          cfg.model = { ...cfg.model, text: { ...cfg.model.text, vocabSize: vocab } };
+        }
+      }
+      const outDir = cfg.outDir;
+      writing(outDir, () => mkdirSync(outDir, { recursive: true }));
+      ownLock(outDir);
+      // The lock's own file aside, anything of a run here means another run's work.
+      if (!hooks.lock && holdsRunBesidesLock(outDir)) throw new RunFolderError(`${outDir} already holds a run; resume it or choose another outDir`);
+      writeFileAtomic(join(outDir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
     }
-    if (hasCheckpoint(cfg.outDir)) throw new RunFolderError(`${cfg.outDir} already holds a run (${CHECKPOINT_FILE}); resume it or choose another outDir`);
-    writing(cfg.outDir, () => mkdirSync(cfg.outDir, { recursive: true }));
-    writeFileAtomic(join(cfg.outDir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
+  } catch (e) {
+    if (!hooks.lock) lock?.release();
+    throw e;
   }
   const out = (name: string) => join(cfg.outDir, name);
+  const at0 = ckpt?.record.position;
+  const willRun = ([1, 2] as const).filter((stage) => (stage === 1 ? cfg.stage1 : cfg.stage2).epochs > 0 && !(at0 && (stage < at0.stage || (stage === at0.stage && at0.stageDone))));
+  if (ckpt && willRun.length === 0 && existsSync(out('model.safetensors'))) {
+    // A finished run: nothing to train, and nothing of it is rewritten.
+    if (!hooks.lock) lock?.release();
+    say(`${cfg.outDir} is complete (stage ${at0!.stage}, step ${at0!.step}); give more epochs to train further`);
+    return finishedResult(cfg, ckpt.record, seconds());
+  }
   const dev = hooks.device ?? (await requestDevice());
   const metrics = new MetricsLog(out('metrics.jsonl'));
   let data!: RunData;
   let model!: MPFGVC;
   let step = ckpt?.record.position.step ?? 0;
+  let position: RunPosition | undefined = ckpt?.record.position;
   let lastCheckpoint = ckpt ? out(CHECKPOINT_FILE) : '';
-  const stages: StageReport[] = [];
+  let lastCheckpointAt = performance.now();
+  // Stages finished before this process (a resumed run): their reports as written then.
+  const stages: StageReport[] = ckpt ? earlierStages(cfg.outDir, ckpt.record.position) : [];
   let status = 'failed';
   let failure: string | undefined;
   try {
@@ -208,9 +405,9 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
       throw new CheckpointError(`${out(ckpt.record.model)}: the model's configuration differs from the run's (${JSON.stringify(model.config)} vs ${JSON.stringify(modelConfig)})`);
     }
     if (ckpt) metrics.append({ event: 'resume', stage: ckpt.record.position.stage, step: ckpt.record.position.step, time: seconds() });
-    for (const stage of [1, 2] as const) {
+    for (const stage of willRun) {
+      stopIfAsked();
       const at = ckpt?.record.position;
-      if (at && (stage < at.stage || (stage === at.stage && at.stageDone))) continue;
       const resumeAt = at && stage === at.stage ? at : undefined;
       const report = await runStage(stage, resumeAt, resumeAt ? ckpt : undefined);
       if (report) stages.push(report);
@@ -233,6 +430,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
       seconds: seconds(),
     };
   } catch (e) {
+    if (e instanceof TrainingInterrupted) status = 'interrupted';
     failure = (e as Error).message;
     throw e;
   } finally {
@@ -257,7 +455,13 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     model?.dispose();
     await data?.close();
     if (!hooks.device) dev.destroy();
+    if (!hooks.lock) lock?.release();
     if (summaryFailure) throw summaryFailure;
+  }
+
+  /** Throws TrainingInterrupted once the caller asked the run to stop (a checkpoint is in force). */
+  function stopIfAsked(): void {
+    if (hooks.signal?.aborted) throw new TrainingInterrupted(cfg.outDir, lastCheckpoint, position, hooks.signal.reason);
   }
 
   async function runStage(stage: Stage, resumeAt: RunPosition | undefined, resumed: LoadedCheckpoint | undefined): Promise<StageReport | undefined> {
@@ -292,7 +496,10 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
       let batches: AsyncGenerator<DataBatch>;
       let cached = false;
       if (stage === 2 && !sc.augment) {
+        const cacheStarted = performance.now();
+        say(`stage 2: embedding the ${data.trainCount} training images once (the image encoder is frozen)`);
         const V = await cacheJoint();
+        say(`stage 2: embedded in ${((performance.now() - cacheStarted) / 1000).toFixed(1)} s`);
         batches = memoryBatches(order, from, sc.epochs, V);
         cached = true;
       } else {
@@ -380,10 +587,18 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
           if (epochImages === 0) throw new DatasetError(`stage ${stage}, epoch ${b.position.epoch}: not one training image could be read (${data.skipCount} unreadable${firstSkipped()})`);
           epochImages = 0;
         }
-        const position: RunPosition = { stage, stageDone: false, step, stageStep, data: b.next };
-        if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && stageStep < total) {
+        const here: RunPosition = { stage, stageDone: false, step, stageStep, data: b.next };
+        const stop = hooks.signal?.aborted === true;
+        const due =
+          stop ||
+          (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) ||
+          (epochEnd && cfg.checkpointEpochs > 0 && b.next.epoch % cfg.checkpointEpochs === 0) ||
+          (cfg.checkpointMinutes > 0 && performance.now() - lastCheckpointAt >= cfg.checkpointMinutes * 60_000);
+        // The stage's last step is checkpointed at the stage's end, after its evaluation.
+        if (due && stageStep < total) {
           await settle(step);
-          await checkpoint(position, opt, b.position.epoch);
+          await checkpoint(here, opt, b.position.epoch);
+          stopIfAsked();
         }
         if (epochEnd && cfg.evalEvery > 0 && b.next.epoch % cfg.evalEvery === 0 && b.next.epoch < sc.epochs) {
           await settle(step);
@@ -438,6 +653,7 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     const labels = new Int32Array(data.trainCount);
     const present = new Uint8Array(data.trainCount);
     for await (const b of data.trainPlain(cfg.evalBatchSize)) {
+      stopIfAsked(); // stage 1's end is checkpointed: nothing here is lost
       if (b.size === 0) continue;
       const joint = noGrad(() => scope(() => model.encodeImages(tensor(dev, b.rows, [b.size, 3, S, S])).joint));
       const v = (await joint.read()) as Float32Array;
@@ -476,21 +692,23 @@ export async function train(input: TrainConfigInput | { resume: string }, hooks:
     }
   }
 
-  async function checkpoint(position: RunPosition, opt: AdamW | SGD, epoch: number): Promise<void> {
+  async function checkpoint(at: RunPosition, opt: AdamW | SGD, epoch: number): Promise<void> {
     const modelBytes = await model.save();
     const optBytes = serializeOptimizer(await opt.state());
     let rec: CheckpointRecord;
     try {
-      rec = writeCheckpoint(cfg.outDir, { position, seed: cfg.seed, config: cfg, skipped: Object.fromEntries(data.skipped) }, modelBytes, optBytes);
+      rec = writeCheckpoint(cfg.outDir, { position: at, seed: cfg.seed, config: cfg, skipped: Object.fromEntries(data.skipped), metricsBytes: metrics.bytes }, modelBytes, optBytes);
     } catch (e) {
       const kept = lastCheckpoint ? `the last good checkpoint ${lastCheckpoint} is kept` : 'no checkpoint had been written';
-      const where = `stage ${position.stage}, epoch ${epoch}, step ${position.step}`;
+      const where = `stage ${at.stage}, epoch ${epoch}, step ${at.step}`;
       // A diverged state is the training's failure; a failed write is the disk's, with its own exit code.
       if (e instanceof WriteError) throw new WriteError(e.path, new Error(`${e.message.replace(`cannot write ${e.path}: `, '')} (checkpoint at ${where}); training stopped; ${kept}`));
       throw new TrainingError(`${where}: ${(e as Error).message}; training stopped; ${kept}`);
     }
     lastCheckpoint = out(CHECKPOINT_FILE);
+    lastCheckpointAt = performance.now();
+    position = at;
     hooks.onCheckpoint?.(rec);
-    say(`checkpoint at stage ${position.stage}, step ${position.step}${position.stageDone ? ' (stage end)' : ''}`);
+    say(`checkpoint at stage ${at.stage}, step ${at.step}${at.stageDone ? ' (stage end)' : ''}`);
   }
 }
