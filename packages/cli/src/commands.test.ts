@@ -1,8 +1,8 @@
 // The commands end to end through the built bundle (build first: npx tsc -b && node build.mjs), on
 // a tiny synthetic dataset, a tiny MP-FGVC checkpoint made here through the model package, and the
 // model package's tiny ViT and CLIP text fixtures.
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -284,7 +284,7 @@ describe('mpfgvc train, eval and demo', () => {
     expectOneLine(mpfgvc('train', '--data', 'cub', '--data-root', 'nowhere', '--out', 'x'), 2, /^mpfgvc: CUB-200-2011 at .*nowhere: missing images\/$/);
     expectOneLine(mpfgvc('train', '--data', 'auto', '--data-root', 'birds', '--model', 'vit-b16', '--out', 'x'), 2, /give tokenizer/);
     expectOneLine(mpfgvc('train', '--stage1-optimizer', 'adam'), 2, /argument 'adam' is invalid. Allowed choices are adamw, sgd/);
-    expectOneLine(mpfgvc('train', '--out', 'run'), 1, /^mpfgvc: --out .*run already holds a run \(checkpoint.json\); --resume it or choose another folder$/);
+    expectOneLine(mpfgvc('train', '--out', 'run'), 1, /^mpfgvc: .*run already holds a run: `mpfgvc train --resume .*run` continues it, --overwrite starts again there, or choose another --out$/);
     expectOneLine(mpfgvc('train', '--resume', 'run', '--stage1-lr', '0.1'), 2, /^mpfgvc: --resume continues with the run's recorded configuration; drop --stage1-lr$/);
     expectOneLine(mpfgvc('eval', 'nowhere'), 2, /^mpfgvc: checkpoint nowhere: no such file or folder$/);
   });
@@ -318,32 +318,150 @@ describe('mpfgvc train, eval and demo', () => {
   });
 });
 
-describe('progress', () => {
-  it('prints plain periodic lines with rate, loss and ETA when not on a terminal', () => {
-    const out: string[] = [];
-    let t = 0;
-    const stream = { isTTY: false, write: (s: string) => out.push(s) } as unknown as NodeJS.WriteStream;
-    const p = new Progress({ label: 'stage 1', total: 100, stream, interval: 5, now: () => t });
-    for (let i = 1; i <= 100; i++) {
-      t += 200;
-      p.update(i, 2 - i / 100);
-    }
-    p.finish();
-    expect(out.length).toBe(5);
-    expect(out[0]).toBe('stage 1  1/100  5.0 img/s  loss 1.9900  ETA 0:20\n');
-    expect(out[1]).toBe('stage 1  26/100  5.0 img/s  loss 1.7400  ETA 0:15\n');
-    expect(out.at(-1)).toBe('stage 1  100/100  5.0 img/s  loss 1.0000  done in 0:20\n');
+/** A command running in the background, its output gathered as it comes. */
+function start(...args: string[]) {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: tmp });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  return {
+    child,
+    exited,
+    output: () => out,
+    /** Resolves once the output matches `re`; rejects if the process ends first. */
+    async waitFor(re: RegExp): Promise<void> {
+      let ended = false;
+      void exited.then(() => (ended = true));
+      while (!re.test(out)) {
+        if (ended) throw new Error(`exited before ${re}:\n${out}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+  };
+}
+
+/** Step numbers of a run's metrics rows, in file order. */
+const stepsOf = (dir: string) =>
+  readFileSync(join(tmp, dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((r) => 'loss' in r)
+    .map((r) => r.step as number);
+const consecutive = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+describe('runs that never lose work', () => {
+  const synth = ['train', '--data', 'synth', '--classes', '3', '--per-class', '8', '--test-per-class', '2', '--stage1-batch', '8', '--stage2-batch', '8', '--eval-batch', '8'];
+
+  it('Ctrl-C stops after the step with a checkpoint, says how to resume, exits 130; the resume completes the run', async () => {
+    const run = start(...synth, '--stage1-epochs', '4', '--stage2-epochs', '1', '--out', 'int');
+    await run.waitFor(/stage 1: 4 epochs/);
+    run.child.kill('SIGINT');
+    expect(await run.exited, run.output()).toBe(130);
+    expect(run.output()).toMatch(/SIGINT: stopping after this step and writing a checkpoint \(Ctrl-C again exits at once\)/);
+    expect(run.output()).toMatch(/^mpfgvc: SIGINT: stopped at stage 1, step (\d+); checkpoint .*int\/checkpoint.json; continue with: mpfgvc train --resume .*int$/m);
+    expect(existsSync(join(tmp, 'int', 'run.lock'))).toBe(false);
+    const r = mpfgvc('train', '--resume', 'int', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const done = JSON.parse(r.stdout);
+    expect(done.stages.map((s: { stage: number }) => s.stage)).toEqual([1, 2]);
+    expect(stepsOf('int')).toEqual(consecutive(done.steps));
   });
 
-  it('redraws one bar in place on a terminal', () => {
-    const out: string[] = [];
-    let t = 0;
-    const stream = { isTTY: true, write: (s: string) => out.push(s) } as unknown as NodeJS.WriteStream;
-    const p = new Progress({ label: 'eval', total: 4, stream, now: () => t });
-    t = 1000;
-    p.update(2);
-    expect(out[0]).toBe('\reval  [############------------]  2/4  2.0 img/s  ETA 0:01\x1b[K');
-    expect(formatDuration(3725)).toBe('1:02:05');
+  it('SIGTERM twice exits at once with 143, leaving no lock and nothing half-written', async () => {
+    const run = start(...synth, '--stage1-epochs', '40', '--stage2-epochs', '0', '--out', 'term');
+    // The first step compiles the kernels: a second signal during it comes before any checkpoint.
+    await run.waitFor(/stage 1: 40 epochs/);
+    run.child.kill('SIGTERM');
+    await run.waitFor(/SIGTERM: stopping after this step/);
+    run.child.kill('SIGTERM');
+    expect(await run.exited, run.output()).toBe(143);
+    expect(run.output()).toMatch(/SIGTERM again: exiting now; the run resumes from its last checkpoint/);
+    expect(existsSync(join(tmp, 'term', 'run.lock'))).toBe(false);
+    expect(readdirSync(join(tmp, 'term')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(existsSync(join(tmp, 'term', 'checkpoint.json'))).toBe(false);
+    expectOneLine(mpfgvc('train', '--resume', 'term'), 2, /^mpfgvc: --resume term: no checkpoint.json there$/);
+  });
+
+  it('a folder in use is refused naming its pid; a killed holder leaves a stale lock that the resume takes over; a finished run is not overwritten by accident', async () => {
+    const run = start(...synth, '--stage1-epochs', '16', '--stage2-epochs', '1', '--out', 'busy');
+    await run.waitFor(/checkpoint at stage 1/);
+    const pid = run.child.pid!;
+    expectOneLine(mpfgvc('train', '--resume', 'busy'), 1, new RegExp(`^mpfgvc: .*busy is in use by train \\(pid ${pid}, since [^)]+\\); wait for it to end$`));
+    expectOneLine(mpfgvc(...synth, '--out', 'busy', '--overwrite'), 1, new RegExp(`busy is in use by train \\(pid ${pid}, `));
+    run.child.kill('SIGKILL');
+    await run.exited;
+    expect(existsSync(join(tmp, 'busy', 'run.lock'))).toBe(true);
+    const r = mpfgvc('train', '--resume', 'busy', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const steps = JSON.parse(r.stdout).steps as number;
+    expect(stepsOf('busy')).toEqual(consecutive(steps));
+    expect(existsSync(join(tmp, 'busy', 'run.lock'))).toBe(false);
+
+    expectOneLine(mpfgvc(...synth, '--out', 'busy'), 1, /busy already holds a run: `mpfgvc train --resume .*busy` continues it, --overwrite starts again there/);
+    const again = mpfgvc(...synth, '--stage1-epochs', '1', '--stage2-epochs', '1', '--out', 'busy', '--overwrite', '--json');
+    expect(again.code, again.stderr).toBe(0);
+    expect(stepsOf('busy')).toEqual(consecutive(JSON.parse(again.stdout).steps));
+  });
+
+  it('--resume lengthens a finished run and branches it into a new folder', () => {
+    const base = mpfgvc(...synth, '--stage1-epochs', '1', '--stage2-epochs', '1', '--out', 'short', '--json');
+    expect(base.code, base.stderr).toBe(0);
+    const grown = mpfgvc('train', '--resume', 'short', '--stage2-epochs', '2', '--out', 'short-longer', '--json');
+    expect(grown.code, grown.stderr).toBe(0);
+    const g = JSON.parse(grown.stdout);
+    expect(g.outDir).toBe(join(tmp, 'short-longer'));
+    const b = JSON.parse(base.stdout);
+    // Stage 2 trains again from the end of stage 1, twice as long.
+    expect(g.steps).toBe(b.steps + b.stages[1].steps);
+    expect(JSON.parse(readFileSync(join(tmp, 'short-longer', 'cli.json'), 'utf8'))).toMatchObject({ out: join(tmp, 'short-longer'), 'stage2-epochs': 2 });
+    expect(JSON.parse(readFileSync(join(tmp, 'short', 'config.json'), 'utf8')).stage2.epochs).toBe(1);
+    expectOneLine(mpfgvc('train', '--resume', 'short', '--stage1-epochs', '0'), 2, /^mpfgvc: stage 1 epochs: a resumed run's stages can only grow \(it has 1\), got 0$/);
   });
 });
 
+describe('progress', () => {
+  const fake = (isTTY: boolean, out: string[]) => ({ isTTY, write: (s: string) => out.push(s) }) as unknown as NodeJS.WriteStream;
+
+  it('prints plain periodic lines with epoch, rate, loss, lr and ETA when not on a terminal; the rate leaves out the warm-up', () => {
+    const out: string[] = [];
+    let t = 0;
+    const p = new Progress({ label: 'stage 1', total: 100, perEpoch: 25, stream: fake(false, out), interval: 5, now: () => t });
+    // The first step takes 10 s (kernels compiling), every later one 0.2 s.
+    for (let i = 1; i <= 100; i++) {
+      t += i === 1 ? 10_000 : 200;
+      p.update(i, 2 - i / 100, 1e-3 * (1 - i / 100));
+    }
+    p.finish();
+    p.finish();
+    expect(out[0]).toBe('stage 1  epoch 1/4  1%  warming up  loss 1.9900  lr 9.9e-4\n');
+    expect(out[1]).toBe('stage 1  epoch 2/4  26%  5.0 img/s  loss 1.7400  lr 7.4e-4  ETA 0:15\n');
+    expect(out.at(-1)).toBe('stage 1  epoch 4/4  100%  5.0 img/s  loss 1.0000  lr 0  done in 0:30\n');
+    expect(out.filter((l) => l.includes('done in'))).toHaveLength(1);
+  });
+
+  it('redraws one line in place on a terminal, never wider than it: the bar takes the room left, then goes', () => {
+    for (const columns of [60, 80, 120]) {
+      const out: string[] = [];
+      let t = 0;
+      const p = new Progress({ label: 'stage 1', total: 30 * 5994, perEpoch: 5994, stream: fake(true, out), columns, now: () => t });
+      for (let i = 1; i <= 3; i++) {
+        t += 1000;
+        p.update(i * 1234, 2.3456, 9.8e-4);
+      }
+      p.log('stage 1 epoch 0 test top-1: vision 1.0%');
+      const lines = out.join('').split(/\r|\n/).map((l) => l.replace(/\x1b\[K/g, '')).filter(Boolean);
+      for (const l of lines) expect(l.length, `${columns}: ${l}`).toBeLessThan(columns);
+      expect(lines.at(-1)).toMatch(/^stage 1  epoch 1\/30  (2%|\[.*\])  1234 img\/s  .*ETA 2:23$/);
+      if (columns >= 80) expect(lines.at(-1)).toMatch(/^stage 1  epoch 1\/30  \[#*-{8,}\]  1234 img\/s  loss 2\.3456  lr 9\.8e-4  ETA 2:23$/);
+    }
+    const out: string[] = [];
+    let t = 0;
+    const p = new Progress({ label: 'eval', total: 4, stream: fake(true, out), columns: 80, warmup: 0, now: () => t });
+    t = 1000;
+    p.update(2);
+    expect(out[0]).toBe('\reval  2/4  [###############---------------]  2.0 img/s  ETA 0:01\x1b[K');
+    expect(formatDuration(3725)).toBe('1:02:05');
+  });
+});

@@ -10,6 +10,10 @@ export const ExitCode = {
   diverged: 4,
   /** A file could not be written (a full disk, no permission, a read-only folder); what was there is kept. */
   writeFailed: 5,
+  /** Stopped by SIGINT (Ctrl-C): training wrote a checkpoint first and says how to resume. */
+  interrupted: 130,
+  /** Stopped by SIGTERM, likewise. */
+  terminated: 143,
 } as const;
 
 /** An error the user can act on: printed as one line, with the exit code it carries. */
@@ -43,6 +47,7 @@ const CODES: Record<string, number> = {
   UnreadableImageError: ExitCode.failure,
   DeviceLostError: ExitCode.failure,
   RunFolderError: ExitCode.failure,
+  TrainingInterrupted: ExitCode.interrupted,
 };
 
 /** The exit code of an error of ours, or undefined for an unexpected one. */

@@ -1,5 +1,6 @@
 // The `mpfgvc` command line. Each command lives in its own file; this one wires them to commander
 // and maps failures to exit codes that mean something.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
@@ -12,15 +13,49 @@ import { synthCommand } from './commands/synth.js';
 import { trainCommand } from './commands/train.js';
 import { ExitCode, exitCodeOf, printable } from './errors.js';
 
+/** The package's version (package.json sits one folder above both src/ and the bundle in dist/). */
+export function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Flags of other trainers (timm, Lightning scripts) and what they are called here. */
+const ALIASES: Record<string, string> = {
+  '--epochs': '--stage1-epochs and --stage2-epochs',
+  '--lr': '--stage1-lr and --stage2-lr',
+  '--learning-rate': '--stage1-lr and --stage2-lr',
+  '--batch-size': '--stage1-batch and --stage2-batch',
+  '-b': '--stage1-batch and --stage2-batch',
+  '--data-dir': '--data-root',
+  '--output': '--out',
+  '--output-dir': '--out',
+  '--opt': '--stage1-optimizer and --stage2-optimizer',
+  '--smoothing': '--label-smoothing',
+  '--clip-grad': '--clip-norm',
+  '--img-size': '--image-size',
+  '--resume-from': '--resume',
+};
+
+/** commander's unknown-option message with what the flag is called here, for flags of other trainers. */
+function withAlias(message: string): string {
+  const m = /unknown option '([^'=]+)/.exec(message);
+  const here = m ? ALIASES[m[1]!] : undefined;
+  return here && !message.includes('Did you mean') ? `${message.trimEnd()} (here: ${here})\n` : message;
+}
+
 export function buildProgram(): Command {
   const program = new Command('mpfgvc')
     .description('MP-FGVC (multimodal prompting for fine-grained visual classification) on WebGPU')
+    .version(version(), '-V, --version', 'print the version')
     .showSuggestionAfterError()
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(str) });
+    .configureOutput({ outputError: (str, write) => write(withAlias(str)) });
   for (const cmd of [infoCommand(), demoCommand(), synthCommand(), plotCommand(), explainCommand(), predictCommand(), featuresCommand(), trainCommand(), evalCommand()]) {
     // Subcommands added whole do not inherit these: usage errors must reach runCli as exceptions.
-    program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(str) }));
+    program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(withAlias(str)) }));
   }
   return program;
 }

@@ -3,13 +3,29 @@
 // folder. With --ablation the paper's ablation variants are trained too, each in a subfolder, and
 // tabulated: without SsVP, with fixed hand-crafted prompts instead of DaTP, and the ViT-only
 // baseline; "w/o VLFM" is stage 1 of the full run.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Device } from '@mpfgvc/kernels';
 import { MPFGVC } from '@mpfgvc/model';
-import { type EvalResult, type TrainConfigInput, type TrainResult, DEMO_EPOCHS, birdClasses, demoConfig, generateBird, resolveConfig, rgbToChw, train, wordPrompts, readRegularFile, writeFileAtomic, writing } from '@mpfgvc/train';
-import { CliError } from '../errors.js';
+import {
+  type EvalResult,
+  type TrainConfigInput,
+  type TrainResult,
+  DEMO_EPOCHS,
+  TrainingInterrupted,
+  birdClasses,
+  demoConfig,
+  generateBird,
+  readRegularFile,
+  resolveConfig,
+  rgbToChw,
+  train,
+  wordPrompts,
+  writeFileAtomic,
+  writing,
+} from '@mpfgvc/train';
+import { printable } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { describeDevice } from './info.js';
 import { writeOverlay } from './explain.js';
@@ -17,6 +33,7 @@ import { type DeviceFlags, normalization, openDevice } from './model-io.js';
 import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 import { plotMetrics } from './plot.js';
 import { runPrepared } from './predict.js';
+import { interrupted, stopOnSignals, takeRunFolder } from './run-folder.js';
 import { flatten, printSummary, progressHooks, summarize } from './train.js';
 
 interface DemoFlags extends DeviceFlags {
@@ -26,6 +43,7 @@ interface DemoFlags extends DeviceFlags {
   epochs?: [number, number];
   explain: number;
   ablation?: boolean;
+  overwrite?: boolean;
   json?: boolean;
 }
 
@@ -35,14 +53,21 @@ function epochsArg(v: string): [number, number] {
   return [Number(m[1]), Number(m[2])];
 }
 
-async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.WriteStream): Promise<TrainResult> {
+/** One run of the demo into its own (locked) folder; `prepare` writes into the folder first. */
+async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.WriteStream, o: DemoFlags, signal: AbortSignal, prepare?: () => void): Promise<TrainResult> {
   const resolved = resolveConfig(input);
   const d = resolved.data as Extract<typeof resolved.data, { kind: 'synth' }>;
+  const lock = takeRunFolder(input.outDir, { command: 'demo', overwrite: o.overwrite === true, say: (l) => stream.write(`${printable(l)}\n`) });
   const { hooks, done } = progressHooks(resolved, d.numClasses * d.trainPerClass, stream);
   try {
-    return await train(input, { ...hooks, device: dev });
+    prepare?.();
+    return await train(input, { ...hooks, device: dev, signal, lock });
+  } catch (e) {
+    if (e instanceof TrainingInterrupted) throw interrupted(e, input.outDir);
+    throw e;
   } finally {
     done();
+    lock.release();
   }
 }
 
@@ -127,6 +152,7 @@ export function demoCommand(): Command {
     .option('--epochs <e1,e2>', `stage-1 and stage-2 epochs (default: the demo's ${DEMO_EPOCHS.join(',')})`, epochsArg)
     .option('--explain <n>', 'SsVP overlays to draw (one test image of each of the first n classes)', intArg(0, 162), 4)
     .option('--ablation', 'also train the ablation variants (without SsVP, fixed prompts instead of DaTP, ViT only) and print a table of them')
+    .option('--overwrite', '--out may hold an earlier demo: remove its runs and start again')
     .option('--json', 'print one JSON object at the end; progress goes to stderr')
     .action(async (_opts: unknown, cmd: Command) => {
       const o = resolveOptions<DemoFlags>(cmd);
@@ -134,15 +160,13 @@ export function demoCommand(): Command {
       const write = (s: string) => stream.write(s);
       const outDir = resolve(o.out);
       const input = demoConfig({ outDir, numClasses: o.classes, seed: o.seed, ...(o.epochs ? { epochs: o.epochs } : {}) });
-      if (existsSync(join(outDir, 'checkpoint.json'))) throw new CliError(`--out ${outDir} already holds a run (checkpoint.json); choose another folder, or \`mpfgvc train --resume ${o.out}\``);
-      writing(outDir, () => mkdirSync(outDir, { recursive: true }));
-      writeFileAtomic(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
       const dev = await openDevice(o);
+      const stop = stopOnSignals(stream);
       try {
         const desc = describeDevice(dev);
         write(`MP-FGVC demo on ${desc.adapter}${desc.fallback ? ' (software)' : ''} (${desc.backend})\n`);
         if (!o.json) printConfig('demo', flatten(resolveConfig(input) as unknown as Record<string, unknown>), write);
-        const result = await trainRun(dev, input, stream);
+        const result = await trainRun(dev, input, stream, o, stop.signal, () => writeFileAtomic(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`));
         if (!o.json) printSummary(result, write);
         const curves = await plotMetrics(result.metrics, result.outDir, 'demo: ');
         const pictures = await overlays(dev, result, Math.min(o.explain, o.classes));
@@ -154,7 +178,7 @@ export function demoCommand(): Command {
           const variants: AblationRow[] = [];
           for (const v of ablationInputs(input, outDir)) {
             write(`\nablation: ${v.name} into ${v.dir}\n`);
-            const run = await trainRun(dev, v.input, stream);
+            const run = await trainRun(dev, v.input, stream, o, stop.signal);
             const last = run.stages.at(-1);
             variants.push(last ? { name: v.name, top1: last.eval.top1, ...(v.note ? { note: v.note } : {}) } : { name: v.name, note: 'no epochs: nothing trained' });
           }
@@ -169,6 +193,7 @@ export function demoCommand(): Command {
         }
         if (o.json) process.stdout.write(`${JSON.stringify({ ...summarize(result), curves, explain: pictures, ...(ablation ? { ablation } : {}) })}\n`);
       } finally {
+        stop.dispose();
         dev.destroy();
       }
     });

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { MODEL_PRESETS } from '@mpfgvc/model';
@@ -11,6 +11,9 @@ import {
   type TrainConfigInput,
   type TrainHooks,
   type TrainResult,
+  type ResumeInput,
+  type RunLock,
+  TrainingInterrupted,
   birdClasses,
   demoConfig,
   readCheckpointRecord,
@@ -19,7 +22,6 @@ import {
   train,
   wordPrompts,
   writeFileAtomic,
-  writing,
 } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 import { Progress } from '../progress.js';
@@ -27,6 +29,7 @@ import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, openDevice } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
+import { interrupted, stopOnSignals, takeRunFolder } from './run-folder.js';
 
 type ModelInput = TrainConfigInput['model'];
 
@@ -59,6 +62,9 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   labelSmoothing?: number;
   clipNorm?: number;
   checkpointEvery: number;
+  checkpointEpochs: number;
+  checkpointMinutes: number;
+  overwrite?: boolean;
   evalEvery: number;
   evalBatch: number;
   strict?: boolean;
@@ -76,8 +82,9 @@ function stageFlags(cmd: Command, n: 1 | 2): Command {
 
 export function withTrainFlags(cmd: Command): Command {
   withDeviceOptions(withDataFlags(withConfig(cmd)))
-    .option('--out <dir>', 'run folder: config.json, metrics.jsonl, checkpoints, evaluations, model.safetensors', 'mpfgvc-run')
-    .option('--resume <dir>', "continue the run in <dir> from its last checkpoint, with the run's recorded configuration")
+    .option('--out <dir>', 'run folder: config.json, metrics.jsonl, checkpoints, evaluations, model.safetensors (with --resume: continue into this new folder, a branch of the run)', 'mpfgvc-run')
+    .option('--resume <dir>', "continue the run in <dir> from its last checkpoint, with the run's recorded configuration (--stage1-epochs / --stage2-epochs may lengthen it)")
+    .option('--overwrite', '--out may hold an earlier run: remove its files and start again')
     .option('--model <preset|file.json>', `architecture: ${Object.keys(MODEL_PRESETS).join(', ')}, or a JSON file of the model configuration`, 'demo')
     .option('--image-size <px>', 'input side (the position embeddings follow)', intArg(8, 4096))
     .option('--select-k <k>', "SsVP's K (0 turns SsVP off)", intArg(0, 100_000))
@@ -100,7 +107,9 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--weight-decay <w>', 'both stages (default 0.05)', floatArg(0, 10))
     .option('--label-smoothing <s>', 'both stages (default 0)', floatArg(0, 0.999))
     .option('--clip-norm <c>', 'global gradient-norm clipping, both stages; 0 off (default 1)', floatArg(0, 1e6))
-    .option('--checkpoint-every <steps>', 'checkpoint every N optimiser steps (0: at stage ends only)', intArg(0, 1e9), 0)
+    .option('--checkpoint-every <steps>', 'also checkpoint every N optimiser steps (0: off)', intArg(0, 1e9), 0)
+    .option('--checkpoint-epochs <n>', 'checkpoint at the end of every N-th epoch (0: off); stage ends always checkpoint', intArg(0, 1e9), 1)
+    .option('--checkpoint-minutes <m>', 'checkpoint once this many minutes have passed since the last (0: off)', floatArg(0, 1e6), 10)
     .option('--eval-every <epochs>', 'evaluate every N epochs (0: at stage ends only)', intArg(0, 1e9), 0)
     .option('--eval-batch <n>', 'evaluation batch size', intArg(1, 65_536), 64)
     .option('--strict', 'an unreadable image stops the run instead of being skipped')
@@ -158,6 +167,8 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
     stage1: stage(1),
     stage2: stage(2),
     checkpointEvery: o.checkpointEvery,
+    checkpointEpochs: o.checkpointEpochs,
+    checkpointMinutes: o.checkpointMinutes,
     evalEvery: o.evalEvery,
     evalBatchSize: o.evalBatch,
     strict: o.strict === true,
@@ -190,8 +201,8 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
 
 /** Progress bars per stage from the loop's step rows, and its log lines between them. */
 export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainCount: number, stream: NodeJS.WriteStream): { hooks: TrainHooks; done: () => void } {
-  const steps = (sc: StageConfig) => sc.epochs * Math.ceil(Math.floor(trainCount / sc.batchSize) / sc.accumulate);
-  const stageSteps = [steps(resolved.stage1), steps(resolved.stage2)];
+  const perEpochSteps = (sc: StageConfig) => Math.ceil(Math.floor(trainCount / sc.batchSize) / sc.accumulate);
+  const stageSteps = [resolved.stage1.epochs * perEpochSteps(resolved.stage1), resolved.stage2.epochs * perEpochSteps(resolved.stage2)];
   let bar: Progress | undefined;
   let barStage = 0;
   let updated = false;
@@ -203,14 +214,15 @@ export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainC
     if (updated) bar?.finish();
     barStage = stage;
     updated = false;
-    bar = new Progress({ label: `stage ${stage}`, total: stageSteps[stage - 1]! * perStep(stage), stream, initial: initialSteps * perStep(stage) });
+    const sc = stage === 1 ? resolved.stage1 : resolved.stage2;
+    bar = new Progress({ label: `stage ${stage}`, total: stageSteps[stage - 1]! * perStep(stage), perEpoch: perEpochSteps(sc) * perStep(stage), stream, initial: initialSteps * perStep(stage) });
   };
   const onStep = (row: StepRow) => {
     const stageStep = row.stage === 1 ? row.step : row.step - stageSteps[0]!;
     // A resumed stage starts mid-way: its rate counts from the first step this process reports.
     if (barStage !== row.stage || (!updated && stageStep > 1)) open(row.stage, stageStep > 1 ? stageStep : 0);
     updated = true;
-    bar!.update(stageStep * perStep(row.stage), row.loss);
+    bar!.update(stageStep * perStep(row.stage), row.loss, row.lr);
   };
   const log = (line: string) => {
     const start = /^stage (\d): \d+ epochs/.exec(line);
@@ -255,8 +267,9 @@ export function printSummary(r: TrainResult, write = (s: string) => process.stdo
   write(`model       ${r.model}\ncheckpoint  ${r.checkpoint}\nmetrics     ${r.metrics}\nsummary     ${r.summary}\n`);
 }
 
-// Flags that shape a run; with --resume the run's recorded configuration applies instead.
-const RESUME_KEEPS = new Set(['resume', 'json', 'config', 'backend', 'adapter', 'power']);
+// Flags that shape a run; with --resume the run's recorded configuration applies instead, except
+// for these (how to run it, where to, and longer stages).
+const RESUME_KEEPS = new Set(['resume', 'json', 'config', 'backend', 'adapter', 'power', 'out', 'stage1Epochs', 'stage2Epochs']);
 
 export function trainCommand(): Command {
   return withTrainFlags(new Command('train'))
@@ -264,9 +277,17 @@ export function trainCommand(): Command {
     .action(async (_opts: unknown, cmd: Command) => {
       const o = resolveOptions<TrainFlags>(cmd);
       const stream = o.json ? process.stderr : process.stdout;
-      let input: TrainConfigInput | { resume: string };
+      const say = (line: string) => stream.write(`${printable(line)}\n`);
+      let input: TrainConfigInput | ResumeInput;
       let resolved: ReturnType<typeof resolveConfig>;
       let trainCount: number;
+      let lock: RunLock | undefined;
+      let runDir: string;
+      if (!cmd.options.some((x) => ['cli', 'config'].includes(cmd.getOptionValueSource(x.attributeName()) ?? ''))) {
+        // A bare `train` would start a long run on defaults in ./mpfgvc-run: show what to give instead.
+        cmd.outputHelp({ error: true });
+        throw new CliError('train: say what to train on (--data, --data-root, ...) or --resume <dir>; the flags are listed above', ExitCode.usage);
+      }
       if (o.resume) {
         const given = cmd.options.filter((x) => !RESUME_KEEPS.has(x.attributeName()) && ['cli', 'config'].includes(cmd.getOptionValueSource(x.attributeName()) ?? '')).map((x) => x.long!);
         if (given.length) throw new CliError(`--resume continues with the run's recorded configuration; drop ${given.join(', ')}`, ExitCode.usage);
@@ -278,35 +299,69 @@ export function trainCommand(): Command {
         } catch (e) {
           throw new CheckpointError((e as Error).message);
         }
+        const epochs = { ...(o.stage1Epochs !== undefined ? { stage1: o.stage1Epochs } : {}), ...(o.stage2Epochs !== undefined ? { stage2: o.stage2Epochs } : {}) };
+        const branch = cmd.getOptionValueSource('out') === 'cli' || cmd.getOptionValueSource('out') === 'config' ? resolve(o.out!) : undefined;
+        resolved = { ...resolved, stage1: { ...resolved.stage1, epochs: epochs.stage1 ?? resolved.stage1.epochs }, stage2: { ...resolved.stage2, epochs: epochs.stage2 ?? resolved.stage2.epochs } };
         trainCount = dataConfig(flagsOfData(resolved.data)).trainCount;
-        input = { resume: o.resume };
+        input = { resume: o.resume, ...(Object.keys(epochs).length ? { epochs } : {}), ...(branch && branch !== resolve(o.resume) ? { outDir: branch } : {}) };
+        runDir = input.outDir ?? o.resume;
       } else {
         const t = trainInput(o);
         resolved = resolveConfig(t.input);
         input = t.input;
         trainCount = t.trainCount;
-        mkdirRun(resolved.outDir);
-        writeFileAtomic(join(resolved.outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
+        runDir = resolved.outDir;
+        // Checked before the run folder exists: a run that cannot take one step leaves nothing behind.
+        for (const [n, sc] of [[1, resolved.stage1], [2, resolved.stage2]] as const) {
+          if (sc.epochs > 0 && sc.batchSize > trainCount) throw new CliError(`--stage${n}-batch ${sc.batchSize} exceeds the ${trainCount} training images`, ExitCode.usage);
+        }
+        lock = takeRunFolder(resolved.outDir, { command: 'train', overwrite: o.overwrite === true, say });
+        try {
+          writeFileAtomic(join(resolved.outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`);
+        } catch (e) {
+          lock.release();
+          throw e;
+        }
       }
       if (!o.json) printConfig(o.resume ? `resuming ${o.resume}` : 'train', flatten(resolved as unknown as Record<string, unknown>), (s) => stream.write(s));
-      const dev = await openDevice(o);
       const { hooks, done } = progressHooks(resolved, trainCount, stream);
+      const stop = stopOnSignals(stream);
       let result: TrainResult;
       try {
-        result = await train(input, { ...hooks, device: dev });
+        const dev = await openDevice(o);
+        try {
+          result = await train(input, { ...hooks, device: dev, signal: stop.signal, ...(lock ? { lock } : {}) });
+        } finally {
+          done();
+          dev.destroy();
+        }
+        if ('resume' in input) recordResumeFlags(runDir, o);
+      } catch (e) {
+        if (e instanceof TrainingInterrupted) throw interrupted(e, runDir);
+        throw e;
       } finally {
-        done();
-        dev.destroy();
+        stop.dispose();
+        lock?.release();
       }
       if (o.json) process.stdout.write(`${JSON.stringify(summarize(result))}\n`);
       else printSummary(result);
     });
 }
 
-function mkdirRun(dir: string): void {
-  if (existsSync(join(dir, 'checkpoint.json'))) throw new CliError(`--out ${dir} already holds a run (checkpoint.json); --resume it or choose another folder`);
-  writing(dir, () => mkdirSync(dir, { recursive: true }));
+/** cli.json of a resumed run says what it now is: its folder and its (longer) stages. */
+function recordResumeFlags(dir: string, o: TrainFlags): void {
+  const path = join(dir, 'cli.json');
+  if (!existsSync(path)) return;
+  let flags: Record<string, unknown>;
+  try {
+    flags = JSON.parse(readRegularText(path, { what: 'run flags', maxBytes: 16 * 1024 * 1024 })) as Record<string, unknown>;
+  } catch {
+    return; // the run's own record (config.json, checkpoint.json) is what a resume reads
+  }
+  const next = { ...flags, out: dir, ...(o.stage1Epochs !== undefined ? { 'stage1-epochs': o.stage1Epochs } : {}), ...(o.stage2Epochs !== undefined ? { 'stage2-epochs': o.stage2Epochs } : {}) };
+  if (JSON.stringify(next) !== JSON.stringify(flags)) writeFileAtomic(path, `${JSON.stringify(next, null, 1)}\n`);
 }
+
 
 /** Data flags equivalent to a resolved data configuration (to count a resumed run's images). */
 function flagsOfData(d: ReturnType<typeof resolveConfig>['data']): DataFlags {
