@@ -1,11 +1,14 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const bin = fileURLToPath(new URL('../dist/mpfgvc.js', import.meta.url));
 
 function mpfgvc(...args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, cwd: tmpdir() });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:')).join('\n') };
 }
 
@@ -35,9 +38,55 @@ describe('mpfgvc info', () => {
     expect(r.stderr).toMatch(/^mpfgvc: no WebGPU adapter matches adapter=no-such-gpu; available: .+$/);
   });
 
+  it('takes --config like every command', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpfgvc-info-'));
+    try {
+      writeFileSync(join(dir, 'info.json'), '{"json": true}');
+      const r = mpfgvc('info', '--config', join(dir, 'info.json'));
+      expect(r.code, r.stderr).toBe(0);
+      expect(typeof JSON.parse(r.stdout).adapter).toBe('string');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an unknown option exits 2', () => {
     const r = mpfgvc('info', '--frobnicate');
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/unknown option '--frobnicate'/);
   });
 });
+
+describe('the command line itself', () => {
+  it('--version prints the package version', () => {
+    const r = mpfgvc('--version');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version);
+  });
+
+  it("answers other trainers' flag names with ours, on the same line", () => {
+    const r = mpfgvc('train', '--epochs', '3');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("error: unknown option '--epochs' (here: --stage1-epochs and --stage2-epochs)");
+    expect(mpfgvc('train', '--data-dir', 'x').stderr).toMatch(/unknown option '--data-dir' \(here: --data-root\)$/);
+  });
+
+  it('a bare train shows its usage and starts nothing; a batch larger than the dataset is refused before the run folder exists', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'mpfgvc-usage-'));
+    try {
+      const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, cwd });
+      const bare = run('train');
+      expect(bare.status).toBe(2);
+      expect(bare.stderr).toMatch(/^Usage: mpfgvc train \[options\]/);
+      expect(bare.stderr.trimEnd().split('\n').at(-1)).toBe("mpfgvc: train: say what to train on (--data, --data-root, ...) or --resume <dir>; the flags are listed above");
+      expect(existsSync(join(cwd, 'mpfgvc-run'))).toBe(false);
+      const big = run('train', '--data', 'synth', '--classes', '2', '--per-class', '4', '--stage1-batch', '16', '--out', 'r');
+      expect(big.status).toBe(2);
+      expect(big.stderr.trim().split('\n').filter((l) => !l.startsWith('Warning:'))).toEqual(['mpfgvc: --stage1-batch 16 exceeds the 8 training images']);
+      expect(existsSync(join(cwd, 'r'))).toBe(false);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { type Device, requestDevice, selfCheck } from '@mpfgvc/kernels';
 import { CliError } from '../errors.js';
 import { deviceOptions, withDeviceOptions } from './device-options.js';
+import { resolveOptions, withConfig } from './options.js';
 
 const KEY_LIMITS = [
   'maxBufferSize',
@@ -42,11 +43,12 @@ export function printDevice(d: ReturnType<typeof describeDevice>): void {
 }
 
 export function infoCommand(): Command {
-  return withDeviceOptions(new Command('info'))
+  return withDeviceOptions(withConfig(new Command('info')))
     .description('print the WebGPU adapter, backend, features and key limits')
     .option('--json', 'print one JSON object')
     .option('--check', 'also run a few kernels against their float64 references')
-    .action(async (opts) => {
+    .action(async (_opts: unknown, cmd: Command) => {
+      const opts = resolveOptions<{ json?: boolean; check?: boolean } & Parameters<typeof deviceOptions>[0]>(cmd);
       const dev = await requestDevice(deviceOptions(opts));
       const desc = describeDevice(dev);
       const checks = opts.check ? await selfCheck(dev) : undefined;
