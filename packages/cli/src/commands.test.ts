@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +170,25 @@ describe('mpfgvc predict and explain', () => {
     expectOneLine(mpfgvc('predict', '--checkpoint', 'tiny.safetensors', '--top', '0', images[0]!), 2, /'--top <k>' argument '0' is invalid/);
     expectOneLine(mpfgvc('explain', '--checkpoint', 'tiny.safetensors', '--out', 'one.png', images[0]!, images[1]!), 2, /names one file, but 2 images were given/);
   });
+
+  it('a bad image among several is named and skipped; the others are done; the exit code says one failed', () => {
+    writeFileSync(join(tmp, 'text.jpg'), 'not an image');
+    const r = mpfgvc('predict', '--checkpoint', 'tiny.safetensors', '--json', images[0]!, 'text.jpg', 'gone.png', images[1]!);
+    expect(r.code).toBe(1);
+    expect(r.stderr.split('\n')).toEqual([
+      expect.stringMatching(/^mpfgvc: image text.jpg: cannot read it \(/),
+      'mpfgvc: image gone.png: no such file',
+      'mpfgvc: 2 of 4 images could not be read (named above); the others were done',
+    ]);
+    const out = JSON.parse(r.stdout);
+    expect(out.results.map((x: { image: string }) => x.image)).toEqual([images[0], images[1]]);
+    expect(out.errors.map((x: { image: string }) => x.image)).toEqual(['text.jpg', 'gone.png']);
+    const e = mpfgvc('explain', '--checkpoint', 'tiny.safetensors', '--out', 'ex', images[0]!, 'text.jpg');
+    expect(e.code).toBe(1);
+    expect(e.stdout).toMatch(/\.ssvp\.png/);
+    expect(e.stderr.split('\n')).toHaveLength(2);
+    expect(existsSync(join(tmp, 'ex', `${basename(images[0]!, '.png')}.ssvp.png`))).toBe(true);
+  });
 });
 
 describe('mpfgvc features', () => {
@@ -235,8 +254,9 @@ describe('mpfgvc train, eval and demo', () => {
     expect(cfg.model.selectK).toBe(6);
     expect(cfg.stage1).toMatchObject({ epochs: 1, batchSize: 8 });
     expect(JSON.parse(readFileSync(join(tmp, 'run', 'cli.json'), 'utf8'))).toMatchObject({ classes: 3, 'per-class': 8, 'select-k': 6 });
-    expect(r.stderr).toMatch(/stage 2 +24\/24 .* img\/s +loss \d/);
+    expect(r.stderr).toMatch(/stage 2  epoch 1\/1  100%  \d+(\.\d)? img\/s  loss \d\.\d{4}  lr \S+  done in \d+:\d\d/);
 
+    expectOneLine(mpfgvc('eval', 'run', '--out', 'nowhere/eval.json'), 2, /^mpfgvc: --out nowhere\/eval.json: no such folder .*nowhere$/);
     const e = mpfgvc('eval', 'run', '--json');
     expect(e.code, e.stderr).toBe(0);
     const ev = JSON.parse(e.stdout);

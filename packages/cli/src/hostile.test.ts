@@ -143,9 +143,12 @@ describe('--config', () => {
 
 describe('failures of our making or the machine', () => {
   it('a full disk is exit 5 with one line, not 4 (the code of a diverged run)', () => {
-    mkdirSync(join(tmp, 'full'));
-    symlinkSync('/dev/full', join(tmp, 'full', 'metrics.jsonl'));
-    expectOneLine(mpfgvc(['train', '--config', 'tiny.json', '--out', 'full']), 5, `cannot write ${join(tmp, 'full', 'metrics.jsonl')}: no space left on the device`);
+    // A run lengthened on resume, whose metrics file is on a full device.
+    const full = copyRun('full');
+    rmSync(join(full, 'metrics.jsonl'));
+    symlinkSync('/dev/full', join(full, 'metrics.jsonl'));
+    expectOneLine(mpfgvc(['train', '--resume', full, '--stage2-epochs', '2']), 5, `cannot write ${join(full, 'metrics.jsonl')}: no space left on the device`);
+    expect(existsSync(join(full, 'run.lock'))).toBe(false);
   });
 
   it('no stack trace unless MPFGVC_DEBUG=1; control characters in names never reach the terminal', () => {

@@ -74,7 +74,8 @@ export async function runCli(argv: string[]): Promise<number> {
     const code = exitCodeOf(e);
     const debug = process.env.MPFGVC_DEBUG === '1';
     if (code !== undefined) {
-      process.stderr.write(`mpfgvc: ${printable(err.message)}\n`);
+      // An empty message: the command already said what failed (one line per bad image).
+      if (err.message) process.stderr.write(`mpfgvc: ${printable(err.message)}\n`);
       if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
       return code;
     }

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { type DataBatch, type DataConfig, evaluate, openRunData, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
@@ -44,6 +45,8 @@ export function evalCommand(): Command {
       if (!dataGiven && runConfig?.data) data = runConfig.data as DataConfig;
       else data = dataConfig(o).config;
       if (data.kind === 'folder' && !existsSync(data.root)) throw new CliError(`dataset ${data.root}: no such folder`, ExitCode.usage);
+      // Checked before the evaluation runs, not after it.
+      if (o.out && !existsSync(dirname(resolve(o.out)))) throw new CliError(`--out ${o.out}: no such folder ${dirname(resolve(o.out))}`, ExitCode.usage);
       const stream = o.json ? process.stderr : process.stdout;
       const DATA_KEYS = ['data', 'data-root', 'super-category', 'workers', 'classes', 'per-class', 'test-per-class', 'data-seed', 'fresh'];
       const shown = Object.fromEntries(Object.entries(effectiveConfig(cmd)).filter(([k]) => dataGiven || !DATA_KEYS.includes(k)));

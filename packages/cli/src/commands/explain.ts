@@ -6,7 +6,7 @@ import { CliError, ExitCode, printable } from '../errors.js';
 import { patchOverlayPng } from '../render/overlay.js';
 import { type LoadedModel, loadModel, openDevice } from './model-io.js';
 import { effectiveConfig, printConfig, resolveOptions } from './options.js';
-import { type ImageRun, type PredictFlags, className, runImages, shipped, withPredictFlags } from './predict.js';
+import { type ImageRun, type PredictFlags, className, imageFailures, runImages, shipped, withPredictFlags } from './predict.js';
 
 interface ExplainOptions extends PredictFlags {
   out?: string;
@@ -38,17 +38,19 @@ export function explainCommand(): Command {
       try {
         const loaded = loadModel(dev, o.checkpoint);
         if (!(loaded.model.config.selectK > 0)) throw new CliError(`checkpoint ${loaded.path}: the model has no SsVP (selectK 0), nothing to draw`);
-        const runs = await runImages(dev, loaded, paths, o);
+        const { runs, failed } = await runImages(dev, loaded, paths, o);
         if (o.out && !o.out.endsWith('.png')) mkdirSync(o.out, { recursive: true });
         const results = [];
-        for (let i = 0; i < runs.length; i++) {
-          const name = `${basename(paths[i]!, extname(paths[i]!))}.ssvp.png`;
+        for (const run of runs) {
+          const name = `${basename(run.path, extname(run.path))}.ssvp.png`;
           const file = o.out?.endsWith('.png') ? o.out : join(o.out ?? '.', name);
-          const caption = await writeOverlay(loaded, runs[i]!, file);
-          results.push({ image: paths[i]!, out: file, selected: runs[i]!.selected!, prediction: caption });
-          if (!o.json) process.stdout.write(`${printable(paths[i]!)}: ${printable(caption)}; patches [${runs[i]!.selected!.join(', ')}] -> ${file}\n`);
+          const caption = await writeOverlay(loaded, run, file);
+          results.push({ image: run.path, out: file, selected: run.selected!, prediction: caption });
+          if (!o.json) process.stdout.write(`${printable(run.path)}: ${printable(caption)}; patches [${run.selected!.join(', ')}] -> ${file}\n`);
         }
-        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results })}\n`);
+        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results, ...(failed.length ? { errors: failed.map(({ image, error }) => ({ image, error })) } : {}) })}\n`);
+        const err = imageFailures(failed, paths.length);
+        if (err) throw err;
       } finally {
         dev.destroy();
       }

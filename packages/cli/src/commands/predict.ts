@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { type Device, type Tensor, tensor } from '@mpfgvc/kernels';
 import type { Head, MPFGVC } from '@mpfgvc/model';
-import { CliError, printable } from '../errors.js';
+import { CliError, ExitCode, printable } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, type LoadedModel, type NormalizationName, type PreparedImage, loadModel, normalization, openDevice, prepareEvalImage, softmaxRow, topK } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
@@ -31,13 +31,47 @@ export function defaultNormalization(model: MPFGVC): NormalizationName {
   return model.config.vision.preNorm ? 'clip' : 'imagenet';
 }
 
-/** Every head's probabilities for each image file, `batch` images per forward pass. */
-export async function runImages(dev: Device, loaded: LoadedModel, paths: string[], flags: Omit<PredictFlags, 'checkpoint'>): Promise<ImageRun[]> {
+/** An image a command could not read: named on stderr as it is met, the others go on. */
+export interface ImageFailure {
+  image: string;
+  error: string;
+  code: number;
+}
+
+/**
+ * Every head's probabilities for each image file that can be read, `batch` images per forward
+ * pass; an image that cannot be read is reported on stderr (one line) and left out.
+ */
+export async function runImages(dev: Device, loaded: LoadedModel, paths: string[], flags: Omit<PredictFlags, 'checkpoint'>): Promise<{ runs: (ImageRun & { path: string })[]; failed: ImageFailure[] }> {
   const { model } = loaded;
   const norm = normalization(flags.normalize ?? loaded.normalization ?? defaultNormalization(model));
   const images: PreparedImage[] = [];
-  for (const p of paths) images.push(await prepareEvalImage(p, model.config.vision.imageSize, norm, flags.cropRatio));
-  return runPrepared(dev, model, images, flags.batch);
+  const read: string[] = [];
+  const failed: ImageFailure[] = [];
+  for (const p of paths) {
+    try {
+      images.push(await prepareEvalImage(p, model.config.vision.imageSize, norm, flags.cropRatio));
+      read.push(p);
+    } catch (e) {
+      if (!(e instanceof CliError)) throw e;
+      failed.push({ image: p, error: e.message, code: e.code });
+      process.stderr.write(`mpfgvc: ${printable(e.message)}\n`);
+    }
+  }
+  const runs = await runPrepared(dev, model, images, flags.batch);
+  return { runs: runs.map((r, i) => ({ ...r, path: read[i]! })), failed };
+}
+
+/**
+ * The end of a command over many images: an error when any could not be read (each was named as
+ * it was met; a summary line only when there were several images). Missing files alone are usage
+ * errors (exit 2), anything else a failure (exit 1).
+ */
+export function imageFailures(failed: ImageFailure[], total: number): CliError | undefined {
+  if (failed.length === 0) return undefined;
+  const code = failed.every((f) => f.code === ExitCode.usage) ? ExitCode.usage : ExitCode.failure;
+  // With one image, its own line already said it all.
+  return new CliError(total === 1 ? '' : `${failed.length} of ${total} images could not be read (named above); the others were done`, code);
 }
 
 /** Every head's probabilities for images already prepared at the model's input size. */
@@ -106,23 +140,24 @@ export function predictCommand(): Command {
       const dev = await openDevice(o);
       try {
         const loaded = loadModel(dev, o.checkpoint);
-        const runs = await runImages(dev, loaded, paths, o);
+        const { runs, failed } = await runImages(dev, loaded, paths, o);
         const k = Math.min(o.top, loaded.model.config.numClasses);
-        const results = runs.map((r, i) => {
+        const results = runs.map((r) => {
           const heads = Object.fromEntries(loaded.model.heads.map((h) => [h, topK(r.probs[h]!, k).map(({ index, p }) => ({ class: index, name: className(loaded, index), p }))])) as Partial<Record<Head, { class: number; name: string; p: number }[]>>;
-          return { image: paths[i]!, ...heads, ...(r.selected ? { selected: r.selected } : {}) };
+          return { image: r.path, ...heads, ...(r.selected ? { selected: r.selected } : {}) };
         });
-        if (o.json) {
-          process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results })}\n`);
-          return;
-        }
-        for (const r of results) {
-          process.stdout.write(`\n${printable(r.image)}\n`);
-          for (const h of loaded.model.heads) {
-            const list = r[h]!.map((c) => `${printable(c.name)} ${(c.p * 100).toFixed(1)}%`).join(', ');
-            process.stdout.write(`  ${h.padEnd(9)} ${list}\n`);
+        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results, ...(failed.length ? { errors: failed.map(({ image, error }) => ({ image, error })) } : {}) })}\n`);
+        else {
+          for (const r of results) {
+            process.stdout.write(`\n${printable(r.image)}\n`);
+            for (const h of loaded.model.heads) {
+              const list = r[h]!.map((c) => `${printable(c.name)} ${(c.p * 100).toFixed(1)}%`).join(', ');
+              process.stdout.write(`  ${h.padEnd(9)} ${list}\n`);
+            }
           }
         }
+        const err = imageFailures(failed, paths.length);
+        if (err) throw err;
       } finally {
         dev.destroy();
       }

@@ -154,8 +154,10 @@ describe('train', () => {
     writeFileSync(victim, readFileSync(victim).subarray(0, 40));
     const quick = (dir: string, strict: boolean) =>
       config(dir, { data: { kind: 'folder', root: broken, workers: 0 }, strict, stage1: { epochs: 1, batchSize: 8, augment: false }, stage2: { epochs: 1, batchSize: 8 } });
-    const result = await train(quick(join(temp, 'skip'), false), { device: dev });
+    const said: string[] = [];
+    const result = await train(quick(join(temp, 'skip'), false), { device: dev, log: (l) => said.push(l) });
     expect(Object.keys(result.skipped)).toEqual([victim]);
+    expect(said.filter((l) => l.startsWith('skipped'))).toEqual([expect.stringMatching(`^skipped an unreadable image: ${victim}: `)]);
     // Met in stage 1, in stage 2's embedding cache and at each evaluation, it counts once.
     expect(result.skipCount).toBe(1);
     expect(JSON.parse(readFileSync(result.summary, 'utf8')).skippedImages.files[victim]).toBeTypeOf('string');

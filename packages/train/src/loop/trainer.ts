@@ -304,6 +304,9 @@ function finishedResult(cfg: TrainConfig, record: CheckpointRecord, seconds: num
   };
 }
 
+/** Skipped images named one by one on the console; the summary lists every one. */
+const MAX_NAMED_SKIPS = 10;
+
 interface Pending {
   stage: Stage;
   epoch: number;
@@ -383,6 +386,8 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   let position: RunPosition | undefined = ckpt?.record.position;
   let lastCheckpoint = ckpt ? out(CHECKPOINT_FILE) : '';
   let lastCheckpointAt = performance.now();
+  // Skipped images named on the console so far (those of the run before a resume count as named).
+  let namedSkips = 0;
   // Stages finished before this process (a resumed run): their reports as written then.
   const stages: StageReport[] = ckpt ? earlierStages(cfg.outDir, ckpt.record.position) : [];
   let status = 'failed';
@@ -390,6 +395,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   try {
     data = openRunData(cfg.data, { imageSize: cfg.model.vision.imageSize, normalization: cfg.normalization, seed: cfg.seed, strict: cfg.strict, ...(hooks.workerUrl ? { workerUrl: hooks.workerUrl } : {}) });
     for (const [path, reason] of Object.entries(ckpt?.record.skipped ?? {})) data.skipped.set(path, reason);
+    namedSkips = data.skipped.size;
     const modelConfig: MPFGVCConfig = { ...cfg.model, numClasses: data.classes.length, superCategory: data.superCategory };
     model = ckpt ? MPFGVC.load(dev, ckpt.model, join(cfg.outDir, ckpt.record.model)) : new MPFGVC(dev, new Rng(cfg.seed), modelConfig, promptTokens(cfg, data.superCategory, data.classes));
     if (pretrained) loadPretrained(model, pretrained);
@@ -684,8 +690,19 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
     return first.done ? '' : `; the first: ${first.value[0]}: ${first.value[1]}`;
   }
 
-  /** Stops the run once more of the dataset is unreadable than cfg.maxSkippedFraction allows. */
+  /**
+   * Names each newly skipped image (the first few; the rest are counted in summary.json) and stops
+   * the run once more of the dataset is unreadable than cfg.maxSkippedFraction allows.
+   */
   function checkSkipped(): void {
+    if (data.skipped.size > namedSkips) {
+      const fresh = [...data.skipped].slice(namedSkips);
+      for (const [path, reason] of fresh) {
+        namedSkips++;
+        if (namedSkips <= MAX_NAMED_SKIPS) say(`skipped an unreadable image: ${path}: ${reason}`);
+        if (namedSkips === MAX_NAMED_SKIPS) say(`further unreadable images are skipped and counted, not named here (summary.json lists them all)`);
+      }
+    }
     const total = data.trainCount + data.testCount;
     if (data.skipCount > cfg.maxSkippedFraction * total) {
       throw new DatasetError(`${data.skipCount} of the ${total} images are unreadable, more than the ${cfg.maxSkippedFraction} (maxSkippedFraction) the run allows${firstSkipped()}`);
