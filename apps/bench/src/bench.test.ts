@@ -10,6 +10,8 @@ describe('bench smoke', () => {
     for (const r of rows) {
       expect(Object.keys(r)).toEqual(expect.arrayContaining(['suite', 'name', 'shape', 'metric', 'value', 'unit']));
       if (r.suite === 'check') expect(r.note, `${r.name}: ${r.value}`).toBe('ok');
+      // The pool holds no more after the last step than after the warm-up.
+      else if (r.metric === 'growth') expect(r.value, `${r.name}: ${r.note}`).toBe(0);
       else if (!r.note?.startsWith('missing')) expect(Number.isFinite(r.value) && r.value > 0, `${r.suite} ${r.name}`).toBe(true);
     }
   });

@@ -2,7 +2,7 @@ import type { Device } from '@mpfgvc/kernels';
 import type { Row } from './report.js';
 import { type SuiteOptions, kernelsSuite } from './suites/kernels.js';
 import { checkSuite } from './suites/check.js';
-import { inferSuite, textSuite, trainSuite } from './suites/model.js';
+import { inferSuite, memorySuite, textSuite, trainSuite } from './suites/model.js';
 import { peersSuite } from './suites/peers.js';
 
 export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise<Row[]>> = {
@@ -12,6 +12,7 @@ export const SUITES: Record<string, (dev: Device, opts: SuiteOptions) => Promise
   infer: inferSuite,
   text: textSuite,
   peers: peersSuite,
+  memory: memorySuite,
 };
 
 export async function runSuites(dev: Device, names: string[], opts: SuiteOptions = {}): Promise<Row[]> {

@@ -1,7 +1,7 @@
 // The engine's handle on the GPU: pipelines cached by kernel key, bind groups reused, one shared
 // command encoder and compute pass that every op records into, one submit per flush, read-back only
 // when asked.
-import { type DeviceOptions, type GPUContext, GPUValidationError, openGPU } from './device.js';
+import { DeviceLostError, type DeviceOptions, type GPUContext, GPUValidationError, openGPU } from './device.js';
 import { type KernelSpec, kernelKey, kernelSource, packParams, paramBytes } from './kernel.js';
 import { BufferPool, bufferId } from './pool.js';
 
@@ -314,6 +314,9 @@ export class Device {
       await staging.mapAsync(1 /* READ */);
     } catch (e) {
       await this.throwPending();
+      // A lost (or destroyed) device rejects every map with a bare AbortError: name the cause.
+      const lost = await Promise.race([this.gpu.lost, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
+      if (lost) throw new DeviceLostError(`GPU device lost (${lost.reason}${lost.message ? `: ${lost.message.trim()}` : ''})`);
       throw e;
     }
     const out = staging.getMappedRange().slice(0, bytes);

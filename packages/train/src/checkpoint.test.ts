@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { OptimizerState } from '@mpfgvc/kernels';
 import { serializeSafetensors } from '@mpfgvc/model';
-import { CHECKPOINT_FILE, CheckpointError, parseOptimizer, readCheckpoint, serializeOptimizer, writeCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_FILE, CheckpointError, STAGE1_CHECKPOINT_FILE, assertFiniteSafetensors, parseOptimizer, readCheckpoint, serializeOptimizer, writeCheckpoint } from './checkpoint.js';
 
 const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-ckpt-'));
 afterAll(() => rmSync(temp, { recursive: true, force: true }));
@@ -60,6 +60,38 @@ describe('checkpoints', () => {
     expect(() => readCheckpoint(dir)).toThrow(`${join(dir, CHECKPOINT_FILE)} names step-1.optim.safetensors, which is missing`);
     writeFileSync(join(dir, CHECKPOINT_FILE), '{');
     expect(() => readCheckpoint(dir)).toThrow(/checkpoint.json: unreadable/);
+  });
+
+  it('a process killed (SIGKILL) while writing checkpoints leaves the last one it committed loadable', async () => {
+    const dir = join(temp, 'killed');
+    mkdirSync(dir);
+    // A writer of 16 MiB checkpoints, one after another, as fast as the disk takes them.
+    const script = `
+      import { writeCheckpoint, serializeOptimizer } from ${JSON.stringify(new URL('../dist/checkpoint.js', import.meta.url).href)};
+      import { serializeSafetensors } from '@mpfgvc/model';
+      const n = 4 * 1024 * 1024;
+      for (let step = 1; ; step++) {
+        const w = new Float32Array(n).fill(step);
+        const model = serializeSafetensors({ w: { dtype: 'F32', shape: [n], data: w } }, { format: 'test' });
+        const optimizer = serializeOptimizer({ kind: 'adamw', params: [{ name: 'w', step, buffers: { m: w } }] });
+        const position = { stage: 1, stageDone: step % 5 === 0, step, stageStep: step, data: { epoch: 0, index: 0 } };
+        writeCheckpoint(${JSON.stringify(dir)}, { position, seed: 0, config: {}, skipped: {} }, model, optimizer);
+        if (step === 1) process.stdout.write('first\\n');
+      }`;
+    for (const delay of [37, 90, 151, 230, 333]) {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((done) => child.stdout.once('data', () => done()));
+      await new Promise((r) => setTimeout(r, delay));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const { record, model, optimizer } = readCheckpoint(dir);
+      assertFiniteSafetensors(model, 'kept');
+      expect(optimizer.params[0]!.step).toBe(record.position.step);
+      expect(optimizer.params[0]!.buffers.m![0]).toBe(record.position.step);
+      // The committed checkpoint's files and the last stage end's stay, besides at most a write cut short.
+      expect(readdirSync(dir).filter((f) => f.endsWith('.safetensors')).length).toBeLessThanOrEqual(6);
+      if (readdirSync(dir).includes(STAGE1_CHECKPOINT_FILE)) readCheckpoint(dir, STAGE1_CHECKPOINT_FILE);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 // End-to-end suites on the assembled model: training-step and inference throughput with peak GPU
 // memory for named configs, and the DaTP text pass with and without the exact EOT truncation.
-import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, concat, noGrad, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
+import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, concat, keep, noGrad, reshape, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
 import { DEMO_MODEL, MPFGVC, type MPFGVCConfig, type ModelPreset, TINY_MODEL, VIT_B16_MODEL, VIT_TINY_224_MODEL } from '@mpfgvc/model';
 import { costRows, stepCost, timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
@@ -135,3 +135,50 @@ export async function textSuite(dev: Device, opts: SuiteOptions = {}): Promise<R
     { suite: 'text', name: 'truncation gain', shape, metric: 'ratio', value: full / truncated, unit: '×' },
   ];
 }
+
+/**
+ * The pool over a long run: stage-1 steps of the demo configuration (as the trainer steps them,
+ * with the loss read back each step), the pool's allocation and buffer count after the warm-up
+ * and after the last step. A pool that holds on to what a step released grows here.
+ */
+export async function memorySuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
+  const cfg = opts.quick ? { ...CONFIGS.tiny!, batch: 2 } : CONFIGS.demo!;
+  const steps = opts.quick ? 20 : 1000;
+  const warm = Math.min(10, steps);
+  const { model, images, labels } = build(dev, cfg);
+  const opt = new AdamW(model.trainable(1), { lr: 1e-4 });
+  const params = model.trainable(1);
+  const shape = `B=${cfg.batch} ${cfg.model.vision.imageSize}² C=${cfg.model.numClasses}, ${steps} steps`;
+  let after: { allocated: number; buffers: number } | undefined;
+  const started = performance.now();
+  for (let i = 1; i <= steps; i++) {
+    // The trainer's step: the loss and its parts with the gradient norm in one small read-back.
+    const parts = scope(() => {
+      const o = model.stageOne(images, labels);
+      backward(o.loss);
+      return keep(noGrad(() => concat([o.loss, o.lossVision, o.lossText].map((p) => reshape(p, [1])), 0)));
+    });
+    const norm = clipGradNorm(params, 1);
+    opt.step();
+    opt.zeroGrad();
+    const values = keep(scope(() => noGrad(() => concat([parts, reshape(norm, [1])], 0))));
+    norm.dispose();
+    parts.dispose();
+    await values.read();
+    values.dispose();
+    if (i === warm) after = { allocated: dev.pool.stats().allocated, buffers: dev.pool.stats().buffers };
+  }
+  const end = dev.pool.stats();
+  const name = `${cfg.name} stage 1, pool over a long run`;
+  const rows: Row[] = [
+    { suite: 'memory', name, shape, metric: 'pool allocated after warm-up', value: after!.allocated / MiB, unit: 'MiB', note: `after step ${warm}; ${after!.buffers} buffers` },
+    { suite: 'memory', name, shape, metric: 'pool allocated at the end', value: end.allocated / MiB, unit: 'MiB', note: `after step ${steps}; ${end.buffers} buffers; ${((performance.now() - started) / 1000).toFixed(0)} s` },
+    { suite: 'memory', name, shape, metric: 'growth', value: (end.allocated - after!.allocated) / MiB, unit: 'MiB', note: `${end.buffers - after!.buffers} buffers more` },
+  ];
+  opt.dispose();
+  model.dispose();
+  images.dispose();
+  dev.trim();
+  return rows;
+}
+

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Device } from '@mpfgvc/kernels';
+import { type Device, DeviceLostError, requestDevice } from '@mpfgvc/kernels';
 import { testDevice } from '@mpfgvc/kernels/testing';
 import { MPFGVC } from '@mpfgvc/model';
 import { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, assertFiniteSafetensors, readCheckpoint } from '../checkpoint.js';
@@ -258,6 +258,31 @@ describe('train', () => {
     const steps = rows(dir).filter((r) => 'loss' in r).map((r) => r.step as number);
     expect(steps).toEqual(Array.from({ length: grown.steps }, (_, i) => i + 1));
     expect(readCheckpoint(dir).record.config).toMatchObject({ stage1: { epochs: 2 } });
+  });
+
+  it('a device lost mid-run is one error naming the checkpoint kept; the run resumes on a working device', async () => {
+    const dir = join(temp, 'lost');
+    const own = await requestDevice();
+    const quick = config(dir, { stage1: { epochs: 2, batchSize: 16, lr: 3e-3, augment: false }, stage2: { epochs: 1, batchSize: 16, lr: 3e-3 }, checkpointEvery: 2 });
+    const err = await train(quick, { device: own, onStep: (r) => r.step === 5 && own.gpu.destroy() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeviceLostError);
+    expect((err as Error).message).toMatch(/^GPU device lost \(destroyed.*\): training stopped at step \d+; the checkpoint at stage 1, step (4|6) is kept \(resume the run\)$/);
+    expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
+    expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')).status).toBe('failed');
+    const resumed = await train({ resume: dir }, { device: dev });
+    expect(resumed.stages.map((s) => s.stage)).toEqual([1, 2]);
+  });
+
+  it('the GPU buffer pool stays flat over a run: after the first epoch no step allocates more', async () => {
+    const seen: { step: number; allocated: number; buffers: number }[] = [];
+    await train(config(join(temp, 'flat'), { stage1: { epochs: 8, batchSize: 16, lr: 3e-3, augment: true }, stage2: { epochs: 0 } }), {
+      device: dev,
+      onStep: (r) => seen.push({ step: r.step, ...dev.pool.stats() }),
+    });
+    expect(seen).toHaveLength(48);
+    const [warm, last] = [seen[6]!, seen.at(-1)!];
+    expect(last.allocated, `allocated at step ${warm.step} and ${last.step}`).toBe(warm.allocated);
+    expect(last.buffers).toBe(warm.buffers);
   });
 });
 

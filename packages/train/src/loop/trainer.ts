@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import {
   AdamW,
   type Device,
+  DeviceLostError,
   Rng,
   SGD,
   type Tensor,
@@ -438,6 +439,11 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   } catch (e) {
     if (e instanceof TrainingInterrupted) status = 'interrupted';
     failure = (e as Error).message;
+    if (e instanceof DeviceLostError) {
+      // The GPU's failure, not the run's: what was checkpointed resumes on a working device.
+      const where = position ? `; the checkpoint at stage ${position.stage}, step ${position.step} is kept (resume the run)` : '; no checkpoint had been written';
+      throw new DeviceLostError(`${e.message}: training stopped at step ${step}${where}`);
+    }
     throw e;
   } finally {
     const summary = {
@@ -573,7 +579,8 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
           const norm = sc.clipNorm > 0 ? clipGradNorm(params, sc.clipNorm) : undefined;
           opt.step();
           opt.zeroGrad();
-          const vec = norm ? keep(noGrad(() => concat([done, reshape(norm, [1])], 0))) : done;
+          // In a scope: the reshaped view of the norm holds its buffer until it is disposed too.
+          const vec = norm ? keep(scope(() => noGrad(() => concat([done, reshape(norm, [1])], 0)))) : done;
           if (norm) {
             norm.dispose();
             done.dispose();
