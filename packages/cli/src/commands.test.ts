@@ -112,8 +112,12 @@ describe('mpfgvc plot', () => {
     mkdirSync(join(tmp, 'empty-run'));
     expectOneLine(mpfgvc('plot', 'empty-run'), 2, /^mpfgvc: plot: empty-run has no metrics.jsonl$/);
     writeFileSync(join(tmp, 'other.jsonl'), '{"hello": 1}\n');
-    expectOneLine(mpfgvc('plot', 'other.jsonl'), 1, /holds no loss or evaluation rows$/);
-    writeFileSync(join(tmp, 'broken.jsonl'), '{"step": 1, "loss": 2}\n{oops\n');
+    expectOneLine(mpfgvc('plot', 'other.jsonl'), 1, /^mpfgvc: other.jsonl line 1: stage: expected one of 1, 2, got nothing$/);
+    writeFileSync(join(tmp, 'events.jsonl'), '{"event": "resume", "stage": 1, "step": 0, "time": 0}\n');
+    expectOneLine(mpfgvc('plot', 'events.jsonl'), 1, /holds no loss or evaluation rows$/);
+    writeFileSync(join(tmp, 'wrong.jsonl'), '{"stage": 1, "epoch": 0, "step": 1, "lr": 0.1, "loss": "2", "imagesPerSec": 1, "time": 1}\n');
+    expectOneLine(mpfgvc('plot', 'wrong.jsonl'), 1, /^mpfgvc: wrong.jsonl line 1: loss: expected a number, got "2"$/);
+    writeFileSync(join(tmp, 'broken.jsonl'), '{"stage": 1, "epoch": 0, "step": 1, "lr": 0.1, "loss": 2, "imagesPerSec": 1, "time": 1}\n{oops\n');
     expectOneLine(mpfgvc('plot', 'broken.jsonl'), 1, /broken.jsonl line 2: not JSON$/);
   });
 });

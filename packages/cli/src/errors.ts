@@ -48,6 +48,7 @@ const CODES: Record<string, number> = {
   DeviceLostError: ExitCode.failure,
   RunFolderError: ExitCode.failure,
   TrainingInterrupted: ExitCode.interrupted,
+  MetricsError: ExitCode.failure,
 };
 
 /** The exit code of an error of ours, or undefined for an unexpected one. */

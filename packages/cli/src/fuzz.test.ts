@@ -12,7 +12,7 @@ describe('fuzz campaigns', () => {
     const r = spawnSync(process.execPath, [runner, '--count', '300', '--seed', '7', '--json'], { encoding: 'utf8', timeout: 300_000 });
     expect(r.status, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as { violations: number; results: { target: string; inputs: number; accepted: number; foreign: number; hangs: number; memory: number; findings: unknown[]; rejected: Record<string, number> }[] };
-    expect(report.results.map((x) => x.target)).toEqual(['safetensors', 'model metadata', 'mat', 'tokenizer', '--config', 'checkpoint.json', 'dataset lists', 'images']);
+    expect(report.results.map((x) => x.target)).toEqual(['safetensors', 'model metadata', 'mat', 'tokenizer', '--config', 'checkpoint.json', 'metrics.jsonl', 'dataset lists', 'images']);
     for (const t of report.results) {
       expect(t.findings, t.target).toEqual([]);
       expect(t.inputs).toBe(300);

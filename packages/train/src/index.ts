@@ -52,7 +52,7 @@ export { type Batch, ImageLoader, type LoaderOptions } from './images/loader.js'
 export { type Schedule, learningRate, validateSchedule } from './schedule.js';
 export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, resolveConfig, trainConfigSchema } from './loop/config.js';
 export { type DataBatch, type OpenDataOptions, type RunData, openRunData } from './loop/data.js';
-export { type EvalRow, MetricsLog, type StepRow } from './loop/metrics.js';
+export { type EvalRow, MetricsError, MetricsLog, type MetricsRow, type StepRow, parseMetricsRow } from './loop/metrics.js';
 export { type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';
 export { LOCK_FILE, type LockOwner, RUN_FILES, type RunLock, clearRun, holdsRun, holdsRunBesidesLock, lockRun } from './run-folder.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';

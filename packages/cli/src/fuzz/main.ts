@@ -52,6 +52,13 @@ async function makeSeeds(): Promise<Seeds> {
         skipped: { '/data/images/x.jpg': 'unsupported image format' },
         time: '2026-12-04T00:00:00.000Z',
       },
+      metrics: [
+        '{"stage":1,"epoch":0,"step":1,"lr":0.0001,"loss":4.2,"lossVision":3.1,"lossText":1.1,"gradNorm":2.5,"imagesPerSec":80.5,"time":1.2}',
+        '{"stage":1,"epoch":0,"split":"test","top1":{"vision":0.1,"text":0.2,"vlfm":0,"ensemble":0.15},"top5":{"vision":0.4,"text":0.5,"vlfm":0.2,"ensemble":0.45}}',
+        '{"event":"resume","stage":1,"step":4,"time":0.5}',
+        '{"stage":2,"epoch":3,"step":40,"lr":0.003,"loss":1.5,"imagesPerSec":300,"time":20}',
+        '{"event":"diverged","stage":1,"epoch":0,"step":9,"lr":1e30,"time":3}',
+      ].join('\n'),
       trainConfigs: [
         { 'stage1-epochs': 2, 'stage2-epochs': 1, 'per-class': 10, classes: 8, strict: false, fresh: true, seed: 3 },
         { model: 'demo', 'image-size': 32, 'select-k': 4, prompts: 'fixed', 'stage1-lr': 0.002, 'stage1-optimizer': 'sgd', 'label-smoothing': 0.1, 'checkpoint-every': 50 },

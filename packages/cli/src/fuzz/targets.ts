@@ -10,6 +10,7 @@ import { ClipTokenizer, checkModelFile, parseSafetensors, readF32 } from '@mpfgv
 import { type TrainConfigInput, imageConfig, openDataset, prepareBatch, readCheckpointRecord, readMat5, resolveConfig } from '@mpfgvc/train';
 import { withTrainFlags, trainInput } from '../commands/train.js';
 import { applyConfig } from '../commands/options.js';
+import { parseMetrics } from '../render/curves.js';
 import { inputRng, mutateBytes, mutateJson, mutateJsonText, pick } from './mutate.js';
 
 /** What the campaign's main thread prepares once and hands to every worker. */
@@ -23,6 +24,8 @@ export interface Seeds {
   images: Uint8Array[];
   /** A valid checkpoint.json (its configuration a resolved demo run's). */
   checkpoint: unknown;
+  /** A metrics.jsonl with every kind of row. */
+  metrics: string;
   /** --config objects of `train`. */
   trainConfigs: unknown[];
   /** Index files of each dataset layout, by path relative to the dataset root. */
@@ -134,6 +137,17 @@ export const TARGETS: readonly Target[] = [
         const record = readCheckpointRecord(run);
         resolveConfig(record.config as unknown as TrainConfigInput, 'checkpoint.json: config');
       };
+    },
+  },
+  {
+    name: 'metrics.jsonl',
+    input: 'a metrics.jsonl whose rows were edited structurally or byte-wise, read as plot reads it',
+    allowed: ['MetricsError'],
+    open: (seeds) => (rng) => {
+      const lines = seeds.metrics.split('\n');
+      const k = Math.floor(rng.next() * lines.length);
+      lines[k] = rng.next() < 0.7 ? JSON.stringify(mutateJson(rng, JSON.parse(lines[k]!))) : mutateJsonText(rng, JSON.parse(lines[k]!));
+      parseMetrics(lines.join('\n'), 'fuzz.jsonl');
     },
   },
   {

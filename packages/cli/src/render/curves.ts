@@ -1,5 +1,6 @@
 // A run's metrics.jsonl as two charts: the training loss of each stage over optimiser steps, and
 // the test top-1 of each head over epochs.
+import { MetricsError, parseMetricsRow } from '@mpfgvc/train';
 import { type ChartSpec, type Series, chartsSvg } from './chart.js';
 
 export interface Curves {
@@ -16,8 +17,8 @@ type Row = Record<string, unknown>;
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /**
- * Reads the loop's metrics rows (loop/metrics.ts: step rows {stage, step, loss, ...} and
- * evaluation rows {stage, epoch, top1: {head: accuracy}}); `where` names the file in errors.
+ * Reads the loop's metrics rows (each checked by parseMetricsRow: step rows {stage, step, loss, ...},
+ * evaluation rows {stage, epoch, top1: {head: accuracy}} and events); `where` names the file in errors.
  * Stage 2's epochs continue stage 1's on the x axis (epochs done); accuracies in [0, 1] are shown in percent.
  */
 export function parseMetrics(text: string, where: string): Curves {
@@ -25,20 +26,18 @@ export function parseMetrics(text: string, where: string): Curves {
   const evals: { stage: number; epoch: number; top1: Row }[] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
-    let row: Row;
+    let json: unknown;
     try {
-      row = JSON.parse(line) as Row;
+      json = JSON.parse(line);
     } catch {
-      throw new Error(`${where} line ${i + 1}: not JSON`);
+      throw new MetricsError(`${where} line ${i + 1}: not JSON`);
     }
-    const stage = num(row.stage) ?? 1;
-    const step = num(row.step);
-    const loss = num(row.loss);
-    if (row.top1 && typeof row.top1 === 'object') evals.push({ stage, epoch: num(row.epoch) ?? 0, top1: row.top1 as Row });
-    else if (step !== undefined && loss !== undefined) {
-      const pts = curves.loss.get(stage) ?? [];
-      pts.push([step, loss]);
-      curves.loss.set(stage, pts);
+    const row = parseMetricsRow(json, `${where} line ${i + 1}`);
+    if (row.kind === 'eval') evals.push({ stage: row.stage, epoch: row.epoch, top1: row.top1 as Row });
+    else if (row.kind === 'step') {
+      const pts = curves.loss.get(row.stage) ?? [];
+      pts.push([row.step, row.loss]);
+      curves.loss.set(row.stage, pts);
     }
   });
   const values = evals.flatMap((e) => Object.values(e.top1).map(num)).filter((v) => v !== undefined);

@@ -2,7 +2,8 @@
 // so a crash loses at most the row being written. A resumed run appends to the same file after
 // dropping the rows written past its checkpoint.
 import { closeSync, fdatasyncSync, fstatSync, openSync, writeSync } from 'node:fs';
-import type { Stage } from '@mpfgvc/model';
+import { type Stage, parseWith } from '@mpfgvc/model';
+import { z } from 'zod';
 import { writing } from '../atomic.js';
 import type { Head } from '../eval.js';
 
@@ -53,3 +54,46 @@ export class MetricsLog {
     closeSync(this.fd);
   }
 }
+
+/** A row of metrics.jsonl that is not one the loop writes. */
+export class MetricsError extends Error {
+  override name = 'MetricsError';
+}
+
+const stage = z.literal([1, 2]);
+const count = z.int().min(0).max(Number.MAX_SAFE_INTEGER);
+const finite = z.number().refine(Number.isFinite, { message: 'expected a finite number' });
+const accuracies = z.partialRecord(z.enum(['vision', 'text', 'vlfm', 'ensemble']), z.number().min(0).max(1));
+
+const stepRowSchema = z.strictObject({
+  stage,
+  epoch: count,
+  step: count.min(1),
+  lr: finite.min(0),
+  loss: finite,
+  lossVision: finite.optional(),
+  lossText: finite.optional(),
+  gradNorm: finite.min(0).optional(),
+  imagesPerSec: finite.min(0),
+  time: finite.min(0),
+});
+const evalRowSchema = z.strictObject({ stage, epoch: count, split: z.literal('test'), top1: accuracies, top5: accuracies });
+const eventRowSchema = z.discriminatedUnion('event', [
+  z.strictObject({ event: z.literal('resume'), stage, step: count, time: finite.min(0) }),
+  z.strictObject({ event: z.literal('diverged'), stage, epoch: count, step: count, lr: finite, time: finite.min(0) }),
+]);
+
+export type MetricsRow = ({ kind: 'step' } & StepRow) | ({ kind: 'eval' } & EvalRow) | { kind: 'event'; event: 'resume' | 'diverged'; stage: Stage; step: number };
+
+/**
+ * One parsed line of metrics.jsonl, checked against the rows the loop writes (a step, an
+ * evaluation, or an event); `where` names the file and line in errors.
+ */
+export function parseMetricsRow(json: unknown, where: string): MetricsRow {
+  const err = (m: string) => new MetricsError(m);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw err(`${where}: expected an object (a step, evaluation or event row)`);
+  if ('event' in json) return { kind: 'event', ...(parseWith(eventRowSchema, json, where, err) as { event: 'resume' | 'diverged'; stage: Stage; step: number }) };
+  if ('split' in json || 'top1' in json) return { kind: 'eval', ...(parseWith(evalRowSchema, json, where, err) as EvalRow) };
+  return { kind: 'step', ...(parseWith(stepRowSchema, json, where, err) as StepRow) };
+}
+

@@ -12,7 +12,7 @@ import { evaluate } from '../eval.js';
 import { writeCubLayout } from '../synth/cub.js';
 import type { TrainConfigInput } from './config.js';
 import { openRunData } from './data.js';
-import type { StepRow } from './metrics.js';
+import { type StepRow, parseMetricsRow } from './metrics.js';
 import { TrainingInterrupted, train } from './trainer.js';
 
 // A tiny MP-FGVC trained through the real path of a dataset on disk: the synthetic birds written in
@@ -83,6 +83,8 @@ describe('train', () => {
     for (const head of ['vision', 'text', 'vlfm', 'ensemble'] as const) expect(s2!.eval.top1[head], head).toBeGreaterThan(0.7);
 
     const metrics = rows(dir);
+    // Every row the loop wrote is one that plot's reader accepts.
+    metrics.forEach((r, i) => parseMetricsRow(r, `metrics.jsonl line ${i + 1}`));
     const steps = metrics.filter((r) => 'loss' in r);
     expect(steps.map((r) => r.step)).toEqual(Array.from({ length: result.steps }, (_, i) => i + 1));
     expect(steps[0]).toMatchObject({ stage: 1, epoch: 0, step: 1 });
