@@ -50,10 +50,10 @@ export {
 export { type EpochOrderOptions, type EpochPosition, EpochOrder } from './images/epoch-order.js';
 export { type Batch, ImageLoader, type LoaderOptions } from './images/loader.js';
 export { type Schedule, learningRate, validateSchedule } from './schedule.js';
-export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, resolveConfig, trainConfigSchema } from './loop/config.js';
-export { type DataBatch, type OpenDataOptions, type RunData, openRunData } from './loop/data.js';
+export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, recordedConfig, resolveConfig, trainConfigSchema } from './loop/config.js';
+export { type DataBatch, type OpenDataOptions, type RunData, holdOut, openRunData } from './loop/data.js';
 export { type EvalRow, MetricsError, MetricsLog, type MetricsRow, type StepRow, parseMetricsRow } from './loop/metrics.js';
-export { type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';
+export { BEST_MODEL_FILE, BEST_RECORD_FILE, type BestRecord, type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';
 export { LOCK_FILE, type LockOwner, RUN_FILES, type RunLock, clearRun, holdsRun, holdsRunBesidesLock, lockRun } from './run-folder.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
 export { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, checkpointFile, checkpointTag, hasCheckpoint, parseCheckpointRecord, readCheckpoint, readCheckpointRecord, writeCheckpoint } from './checkpoint.js';

@@ -16,7 +16,7 @@ import { RunFolderError } from './errors.js';
 export const LOCK_FILE = 'run.lock';
 
 /** Files a run writes into its folder (what --overwrite clears; other files there are left alone). */
-export const RUN_FILES = /^(config\.json|cli\.json|metrics\.jsonl|summary\.json|checkpoint(-stage1)?\.json|model(-stage1)?\.safetensors|step-\d+(-stage\d)?\.(model|optim)\.safetensors|eval-stage\d\.json|confusion-stage\d\.csv|curves\.(svg|png)|\..+\.\d+\.tmp)$/;
+export const RUN_FILES = /^(config\.json|cli\.json|metrics\.jsonl|summary\.json|best\.json|checkpoint(-stage1)?\.json|(model|model-stage1|best)\.safetensors|step-\d+(-stage\d)?\.(model|optim)\.safetensors|eval-stage\d\.json|confusion-stage\d\.csv|curves\.(svg|png)|\..+\.\d+\.tmp)$/;
 
 /** Whether `dir` holds (part of) a run: train() into it is refused, resume or clear it instead. */
 export function holdsRun(dir: string): boolean {

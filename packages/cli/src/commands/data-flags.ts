@@ -1,7 +1,7 @@
 // The dataset flags shared by `train` and `eval`: the embedded synthetic birds (default) or a
 // dataset on disk in one of the layouts the train package reads.
 import { type Command, Option } from 'commander';
-import { type DataConfig, DATASET_NAMES, type DatasetKind, MAX_BIRD_CLASSES, openDataset } from '@mpfgvc/train';
+import { type DataConfig, DATASET_NAMES, type DatasetKind, MAX_BIRD_CLASSES, holdOut, openDataset } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { intArg } from './options.js';
 
@@ -15,6 +15,11 @@ export interface DataFlags {
   testPerClass: number;
   dataSeed: number;
   fresh?: boolean;
+  /** train only: the validation split (a share of each class's training images, or generated birds per class). */
+  valFraction?: number;
+  valPerClass?: number;
+  /** The run's seed (it chooses the held-out images). */
+  seed?: number;
 }
 
 export const DATA_KINDS = ['synth', 'auto', ...(Object.keys(DATASET_NAMES) as DatasetKind[])];
@@ -36,16 +41,19 @@ export function withDataFlags(cmd: Command): Command {
 export function dataConfig(o: DataFlags): { config: DataConfig; trainCount: number } {
   if (o.data === 'synth') {
     if (o.dataRoot) throw new CliError(`--data-root ${o.dataRoot} needs --data auto|${Object.keys(DATASET_NAMES).join('|')} (the synthetic birds are generated in memory)`, ExitCode.usage);
-    return { config: { kind: 'synth', numClasses: o.classes, trainPerClass: o.perClass, testPerClass: o.testPerClass, seed: o.dataSeed, fresh: o.fresh === true }, trainCount: o.classes * o.perClass };
+    const config: DataConfig = { kind: 'synth', numClasses: o.classes, trainPerClass: o.perClass, testPerClass: o.testPerClass, valPerClass: o.valPerClass ?? 10, seed: o.dataSeed, fresh: o.fresh === true };
+    return { config, trainCount: o.classes * o.perClass };
   }
   if (!o.dataRoot) throw new CliError(`--data ${o.data} needs --data-root <dir>`, ExitCode.usage);
   let trainCount: number;
+  const valFraction = o.valFraction ?? 0.1;
   try {
-    trainCount = openDataset(o.data, o.dataRoot, o.superCategory === undefined ? {} : { superCategory: o.superCategory }).train.length;
+    // What trains once the validation images are held out (the loop holds out the same ones).
+    trainCount = holdOut(openDataset(o.data, o.dataRoot, o.superCategory === undefined ? {} : { superCategory: o.superCategory }).train, valFraction, o.seed ?? 0).train.length;
   } catch (e) {
     throw new CliError((e as Error).message, ExitCode.usage);
   }
-  const config: DataConfig = { kind: 'folder', root: o.dataRoot, format: o.data, workers: o.workers, cropScale: [0.08, 1] };
+  const config: Extract<DataConfig, { kind: 'folder' }> = { kind: 'folder', root: o.dataRoot, format: o.data, workers: o.workers, cropScale: [0.08, 1], valFraction };
   if (o.superCategory !== undefined) config.superCategory = o.superCategory;
   return { config, trainCount };
 }

@@ -23,6 +23,7 @@ import {
   readRegularText,
   realFolder,
   resolveConfig,
+  recordedConfig,
 } from '@mpfgvc/train';
 import sharp from 'sharp';
 import { CliError, ExitCode } from '../errors.js';
@@ -49,7 +50,7 @@ export function resolveCheckpoint(path: string): { file: string; runConfig?: Tra
     const where = join(dir, CHECKPOINT_FILE);
     let runConfig: TrainConfig;
     try {
-      runConfig = resolveConfig(record.config as unknown as TrainConfigInput, `${where}: config`);
+      runConfig = resolveConfig(recordedConfig(record.config), `${where}: config`);
     } catch (e) {
       throw new CheckpointError((e as Error).message);
     }

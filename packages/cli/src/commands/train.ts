@@ -22,6 +22,7 @@ import {
   train,
   wordPrompts,
   writeFileAtomic,
+  recordedConfig,
 } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 import { Progress } from '../progress.js';
@@ -98,7 +99,9 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--vision <dir>', 'start the image encoder from a checkpoint folder (timm, HF ViT such as vit-base-patch16-224-in21k, or HF CLIP); its shapes replace the preset\'s')
     .option('--text <dir>', "start the text tower from a Hugging Face CLIP checkpoint folder; its shapes replace the preset's")
     .addOption(new Option('--normalize <stats>', "input normalisation (default: the --vision checkpoint's mean/std, else imagenet)").choices(['imagenet', 'clip']))
-    .option('--seed <n>', 'seeds initialisation, data order and augmentation', intArg(0, 0xffffffff), 0);
+    .option('--seed <n>', 'seeds initialisation, data order, augmentation and the held-out validation images', intArg(0, 0xffffffff), 0)
+    .option('--val-fraction <f>', 'datasets on disk: the share of each class\'s training images held out for validation (evaluations during training, best.safetensors); 0 trains on all of them, as the paper does', floatArg(0, 0.5), 0.1)
+    .option('--val-per-class <n>', 'synthetic birds: validation images per class, generated apart from train and test (0: none)', intArg(0, 100_000), 10);
   stageFlags(cmd, 1);
   stageFlags(cmd, 2);
   return cmd
@@ -253,7 +256,8 @@ export function summarize(r: TrainResult) {
     steps: r.steps,
     seconds: Number(r.seconds.toFixed(2)),
     skippedImages: r.skipCount,
-    stages: r.stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: Number(s.seconds.toFixed(2)), top1: s.eval.top1, top5: s.eval.top5, eval: s.evalJson })),
+    stages: r.stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: Number(s.seconds.toFixed(2)), top1: s.eval.top1, top5: s.eval.top5, ...(s.val ? { val: { top1: s.val.top1, top5: s.val.top5 } } : {}), eval: s.evalJson })),
+    ...(r.best ? { best: r.best } : {}),
   };
 }
 
@@ -262,9 +266,12 @@ export function printSummary(r: TrainResult, write = (s: string) => process.stdo
   write('\n');
   for (const s of r.stages) {
     const heads = s.eval.heads.map((h) => `${h} ${pct(s.eval.top1[h]!)}`).join(', ');
-    write(`stage ${s.stage}: ${s.steps} steps in ${s.seconds.toFixed(1)} s; test top-1 ${heads}\n`);
+    const val = s.val ? `; validation ${s.val.heads.map((h) => `${h} ${pct(s.val!.top1[h]!)}`).join(', ')}` : '';
+    write(`stage ${s.stage}: ${s.steps} steps in ${s.seconds.toFixed(1)} s; test top-1 ${heads}${val}\n`);
   }
-  write(`model       ${r.model}\ncheckpoint  ${r.checkpoint}\nmetrics     ${r.metrics}\nsummary     ${r.summary}\n`);
+  write(`model       ${r.model}\n`);
+  if (r.best) write(`best        ${r.best.model} (validation ${r.best.head} top-1 ${pct(r.best.top1)}, stage ${r.best.stage} epoch ${r.best.epoch})\n`);
+  write(`checkpoint  ${r.checkpoint}\nmetrics     ${r.metrics}\nsummary     ${r.summary}\n`);
 }
 
 // Flags that shape a run; with --resume the run's recorded configuration applies instead, except
@@ -295,14 +302,14 @@ export function trainCommand(): Command {
         if (!existsSync(record)) throw new CliError(`--resume ${o.resume}: no checkpoint.json there`, ExitCode.usage);
         const rec = readCheckpointRecord(o.resume);
         try {
-          resolved = resolveConfig(rec.config as unknown as TrainConfigInput, `${record}: config`);
+          resolved = resolveConfig(recordedConfig(rec.config), `${record}: config`);
         } catch (e) {
           throw new CheckpointError((e as Error).message);
         }
         const epochs = { ...(o.stage1Epochs !== undefined ? { stage1: o.stage1Epochs } : {}), ...(o.stage2Epochs !== undefined ? { stage2: o.stage2Epochs } : {}) };
         const branch = cmd.getOptionValueSource('out') === 'cli' || cmd.getOptionValueSource('out') === 'config' ? resolve(o.out!) : undefined;
         resolved = { ...resolved, stage1: { ...resolved.stage1, epochs: epochs.stage1 ?? resolved.stage1.epochs }, stage2: { ...resolved.stage2, epochs: epochs.stage2 ?? resolved.stage2.epochs } };
-        trainCount = dataConfig(flagsOfData(resolved.data)).trainCount;
+        trainCount = dataConfig(flagsOfData(resolved.data, resolved.seed)).trainCount;
         input = { resume: o.resume, ...(Object.keys(epochs).length ? { epochs } : {}), ...(branch && branch !== resolve(o.resume) ? { outDir: branch } : {}) };
         runDir = input.outDir ?? o.resume;
       } else {
@@ -364,9 +371,9 @@ function recordResumeFlags(dir: string, o: TrainFlags): void {
 
 
 /** Data flags equivalent to a resolved data configuration (to count a resumed run's images). */
-function flagsOfData(d: ReturnType<typeof resolveConfig>['data']): DataFlags {
-  if (d.kind === 'synth') return { data: 'synth', workers: 0, classes: d.numClasses, perClass: d.trainPerClass, testPerClass: d.testPerClass, dataSeed: d.seed, fresh: d.fresh };
-  return { data: d.format, dataRoot: d.root, workers: d.workers, classes: 0, perClass: 0, testPerClass: 0, dataSeed: 0, ...(d.superCategory ? { superCategory: d.superCategory } : {}) };
+function flagsOfData(d: ReturnType<typeof resolveConfig>['data'], seed: number): DataFlags {
+  if (d.kind === 'synth') return { data: 'synth', workers: 0, classes: d.numClasses, perClass: d.trainPerClass, testPerClass: d.testPerClass, valPerClass: d.valPerClass, dataSeed: d.seed, fresh: d.fresh, seed };
+  return { data: d.format, dataRoot: d.root, workers: d.workers, classes: 0, perClass: 0, testPerClass: 0, dataSeed: 0, valFraction: d.valFraction, seed, ...(d.superCategory ? { superCategory: d.superCategory } : {}) };
 }
 
 /** Nested configuration as dotted keys, one line each when printed. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import type { Rng } from '@mpfgvc/kernels';
 import { ClipTokenizer, checkModelFile, parseSafetensors, readF32 } from '@mpfgvc/model';
-import { type TrainConfigInput, imageConfig, openDataset, prepareBatch, readCheckpointRecord, readMat5, resolveConfig } from '@mpfgvc/train';
+import { type TrainConfigInput, imageConfig, openDataset, prepareBatch, readCheckpointRecord, readMat5, recordedConfig, resolveConfig } from '@mpfgvc/train';
 import { withTrainFlags, trainInput } from '../commands/train.js';
 import { applyConfig } from '../commands/options.js';
 import { parseMetrics } from '../render/curves.js';
@@ -135,7 +135,7 @@ export const TARGETS: readonly Target[] = [
       return (rng) => {
         writeFileSync(join(run, 'checkpoint.json'), mutateJsonText(rng, seeds.checkpoint));
         const record = readCheckpointRecord(run);
-        resolveConfig(record.config as unknown as TrainConfigInput, 'checkpoint.json: config');
+        resolveConfig(recordedConfig(record.config), 'checkpoint.json: config');
       };
     },
   },

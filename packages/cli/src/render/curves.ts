@@ -1,5 +1,6 @@
 // A run's metrics.jsonl as two charts: the training loss of each stage over optimiser steps, and
-// the test top-1 of each head over epochs.
+// the top-1 of each head over epochs (on the validation split when the run has one, else the test
+// split).
 import { MetricsError, parseMetricsRow } from '@mpfgvc/train';
 import { type ChartSpec, type Series, chartsSvg } from './chart.js';
 
@@ -10,6 +11,8 @@ export interface Curves {
   top1: Map<string, [number, number][]>;
   /** Where stage 2 begins: its first step, and stage 1's last epoch. */
   stageTwo?: { step?: number; epoch: number };
+  /** The split the top-1 curves are on. */
+  split?: 'val' | 'test';
 }
 
 type Row = Record<string, unknown>;
@@ -23,7 +26,7 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' && Number
  */
 export function parseMetrics(text: string, where: string): Curves {
   const curves: Curves = { loss: new Map(), top1: new Map() };
-  const evals: { stage: number; epoch: number; top1: Row }[] = [];
+  const evals: { stage: number; epoch: number; split: string; top1: Row }[] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
     let json: unknown;
@@ -33,13 +36,16 @@ export function parseMetrics(text: string, where: string): Curves {
       throw new MetricsError(`${where} line ${i + 1}: not JSON`);
     }
     const row = parseMetricsRow(json, `${where} line ${i + 1}`);
-    if (row.kind === 'eval') evals.push({ stage: row.stage, epoch: row.epoch, top1: row.top1 as Row });
+    if (row.kind === 'eval') evals.push({ stage: row.stage, epoch: row.epoch, split: row.split, top1: row.top1 as Row });
     else if (row.kind === 'step') {
       const pts = curves.loss.get(row.stage) ?? [];
       pts.push([row.step, row.loss]);
       curves.loss.set(row.stage, pts);
     }
   });
+  // One split on the chart: validation when the run has it (it is what training was judged by).
+  curves.split = evals.some((e) => e.split === 'val') ? 'val' : 'test';
+  evals.splice(0, evals.length, ...evals.filter((e) => e.split === curves.split));
   const values = evals.flatMap((e) => Object.values(e.top1).map(num)).filter((v) => v !== undefined);
   const scale = values.every((v) => v <= 1) ? 100 : 1;
   // Rows name the epoch just finished, from 0: plotted at the count of epochs done.
@@ -65,7 +71,7 @@ export function curveCharts(c: Curves, title = ''): ChartSpec[] {
   return [
     { title: `${title}training loss`, xLabel: 'optimiser step', yLabel: 'loss', series: loss, integerX: true },
     {
-      title: `${title}test top-1`,
+      title: `${title}${c.split === 'val' ? 'validation' : 'test'} top-1`,
       xLabel: 'epoch (stage 2 continues stage 1)',
       yLabel: 'top-1 (%)',
       series: top1,

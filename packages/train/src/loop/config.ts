@@ -40,6 +40,11 @@ export type DataConfig =
       numClasses: number; // 24
       trainPerClass: number; // 30
       testPerClass: number; // 10
+      /**
+       * Validation images per class, generated apart from train and test (another seed): the
+       * evaluations during training and the choice of best.safetensors use them. 0: none.
+       */
+      valPerClass: number; // 10
       seed: number; // 0
       /**
        * Every epoch after the first trains on newly generated images (trainPerClass per class,
@@ -58,6 +63,12 @@ export type DataConfig =
       workers: number; // 1
       /** Random resized crop's area range. */
       cropScale: [number, number]; // [0.08, 1]
+      /**
+       * The share of each class's training images held out (seeded) for validation: the
+       * evaluations during training and the choice of best.safetensors use them, the test split
+       * only the end of each stage. 0 trains on the whole training split (the paper's protocol).
+       */
+      valFraction: number; // 0.1
     };
 
 export interface TrainConfig {
@@ -107,7 +118,9 @@ export interface TrainConfig {
 }
 
 type StageInput = Partial<StageConfig>;
-type DataInput = { kind: 'synth'; numClasses?: number; trainPerClass?: number; testPerClass?: number; seed?: number; fresh?: boolean } | { kind: 'folder'; root: string; format?: DatasetKind | 'auto'; superCategory?: string; workers?: number; cropScale?: [number, number] };
+type DataInput =
+  | { kind: 'synth'; numClasses?: number; trainPerClass?: number; testPerClass?: number; valPerClass?: number; seed?: number; fresh?: boolean }
+  | { kind: 'folder'; root: string; format?: DatasetKind | 'auto'; superCategory?: string; workers?: number; cropScale?: [number, number]; valFraction?: number };
 
 export interface TrainConfigInput extends Partial<Omit<TrainConfig, 'data' | 'stage1' | 'stage2' | 'outDir' | 'model'>> {
   outDir: string;
@@ -158,6 +171,7 @@ const dataSchema = z.discriminatedUnion('kind', [
     numClasses: int(2, MAX_BIRD_CLASSES).optional(),
     trainPerClass: int(1, 100_000).optional(),
     testPerClass: int(1, 100_000).optional(),
+    valPerClass: int(0, 100_000).optional(),
     seed: int(0, 0xffffffff).optional(),
     fresh: z.boolean().optional(),
   }),
@@ -168,6 +182,7 @@ const dataSchema = z.discriminatedUnion('kind', [
     superCategory: z.string().max(256).optional(),
     workers: int(0, 64).optional(),
     cropScale: z.tuple([finite(1e-6, 1), finite(1e-6, 1)]).optional(),
+    valFraction: finite(0, 0.5).optional(),
   }),
 ]);
 
@@ -207,8 +222,8 @@ function resolveStage(name: string, s: StageInput, defaults: Partial<StageConfig
 }
 
 function resolveData(d: DataInput): DataConfig {
-  if (d.kind === 'synth') return { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, seed: d.seed ?? 0, fresh: d.fresh ?? false };
-  const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1] };
+  if (d.kind === 'synth') return { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, valPerClass: d.valPerClass ?? 10, seed: d.seed ?? 0, fresh: d.fresh ?? false };
+  const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1], valFraction: d.valFraction ?? 0.1 };
   if (d.superCategory !== undefined) c.superCategory = d.superCategory;
   if (c.cropScale[0] > c.cropScale[1]) throw new ConfigurationError(`config: data.cropScale must satisfy lo <= hi, got [${c.cropScale}]`);
   return c;
@@ -253,3 +268,17 @@ export function resolveConfig(raw: TrainConfigInput, source = 'config'): TrainCo
   }
   return c;
 }
+
+/**
+ * A configuration recorded by a run (checkpoint.json, config.json) as input to resolveConfig. Runs
+ * recorded before validation splits existed trained on the whole training split and had none:
+ * they keep that on resume rather than taking today's defaults.
+ */
+export function recordedConfig(recorded: unknown): TrainConfigInput {
+  const c = recorded as TrainConfigInput;
+  if (typeof c !== 'object' || c === null || typeof c.data !== 'object' || c.data === null) return c;
+  if (c.data.kind === 'synth' && c.data.valPerClass === undefined) return { ...c, data: { ...c.data, valPerClass: 0 } };
+  if (c.data.kind === 'folder' && c.data.valFraction === undefined) return { ...c, data: { ...c.data, valFraction: 0 } };
+  return c;
+}
+

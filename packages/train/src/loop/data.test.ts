@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DataConfig } from './config.js';
-import { type DataBatch, openRunData } from './data.js';
+import { type DataBatch, holdOut, openRunData } from './data.js';
 
 const ROW = 3 * 16 * 16;
 const rowHex = (b: DataBatch, k: number) => Buffer.from(b.rows.slice(k * ROW, (k + 1) * ROW).buffer).toString('hex');
@@ -12,7 +12,7 @@ async function collect(it: AsyncGenerator<DataBatch>): Promise<DataBatch[]> {
 }
 
 function synth(fresh: boolean) {
-  const cfg: DataConfig = { kind: 'synth', numClasses: 3, trainPerClass: 4, testPerClass: 2, seed: 5, fresh };
+  const cfg: DataConfig = { kind: 'synth', numClasses: 3, trainPerClass: 4, testPerClass: 2, valPerClass: 2, seed: 5, fresh };
   return openRunData(cfg, { imageSize: 16, normalization: 'imagenet', seed: 9, strict: true });
 }
 
@@ -45,3 +45,31 @@ describe('synthetic training data', () => {
     await data.close();
   });
 });
+
+describe('validation split', () => {
+  it('holds out a seeded share of each class (at least one of a class with two or more), in dataset order', () => {
+    const samples = [...Array.from({ length: 20 }, (_, i) => ({ path: `a${i}`, label: 0 })), ...Array.from({ length: 3 }, (_, i) => ({ path: `b${i}`, label: 1 })), { path: 'c0', label: 2 }];
+    const { train, val } = holdOut(samples, 0.1, 7);
+    expect(val.filter((s) => s.label === 0)).toHaveLength(2);
+    expect(val.filter((s) => s.label === 1)).toHaveLength(1);
+    expect(val.filter((s) => s.label === 2)).toHaveLength(0);
+    expect(train.length + val.length).toBe(samples.length);
+    expect(new Set([...train, ...val].map((s) => s.path)).size).toBe(samples.length);
+    expect(val.map((s) => samples.indexOf(s))).toEqual([...val.map((s) => samples.indexOf(s))].sort((a, b) => a - b));
+    expect(holdOut(samples, 0.1, 7)).toEqual({ train, val });
+    expect(holdOut(samples, 0.1, 8).val).not.toEqual(val);
+    expect(holdOut(samples, 0, 7)).toEqual({ train: samples, val: [] });
+  });
+
+  it('synthetic validation birds are new images of the same classes', async () => {
+    const data = synth(false);
+    expect(data.valCount).toBe(6);
+    const [val] = await collect(data.val(6));
+    const [train] = await collect(data.trainPlain(12));
+    const [test] = await collect(data.test(6));
+    expect(Array.from(val!.labels).sort()).toEqual([0, 0, 1, 1, 2, 2]);
+    const seen = new Set([...Array.from({ length: 12 }, (_, k) => rowHex(train!, k)), ...Array.from({ length: 6 }, (_, k) => rowHex(test!, k))]);
+    for (let k = 0; k < 6; k++) expect(seen.has(rowHex(val!, k))).toBe(false);
+  });
+});
+

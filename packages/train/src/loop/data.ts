@@ -8,7 +8,7 @@ import { type EpochPosition, EpochOrder } from '../images/epoch-order.js';
 import { ImageLoader } from '../images/loader.js';
 import { type InputNormalization, normalizationStats } from '../images/normalize.js';
 import { imageConfig } from '../images/preprocess.js';
-import { sampleRng } from '../images/streams.js';
+import { orderRng, sampleRng } from '../images/streams.js';
 import { freshEpochFirstIndex, makeSynthBirds, renderSynthSplit, resolveSynthOptions } from '../synth/dataset.js';
 import type { DataConfig } from './config.js';
 
@@ -28,11 +28,14 @@ export interface RunData {
   superCategory: string;
   trainCount: number;
   testCount: number;
+  /** Validation images (0: the run has no validation split). */
+  valCount: number;
   /** Training batches (full batches only) from `from` to the start of epoch `untilEpoch`. */
   train(batchSize: number, augment: boolean, from: EpochPosition, untilEpoch: number): AsyncGenerator<DataBatch>;
   /** Every training image once, in dataset order, without augmentation. */
   trainPlain(batchSize: number): AsyncGenerator<DataBatch>;
   test(batchSize: number): AsyncGenerator<DataBatch>;
+  val(batchSize: number): AsyncGenerator<DataBatch>;
   /** Unreadable files met so far: path -> reason. */
   readonly skipped: Map<string, string>;
   /** Unreadable files met so far, each counted once (the size of `skipped`). */
@@ -103,15 +106,20 @@ function synthData(cfg: Extract<DataConfig, { kind: 'synth' }>, opts: OpenDataOp
     }
   }
   const test = { rows: ds.test.chw!, rowSize, labels: ds.test.labels };
+  // Validation birds from another seed: the same species, images neither split has.
+  const valSplit = renderSynthSplit({ ...synthOpts, seed: (synthOpts.seed + VAL_SEED_OFFSET) >>> 0 }, ds.classInfo, 0, cfg.valPerClass, norm);
+  const val = { rows: valSplit.chw!, rowSize, labels: valSplit.labels };
   const inOrder = (n: number, b: number) => new EpochOrder(n, b, { seed: opts.seed, shuffle: false });
   return {
     classes: ds.classes,
     superCategory: ds.superCategory,
     trainCount: ds.train.count,
     testCount: ds.test.count,
+    valCount: valSplit.count,
     train: trainBatches,
     trainPlain: (b) => memoryBatches(inOrder(ds.train.count, b), { epoch: 0, index: 0 }, 1, train),
     test: (b) => memoryBatches(inOrder(ds.test.count, b), { epoch: 0, index: 0 }, 1, test),
+    val: (b) => memoryBatches(inOrder(valSplit.count, b), { epoch: 0, index: 0 }, 1, val),
     skipped: new Map(),
     skipCount: 0,
     close: async () => undefined,
@@ -122,14 +130,17 @@ function folderData(cfg: Extract<DataConfig, { kind: 'folder' }>, opts: OpenData
   const ds: Dataset = openDataset(cfg.format, cfg.root, cfg.superCategory === undefined ? {} : { superCategory: cfg.superCategory });
   const norm = normalizationStats(opts.normalization);
   const loaders = new Set<ImageLoader>();
+  const { train, val } = holdOut(ds.train, cfg.valFraction, opts.seed);
   const data: RunData = {
     classes: ds.classes,
     superCategory: ds.superCategory,
-    trainCount: ds.train.length,
+    trainCount: train.length,
     testCount: ds.test.length,
-    train: (b, augment, from, until) => run(ds.train, b, augment, true, from, until),
-    trainPlain: (b) => run(ds.train, b, false, false, { epoch: 0, index: 0 }, 1),
+    valCount: val.length,
+    train: (b, augment, from, until) => run(train, b, augment, true, from, until),
+    trainPlain: (b) => run(train, b, false, false, { epoch: 0, index: 0 }, 1),
     test: (b) => run(ds.test, b, false, false, { epoch: 0, index: 0 }, 1),
+    val: (b) => run(val, b, false, false, { epoch: 0, index: 0 }, 1),
     skipped: new Map(),
     get skipCount() {
       return this.skipped.size;
@@ -163,6 +174,32 @@ function folderData(cfg: Extract<DataConfig, { kind: 'folder' }>, opts: OpenData
     }
   }
   return data;
+}
+
+/** Synthetic validation birds are drawn with the data seed plus this. */
+const VAL_SEED_OFFSET = 0x5eed;
+
+/**
+ * Holds out `fraction` of each class's training samples (at least one of a class with two or
+ * more, none of a class with one), chosen by the run's seed; both lists keep the dataset's order.
+ */
+export function holdOut(samples: readonly Sample[], fraction: number, seed: number): { train: Sample[]; val: Sample[] } {
+  if (fraction <= 0) return { train: [...samples], val: [] };
+  const byClass = new Map<number, number[]>();
+  samples.forEach((s, i) => byClass.set(s.label, [...(byClass.get(s.label) ?? []), i]));
+  const held = new Set<number>();
+  for (const [label, ids] of byClass) {
+    const n = ids.length < 2 ? 0 : Math.max(1, Math.round(fraction * ids.length));
+    const rng = orderRng((seed ^ VAL_SEED_OFFSET) >>> 0, label);
+    // A seeded partial Fisher-Yates: the first n of the class's shuffled indices are held out.
+    const order = [...ids];
+    for (let k = 0; k < n; k++) {
+      const j = k + Math.floor(rng.next() * (order.length - k));
+      [order[k], order[j]] = [order[j]!, order[k]!];
+      held.add(order[k]!);
+    }
+  }
+  return { train: samples.filter((_, i) => !held.has(i)), val: samples.filter((_, i) => held.has(i)) };
 }
 
 export function openRunData(cfg: DataConfig, opts: OpenDataOptions): RunData {

@@ -25,7 +25,8 @@ export interface StepRow {
 export interface EvalRow {
   stage: Stage;
   epoch: number;
-  split: 'test';
+  /** Validation during training (and at each stage's end), test at each stage's end. */
+  split: 'val' | 'test';
   /** The model's heads only (the ViT-only model: vision). */
   top1: Partial<Record<Head, number>>;
   top5: Partial<Record<Head, number>>;
@@ -77,7 +78,7 @@ const stepRowSchema = z.strictObject({
   imagesPerSec: finite.min(0),
   time: finite.min(0),
 });
-const evalRowSchema = z.strictObject({ stage, epoch: count, split: z.literal('test'), top1: accuracies, top5: accuracies });
+const evalRowSchema = z.strictObject({ stage, epoch: count, split: z.enum(['val', 'test']), top1: accuracies, top5: accuracies });
 const eventRowSchema = z.discriminatedUnion('event', [
   z.strictObject({ event: z.literal('resume'), stage, step: count, time: finite.min(0) }),
   z.strictObject({ event: z.literal('diverged'), stage, epoch: count, step: count, lr: finite, time: finite.min(0) }),

@@ -35,7 +35,8 @@ function config(outDir: string, over: Partial<TrainConfigInput> = {}): TrainConf
   return {
     outDir,
     seed: 3,
-    data: { kind: 'folder', root: cub, workers: 0, cropScale: [0.6, 1] },
+    // The whole training split trains (valFraction 0) unless a test asks for a validation split.
+    data: { kind: 'folder', root: cub, workers: 0, cropScale: [0.6, 1], valFraction: 0 },
     model: {
       vision: { imageSize: 32, patchSize: 8, width: 32, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
       text: { vocabSize: 795, contextLength: 16, width: 32, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
@@ -65,7 +66,7 @@ describe('train', () => {
     const base = config(dir);
     // 4-pixel patches: an 8-pixel patch squeezed into a 32-wide token loses the small parts.
     const learn = config(dir, {
-      data: { kind: 'folder', root: cubLearn, workers: 0, cropScale: [0.6, 1] },
+      data: { kind: 'folder', root: cubLearn, workers: 0, cropScale: [0.6, 1], valFraction: 0.1 },
       model: { ...base.model, vision: { ...base.model.vision, patchSize: 4, depth: 2 } },
       stage1: { epochs: 10, batchSize: 16, lr: 2e-3, warmupEpochs: 1, weightDecay: 0.05, augment: true },
       stage2: { epochs: 4, batchSize: 16, lr: 3e-3, warmupEpochs: 1 },
@@ -78,7 +79,8 @@ describe('train', () => {
     model.dispose();
     const chance = 1 / 3;
     console.log(`test top-1 after stage 1 ${JSON.stringify(s1!.eval.top1)}, after stage 2 ${JSON.stringify(s2!.eval.top1)}; training images ${JSON.stringify(fit.top1)} (chance ${chance.toFixed(3)})`);
-    expect(fit.count).toBe(600);
+    // A tenth of each class's 200 training images is held out for validation.
+    expect(fit.count).toBe(540);
     expect(s2!.eval.count).toBe(60);
     for (const head of ['vision', 'text', 'vlfm', 'ensemble'] as const) expect(s2!.eval.top1[head], head).toBeGreaterThan(0.7);
 
@@ -92,6 +94,15 @@ describe('train', () => {
     expect(steps.at(-1)).toMatchObject({ stage: 2, epoch: 3 });
     const evals = metrics.filter((r) => r.split === 'test');
     expect(evals.map((r) => r.stage)).toEqual([1, 2]);
+    // Validation at each stage's end (the run evaluates nothing in between), and the best of them kept.
+    const vals = metrics.filter((r) => r.split === 'val');
+    expect(vals.map((r) => r.stage)).toEqual([1, 2]);
+    expect(s2!.val!.count).toBe(60);
+    const summary = JSON.parse(readFileSync(result.summary, 'utf8'));
+    const bestTop1 = Math.max(...vals.map((r) => (r.top1 as Record<string, number>).ensemble!));
+    expect(summary.best).toMatchObject({ head: 'ensemble', top1: bestTop1, model: join(dir, 'best.safetensors') });
+    expect(result.best?.top1).toBe(bestTop1);
+    MPFGVC.load(dev, new Uint8Array(readFileSync(join(dir, 'best.safetensors')))).dispose();
     expect(Object.keys(evals[1]!.top5 as object)).toEqual(['vision', 'text', 'vlfm', 'ensemble']);
 
     const csv = readFileSync(s2!.confusionCsv, 'utf8').trimEnd().split('\n');
@@ -155,7 +166,7 @@ describe('train', () => {
     const victim = join(broken, 'images', readFileSync(join(broken, 'images.txt'), 'utf8').split('\n')[2]!.split(' ')[1]!);
     writeFileSync(victim, readFileSync(victim).subarray(0, 40));
     const quick = (dir: string, strict: boolean) =>
-      config(dir, { data: { kind: 'folder', root: broken, workers: 0 }, strict, stage1: { epochs: 1, batchSize: 8, augment: false }, stage2: { epochs: 1, batchSize: 8 } });
+      config(dir, { data: { kind: 'folder', root: broken, workers: 0, valFraction: 0 }, strict, stage1: { epochs: 1, batchSize: 8, augment: false }, stage2: { epochs: 1, batchSize: 8 } });
     const said: string[] = [];
     const result = await train(quick(join(temp, 'skip'), false), { device: dev, log: (l) => said.push(l) });
     expect(Object.keys(result.skipped)).toEqual([victim]);
@@ -171,7 +182,7 @@ describe('train', () => {
     await writeCubLayout(dir, { numClasses: 3, trainPerClass: 4, testPerClass: 2, size: 32, seed: 2 });
     const files = readFileSync(join(dir, 'images.txt'), 'utf8').trim().split('\n').map((l) => join(dir, 'images', l.split(' ')[1]!));
     const quick = (out: string, over: Partial<TrainConfigInput> = {}) =>
-      config(join(temp, out), { data: { kind: 'folder', root: dir, workers: 0 }, stage1: { epochs: 1, batchSize: 4, augment: false }, stage2: { epochs: 1, batchSize: 4 }, ...over });
+      config(join(temp, out), { data: { kind: 'folder', root: dir, workers: 0, valFraction: 0 }, stage1: { epochs: 1, batchSize: 4, augment: false }, stage2: { epochs: 1, batchSize: 4 }, ...over });
     for (const f of files.slice(0, 2)) writeFileSync(f, 'not an image');
     // One of 18 is already more than the default 5%; a fraction of 0.2 lets the run go on past two.
     await expect(train(quick('too-many'), { device: dev })).rejects.toThrow(/^1 of the 18 images are unreadable, more than the 0.05 \(maxSkippedFraction\) the run allows; the first: /);

@@ -30,7 +30,8 @@ import {
   scope,
   tensor,
 } from '@mpfgvc/kernels';
-import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, type Stage, TokenizerError } from '@mpfgvc/model';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, type Stage, TokenizerError, parseWith } from '@mpfgvc/model';
+import { z } from 'zod';
 import { WriteError, writeFileAtomic, writing } from '../atomic.js';
 import { fillPrompt } from '../prompts.js';
 import { MAX_JSON_BYTES, type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
@@ -54,7 +55,7 @@ import { ConfigurationError, RunFolderError } from '../errors.js';
 import { type EvalResult, confusionCsv, evaluate } from '../eval.js';
 import type { EpochPosition } from '../images/epoch-order.js';
 import { learningRate, validateSchedule } from '../schedule.js';
-import { type StageConfig, type TrainConfig, type TrainConfigInput, resolveConfig } from './config.js';
+import { type StageConfig, type TrainConfig, type TrainConfigInput, recordedConfig, resolveConfig } from './config.js';
 import { type DataBatch, type RunData, memoryBatches, openRunData, trainOrder } from './data.js';
 import { type EvalRow, MetricsLog, type StepRow } from './metrics.js';
 
@@ -94,7 +95,10 @@ export interface StageReport {
   stage: Stage;
   steps: number;
   seconds: number;
+  /** On the test split. */
   eval: EvalResult;
+  /** On the validation split, when the run has one. */
+  val?: EvalResult;
   evalJson: string;
   confusionCsv: string;
 }
@@ -114,6 +118,8 @@ export interface TrainResult {
   skipCount: number;
   steps: number;
   seconds: number;
+  /** best.safetensors and the validation result it was saved at (runs with a validation split). */
+  best?: BestRecord & { model: string };
 }
 
 export class TrainingError extends Error {
@@ -187,7 +193,7 @@ function prepareResume(input: ResumeInput, takeLock: (dir: string) => void, say:
   const record = readCheckpointRecord(from);
   let ran: TrainConfig;
   try {
-    ran = resolveConfig(record.config as unknown as TrainConfigInput, `${recordPath}: config`);
+    ran = resolveConfig(recordedConfig(record.config), `${recordPath}: config`);
   } catch (e) {
     throw new CheckpointError((e as Error).message);
   }
@@ -238,7 +244,7 @@ function branchRun(from: string, dest: string, file: string, takeLock: (dir: str
   writing(dest, () => mkdirSync(dest, { recursive: true }));
   takeLock(dest);
   if (holdsRunBesidesLock(dest)) throw new RunFolderError(`${dest} already holds a run; branch into another folder`);
-  const need = new Set(['config.json', 'cli.json', 'metrics.jsonl', 'model-stage1.safetensors', 'eval-stage1.json', 'confusion-stage1.csv', 'summary.json']);
+  const need = new Set(['config.json', 'cli.json', 'metrics.jsonl', 'model-stage1.safetensors', 'eval-stage1.json', 'confusion-stage1.csv', 'summary.json', BEST_MODEL_FILE, BEST_RECORD_FILE]);
   const start = readCheckpointRecord(from, file);
   for (const f of [file, start.model, start.optimizer]) need.add(f);
   if (start.position.stage === 2) for (const f of ['eval-stage2.json', 'confusion-stage2.csv']) need.add(f);
@@ -290,6 +296,7 @@ function earlierStages(dir: string, at: RunPosition): StageReport[] {
 /** The result of a run that had already finished (resumed with nothing left to train). */
 function finishedResult(cfg: TrainConfig, record: CheckpointRecord, seconds: number): TrainResult {
   const out = (name: string) => join(cfg.outDir, name);
+  const best = readBest(cfg.outDir);
   return {
     outDir: cfg.outDir,
     config: cfg,
@@ -302,7 +309,32 @@ function finishedResult(cfg: TrainConfig, record: CheckpointRecord, seconds: num
     skipCount: Object.keys(record.skipped).length,
     steps: record.position.step,
     seconds,
+    ...(best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {}),
   };
+}
+
+export const BEST_MODEL_FILE = 'best.safetensors';
+export const BEST_RECORD_FILE = 'best.json';
+
+/** Which evaluation best.safetensors comes from. */
+export interface BestRecord {
+  stage: Stage;
+  epoch: number;
+  step: number;
+  head: string;
+  /** Validation top-1 of `head`. */
+  top1: number;
+}
+
+const bestSchema = z.strictObject({ stage: z.literal([1, 2]), epoch: z.int().min(0), step: z.int().min(0), head: z.string().max(32), top1: z.number().min(0).max(1) });
+
+/** best.json of a run folder, or undefined where there is none (or it cannot be read: tracking starts again). */
+function readBest(dir: string): BestRecord | undefined {
+  try {
+    return parseWith(bestSchema, JSON.parse(readRegularText(join(dir, BEST_RECORD_FILE), { what: 'best record', maxBytes: 64 * 1024 })), BEST_RECORD_FILE, (m) => new CheckpointError(m)) as BestRecord;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Skipped images named one by one on the console; the summary lists every one. */
@@ -389,6 +421,8 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   let lastCheckpointAt = performance.now();
   // Skipped images named on the console so far (those of the run before a resume count as named).
   let namedSkips = 0;
+  // The best validation result so far (best.json; a resumed run goes on from the one it had).
+  let best: BestRecord | undefined = ckpt ? readBest(cfg.outDir) : undefined;
   // Stages finished before this process (a resumed run): their reports as written then.
   const stages: StageReport[] = ckpt ? earlierStages(cfg.outDir, ckpt.record.position) : [];
   let status = 'failed';
@@ -435,6 +469,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       skipCount: data.skipCount,
       steps: step,
       seconds: seconds(),
+      ...(best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {}),
     };
   } catch (e) {
     if (e instanceof TrainingInterrupted) status = 'interrupted';
@@ -453,7 +488,8 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       steps: step,
       seconds: seconds(),
       checkpoint: lastCheckpoint || null,
-      stages: stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: s.seconds, top1: s.eval.top1, top5: s.eval.top5, eval: s.evalJson, confusion: s.confusionCsv })),
+      stages: stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: s.seconds, top1: s.eval.top1, top5: s.eval.top5, ...(s.val ? { val: { top1: s.val.top1, top5: s.val.top5, count: s.val.count } } : {}), eval: s.evalJson, confusion: s.confusionCsv })),
+      ...(best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {}),
       skippedImages: { count: data?.skipCount ?? 0, files: Object.fromEntries(data?.skipped ?? []) },
     };
     let summaryFailure: unknown;
@@ -615,19 +651,20 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
         }
         if (epochEnd && cfg.evalEvery > 0 && b.next.epoch % cfg.evalEvery === 0 && b.next.epoch < sc.epochs) {
           await settle(step);
-          await evalRow(stage, b.position.epoch, text);
+          await evalRow(stage, b.position.epoch, text, data.valCount > 0 ? 'val' : 'test', step);
         }
       }
       await settle(step);
 
-      const result = await evalRow(stage, sc.epochs - 1, text);
+      const val = data.valCount > 0 ? await evalRow(stage, sc.epochs - 1, text, 'val', step) : undefined;
+      const result = await evalRow(stage, sc.epochs - 1, text, 'test', step);
       const evalJson = out(`eval-stage${stage}.json`);
       const csv = out(`confusion-stage${stage}.csv`);
       writeFileAtomic(evalJson, JSON.stringify({ stage, split: 'test', classes: data.classes, ...result }, null, 1) + '\n');
       writeFileAtomic(csv, confusionCsv(data.classes, result.confusion));
       await checkpoint({ stage, stageDone: true, step, stageStep, data: { epoch: sc.epochs, index: 0 } }, opt, sc.epochs - 1);
       if (stage === 1) writeFileAtomic(out('model-stage1.safetensors'), await model.save());
-      return { stage, steps: stageStep, seconds: (performance.now() - stageStarted) / 1000, eval: result, evalJson, confusionCsv: csv };
+      return { stage, steps: stageStep, seconds: (performance.now() - stageStarted) / 1000, eval: result, ...(val ? { val } : {}), evalJson, confusionCsv: csv };
     } finally {
       text?.dispose();
       opt.dispose();
@@ -680,15 +717,23 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
     return { rows, rowSize: D, labels, present };
   }
 
-  async function evalRow(stage: Stage, epoch: number, text: Tensor | undefined): Promise<EvalResult> {
-    const result = await evaluate(model, data.test(cfg.evalBatchSize), text);
+  /** Evaluates on a split and records the row; a validation result better than any before is saved as best.safetensors. */
+  async function evalRow(stage: Stage, epoch: number, text: Tensor | undefined, split: 'val' | 'test', atStep: number): Promise<EvalResult> {
+    const result = await evaluate(model, split === 'val' ? data.val(cfg.evalBatchSize) : data.test(cfg.evalBatchSize), text);
     checkSkipped();
-    if (result.count === 0) throw new DatasetError(`stage ${stage}: not one test image could be read (${data.skipCount} unreadable${firstSkipped()})`);
-    const row: EvalRow = { stage, epoch, split: 'test', top1: result.top1, top5: result.top5 };
+    if (result.count === 0) throw new DatasetError(`stage ${stage}: not one ${split === 'val' ? 'validation' : 'test'} image could be read (${data.skipCount} unreadable${firstSkipped()})`);
+    const row: EvalRow = { stage, epoch, split, top1: result.top1, top5: result.top5 };
     metrics.append(row);
     hooks.onEval?.(row, result);
     const heads = result.heads.map((h) => `${h} ${(100 * result.top1[h]!).toFixed(1)}%`).join(', ');
-    say(`stage ${stage} epoch ${epoch} test top-1: ${heads} (${result.count} images)`);
+    say(`stage ${stage} epoch ${epoch} ${split} top-1: ${heads} (${result.count} images)`);
+    const score = result.top1[result.confusionHead]!;
+    if (split === 'val' && (best === undefined || score > best.top1)) {
+      best = { stage, epoch, step: atStep, head: result.confusionHead, top1: score };
+      writeFileAtomic(out(BEST_MODEL_FILE), await model.save());
+      writeFileAtomic(out(BEST_RECORD_FILE), `${JSON.stringify(best, null, 1)}\n`);
+      say(`best so far (validation ${result.confusionHead} top-1 ${(100 * score).toFixed(1)}%): ${out(BEST_MODEL_FILE)}`);
+    }
     return result;
   }
 
