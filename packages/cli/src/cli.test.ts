@@ -88,5 +88,27 @@ describe('the command line itself', () => {
       rmSync(cwd, { recursive: true, force: true });
     }
   });
+
+  it('train prints what differs from the defaults (all with --verbose), and nothing but the summary with --quiet', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'mpfgvc-quiet-'));
+    try {
+      const run = (...args: string[]) => spawnSync(process.execPath, [bin, 'train', '--data', 'synth', '--classes', '2', '--per-class', '4', '--test-per-class', '1', '--val-per-class', '1', '--stage1-epochs', '1', '--stage2-epochs', '1', '--stage1-batch', '4', '--stage2-batch', '4', ...args], { encoding: 'utf8', timeout: 120_000, cwd });
+      const short = run('--out', 'a', '--checkpoint-minutes', '10');
+      expect(short.status, short.stderr).toBe(0);
+      expect(short.stdout).toMatch(/^train \(what differs from the defaults; --verbose prints all\)\n/);
+      expect(short.stdout).toMatch(/\n {2}data\.trainPerClass +4\n/);
+      expect(short.stdout).not.toMatch(/stage1\.lr|checkpointMinutes/);
+      const all = run('--out', 'b', '--verbose');
+      expect(all.stdout).toMatch(/^train\n/);
+      expect(all.stdout).toMatch(/\n {2}stage1\.lr +0\.001\n/);
+      const quiet = run('--out', 'c', '--quiet');
+      expect(quiet.status, quiet.stderr).toBe(0);
+      expect(quiet.stdout).not.toMatch(/^train|stage 1 {2}epoch|checkpoint at|top-1: /m);
+      expect(quiet.stdout).toMatch(/^stage 2: \d+ steps in .* test top-1 /m);
+      expect(quiet.stdout).toMatch(/^model {7}.*model\.safetensors$/m);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  });
 });
 

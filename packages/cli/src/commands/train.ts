@@ -71,6 +71,8 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   strict?: boolean;
   maxSkipped?: number;
   json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
 }
 
 function stageFlags(cmd: Command, n: 1 | 2): Command {
@@ -117,7 +119,9 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--eval-batch <n>', 'evaluation batch size', intArg(1, 65_536), 64)
     .option('--strict', 'an unreadable image stops the run instead of being skipped')
     .option('--max-skipped <fraction>', 'stop once more than this fraction of the dataset is unreadable (default 0.05)', floatArg(0, 1))
-    .option('--json', 'print one JSON object at the end; progress goes to stderr');
+    .option('--json', 'print one JSON object at the end; progress goes to stderr')
+    .option('--quiet', 'no configuration, progress or log lines: only the summary at the end (and errors)')
+    .option('--verbose', 'print the whole resolved configuration, not only what differs from the defaults');
 }
 
 function modelInput(o: TrainFlags): ModelInput {
@@ -276,7 +280,24 @@ export function printSummary(r: TrainResult, write = (s: string) => process.stdo
 
 // Flags that shape a run; with --resume the run's recorded configuration applies instead, except
 // for these (how to run it, where to, and longer stages).
-const RESUME_KEEPS = new Set(['resume', 'json', 'config', 'backend', 'adapter', 'power', 'out', 'stage1Epochs', 'stage2Epochs']);
+const RESUME_KEEPS = new Set(['resume', 'json', 'quiet', 'verbose', 'config', 'backend', 'adapter', 'power', 'out', 'stage1Epochs', 'stage2Epochs']);
+
+/** The resolved configuration of `train` with no flags, flattened (what a printed configuration is compared with). */
+function defaultConfig(): Record<string, unknown> {
+  const cmd = withTrainFlags(new Command('train')).exitOverride();
+  cmd.parse([], { from: 'user' });
+  return flatten(resolveConfig(trainInput(cmd.opts() as TrainFlags).input) as unknown as Record<string, unknown>);
+}
+
+/** The configuration as printed before a run: what differs from the defaults, or all of it. */
+export function configToPrint(resolved: ReturnType<typeof resolveConfig>, verbose: boolean): Record<string, unknown> {
+  const all = flatten(resolved as unknown as Record<string, unknown>);
+  if (verbose) return all;
+  const defaults = defaultConfig();
+  return Object.fromEntries(Object.entries(all).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(defaults[k])));
+}
+
+const silent = { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
 
 export function trainCommand(): Command {
   return withTrainFlags(new Command('train'))
@@ -330,8 +351,11 @@ export function trainCommand(): Command {
           throw e;
         }
       }
-      if (!o.json) printConfig(o.resume ? `resuming ${o.resume}` : 'train', flatten(resolved as unknown as Record<string, unknown>), (s) => stream.write(s));
-      const { hooks, done } = progressHooks(resolved, trainCount, stream);
+      if (!o.json && !o.quiet) {
+        const title = o.resume ? `resuming ${o.resume}` : 'train';
+        printConfig(o.verbose ? title : `${title} (what differs from the defaults; --verbose prints all)`, configToPrint(resolved, o.verbose === true), (s) => stream.write(s));
+      }
+      const { hooks, done } = progressHooks(resolved, trainCount, o.quiet ? silent : stream);
       const stop = stopOnSignals(stream);
       let result: TrainResult;
       try {
