@@ -206,6 +206,9 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
   return { input, trainCount };
 }
 
+/** The progress bar's stage while stage 2 embeds the training images. */
+const CACHE = -2;
+
 /** Progress bars per stage from the loop's step rows, and its log lines between them. */
 export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainCount: number, stream: NodeJS.WriteStream): { hooks: TrainHooks; done: () => void } {
   const perEpochSteps = (sc: StageConfig) => Math.ceil(Math.floor(trainCount / sc.batchSize) / sc.accumulate);
@@ -240,9 +243,21 @@ export function progressHooks(resolved: ReturnType<typeof resolveConfig>, trainC
     if (bar) bar.log(line);
     else stream.write(`${printable(line)}\n`);
     if (start) open(Number(start[1]), 0);
+    const cache = /^stage 2: embedding the (\d+) training images/.exec(line);
+    if (cache) {
+      barStage = CACHE;
+      updated = false;
+      bar = new Progress({ label: 'stage 2 embedding', total: Number(cache[1]), stream, warmup: 0 });
+    }
+  };
+  // Stage 2's embedding cache: its own phase, counted in images (it is long at 448 px).
+  const onCache = (doneImages: number) => {
+    if (barStage !== CACHE || !bar) return;
+    updated = true;
+    bar.update(doneImages);
   };
   return {
-    hooks: { onStep, log },
+    hooks: { onStep, log, onCache },
     done: () => {
       bar?.finish();
       bar = undefined;

@@ -69,6 +69,8 @@ export interface TrainHooks {
   onStep?: (row: StepRow) => void;
   onEval?: (row: EvalRow, result: EvalResult) => void;
   onCheckpoint?: (record: CheckpointRecord) => void;
+  /** Stage 2's embedding of the training images (once, before its steps): images done of total. */
+  onCache?: (done: number, total: number) => void;
   /**
    * Aborting it stops the run after the step in progress: a checkpoint is written and train()
    * rejects with TrainingInterrupted (a resume continues exactly from there).
@@ -713,6 +715,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
         labels[id] = b.labels[k]!;
         present[id] = 1;
       });
+      hooks.onCache?.(b.next.epoch > 0 ? data.trainCount : b.next.index, data.trainCount);
     }
     return { rows, rowSize: D, labels, present };
   }
