@@ -121,13 +121,15 @@ export class Progress {
       head.push(`epoch ${Math.min(epochs, Math.floor(this.done / perEpoch) + 1)}/${epochs}`);
     } else head.push(`${this.done}/${total}`);
     const pct = `${Math.floor(100 * frac)}%`;
+    // What may be dropped when the terminal is narrow, last first.
     const tail: string[] = [];
-    tail.push(rate === undefined ? (this.done >= total ? '' : 'warming up') : `${rate.toFixed(rate >= 100 ? 0 : 1)} ${unit}/s`);
+    if (rate !== undefined) tail.push(`${rate.toFixed(rate >= 100 ? 0 : 1)} ${unit}/s`);
+    else if (this.done < total) tail.push('warming up');
     if (this.loss !== undefined) tail.push(`loss ${this.loss.toFixed(4)}`);
     if (this.lr !== undefined) tail.push(`lr ${formatLr(this.lr)}`);
     const eta = this.done >= total ? `done in ${formatDuration((t - this.start) / 1000)}` : rate ? `ETA ${formatDuration((total - this.done) / rate)}` : '';
     const parts = (withBar: number, drop: number) => {
-      const kept = tail.filter(Boolean).slice(0, Math.max(0, tail.filter(Boolean).length - drop));
+      const kept = tail.slice(0, tail.length - drop);
       const barText = withBar > 0 ? `[${'#'.repeat(Math.round(frac * withBar))}${'-'.repeat(withBar - Math.round(frac * withBar))}]` : '';
       // The bar shows the share done; without it, the percentage does.
       return [...head, barText || pct, ...kept, eta].filter(Boolean).join('  ');

@@ -54,7 +54,7 @@ export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigIn
 export { type DataBatch, type OpenDataOptions, type RunData, holdOut, openRunData } from './loop/data.js';
 export { type EvalRow, MetricsError, MetricsLog, type MetricsRow, type StepRow, parseMetricsRow } from './loop/metrics.js';
 export { BEST_MODEL_FILE, BEST_RECORD_FILE, type BestRecord, type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';
-export { LOCK_FILE, type LockOwner, RUN_FILES, type RunLock, clearRun, holdsRun, holdsRunBesidesLock, lockRun } from './run-folder.js';
+export { LOCK_FILE, type LockOwner, RUN_FILES, type RunLock, clearRun, holdsRun, holdsRunBesidesLock, lockRun, takeRunFolder } from './run-folder.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
 export { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, checkpointFile, checkpointTag, hasCheckpoint, parseCheckpointRecord, readCheckpoint, readCheckpointRecord, writeCheckpoint } from './checkpoint.js';
 export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';

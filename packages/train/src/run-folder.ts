@@ -7,7 +7,7 @@
 // SIGKILL, or the machine rebooted — is stale: its pid no longer runs on this host, or runs as
 // another process (the kernel's start time differs), and the next run takes it over. On another
 // host the owner cannot be checked, so the lock is respected and the error says how to clear it.
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { WriteError, writing } from './atomic.js';
@@ -163,3 +163,24 @@ function lockAgeMs(path: string): number {
     return Infinity; // gone already
   }
 }
+
+/**
+ * Creates and locks `dir` for a new run of `command`. A folder that already holds a run is refused
+ * (RunFolderError; `refusal` says what to do instead) unless `overwrite`, which removes that run's
+ * files first (`onCleared` hears which).
+ */
+export function takeRunFolder(dir: string, opts: { command: string; overwrite?: boolean; refusal?: string; onCleared?: (files: string[]) => void }): RunLock {
+  writing(dir, () => mkdirSync(dir, { recursive: true }));
+  const lock = lockRun(dir, opts.command);
+  try {
+    if (holdsRunBesidesLock(dir)) {
+      if (!opts.overwrite) throw new RunFolderError(`${dir} already holds a run${opts.refusal ? `: ${opts.refusal}` : '; resume it or choose another outDir'}`);
+      opts.onCleared?.(clearRun(dir).filter((f) => !f.startsWith('.')));
+    }
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  return lock;
+}
+

@@ -3,8 +3,7 @@
 // SIGINT/SIGTERM stop the run after the step in progress, with a checkpoint and the command that
 // resumes it. A second signal exits at once: every file is written atomically, so nothing is left
 // half-written; the run then resumes from its last checkpoint.
-import { mkdirSync } from 'node:fs';
-import { type RunLock, RunFolderError, TrainingInterrupted, clearRun, holdsRunBesidesLock, lockRun, writing } from '@mpfgvc/train';
+import { type RunLock, TrainingInterrupted, takeRunFolder as takeFolder } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 
 /**
@@ -12,19 +11,12 @@ import { CliError, ExitCode, printable } from '../errors.js';
  * refused (exit 1) unless `overwrite`, which removes that run's files first.
  */
 export function takeRunFolder(dir: string, opts: { command: string; overwrite: boolean; say?: (line: string) => void }): RunLock {
-  writing(dir, () => mkdirSync(dir, { recursive: true }));
-  const lock = lockRun(dir, opts.command);
-  try {
-    if (holdsRunBesidesLock(dir)) {
-      if (!opts.overwrite) throw new RunFolderError(`${dir} already holds a run: \`mpfgvc train --resume ${dir}\` continues it, --overwrite starts again there, or choose another --out`);
-      const gone = clearRun(dir).filter((f) => !f.startsWith('.'));
-      opts.say?.(`--overwrite: removed the earlier run's ${gone.length} files from ${dir}`);
-    }
-  } catch (e) {
-    lock.release();
-    throw e;
-  }
-  return lock;
+  return takeFolder(dir, {
+    command: opts.command,
+    overwrite: opts.overwrite,
+    refusal: `\`mpfgvc train --resume ${dir}\` continues it, --overwrite starts again there, or choose another --out`,
+    onCleared: (gone) => opts.say?.(`--overwrite: removed the earlier run's ${gone.length} files from ${dir}`),
+  });
 }
 
 export const SIGNAL_EXIT: Record<string, number> = { SIGINT: ExitCode.interrupted, SIGTERM: ExitCode.terminated };

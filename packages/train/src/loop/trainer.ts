@@ -7,7 +7,7 @@
 // back asynchronously and awaited only after the next step has been recorded, so the GPU never
 // waits for the host. A checkpoint waits for the step's own loss first: only a run whose losses
 // were all finite is ever written over the last good checkpoint.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   AdamW,
@@ -48,7 +48,7 @@ import {
   serializeOptimizer,
   writeCheckpoint,
 } from '../checkpoint.js';
-import { type RunLock, holdsRunBesidesLock, lockRun } from '../run-folder.js';
+import { type RunLock, lockRun, takeRunFolder } from '../run-folder.js';
 import { DatasetError } from '../datasets/dataset.js';
 import { normalizationStats } from '../images/normalize.js';
 import { ConfigurationError, RunFolderError } from '../errors.js';
@@ -144,7 +144,6 @@ export class TrainingInterrupted extends Error {
   }
 }
 
-
 /** No weight decay on biases, norms, embeddings (timm/CLIP names) and DaTP's prompt tokens. */
 export function decays(name: string): boolean {
   return decayWeightsOnly(name) && name !== 'datp.prompts';
@@ -183,13 +182,12 @@ function checkResumePosition(at: RunPosition, cfg: TrainConfig, source: string):
   if (at.data.index % sc.batchSize !== 0) throw bad(`index ${at.data.index} is not a multiple of stage ${at.stage}'s batch size ${sc.batchSize}`);
 }
 
-
 /**
  * The checkpoint a resume starts from and the configuration it continues with: the run's own, with
  * longer stages where asked. A run branched into another folder gets a copy of what it needs
  * there first. Rows of metrics.jsonl written after the checkpoint (by a run killed later) go.
  */
-function prepareResume(input: ResumeInput, takeLock: (dir: string) => void, say: (line: string) => void): { ckpt: LoadedCheckpoint; cfg: TrainConfig } {
+function prepareResume(input: ResumeInput, take: (dir: string, fresh: { refusal: string } | undefined) => void, say: (line: string) => void): { ckpt: LoadedCheckpoint; cfg: TrainConfig } {
   const from = resolve(input.resume);
   const recordPath = join(from, CHECKPOINT_FILE);
   const record = readCheckpointRecord(from);
@@ -215,14 +213,16 @@ function prepareResume(input: ResumeInput, takeLock: (dir: string) => void, say:
   if (longer[1] || longer[2]) {
     cfg = resolveConfig(cfg as unknown as TrainConfigInput, 'the longer run');
     // Stage 2 starts from the end of stage 1; so does a longer stage 1 once stage 1 has ended.
-    if (at.stage === 2 && (longer[1] || longer[2])) {
+    if (at.stage === 2) {
       file = STAGE1_CHECKPOINT_FILE;
       if (!existsSync(join(from, file))) throw new CheckpointError(`${from}: no checkpoint at the end of stage 1 (${file}) to train a longer stage ${longer[1] ? 1 : 2} from`);
     }
   }
   const dest = input.outDir ? resolve(input.outDir) : from;
-  if (dest !== from) branchRun(from, dest, file, takeLock);
-  else takeLock(from);
+  if (dest !== from) {
+    take(dest, { refusal: 'branch into another folder' });
+    branchRun(from, dest, file);
+  } else take(from, undefined);
   cfg = { ...cfg, outDir: dest };
   let ckpt = readCheckpoint(dest, file);
   if (longer[1] || longer[2] || dest !== from) {
@@ -241,11 +241,8 @@ function prepareResume(input: ResumeInput, takeLock: (dir: string) => void, say:
   return { ckpt, cfg };
 }
 
-/** Copies what a resume needs from the run in `from` into the new folder `dest` (locked first). */
-function branchRun(from: string, dest: string, file: string, takeLock: (dir: string) => void): void {
-  writing(dest, () => mkdirSync(dest, { recursive: true }));
-  takeLock(dest);
-  if (holdsRunBesidesLock(dest)) throw new RunFolderError(`${dest} already holds a run; branch into another folder`);
+/** Copies what a resume needs from the run in `from` into the new folder `dest` (taken already). */
+function branchRun(from: string, dest: string, file: string): void {
   const need = new Set(['config.json', 'cli.json', 'metrics.jsonl', 'model-stage1.safetensors', 'eval-stage1.json', 'confusion-stage1.csv', 'summary.json', BEST_MODEL_FILE, BEST_RECORD_FILE]);
   const start = readCheckpointRecord(from, file);
   for (const f of [file, start.model, start.optimizer]) need.add(f);
@@ -278,6 +275,7 @@ function earlierStages(dir: string, at: RunPosition): StageReport[] {
   } catch {
     // no summary yet (a run killed in its first stage), or a damaged one: steps and times unknown
   }
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
   for (const stage of [1, 2] as const) {
     if (!(stage < at.stage || (stage === at.stage && at.stageDone))) continue;
     const evalJson = join(dir, `eval-stage${stage}.json`);
@@ -289,7 +287,6 @@ function earlierStages(dir: string, at: RunPosition): StageReport[] {
       continue; // a stage without epochs, or a report lost: the summary goes without it
     }
     const then = Array.isArray(before.stages) ? before.stages.find((s) => s?.stage === stage) : undefined;
-    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
     reports.push({ stage, steps: num(then?.steps), seconds: num(then?.seconds), eval: result, evalJson, confusionCsv: join(dir, `confusion-stage${stage}.csv`) });
   }
   return reports;
@@ -365,13 +362,15 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   let cfg: TrainConfig;
   let pretrained: Pretrained | undefined;
   let lock = hooks.lock;
-  const ownLock = (dir: string) => {
-    if (!lock) lock = lockRun(dir);
+  // A lock the caller took comes with its own checks of the folder; else train() takes the folder:
+  // `fresh` for a new run (refused if it holds one), else the run's own folder.
+  const take = (dir: string, fresh: { refusal: string } | undefined) => {
+    if (!lock) lock = fresh ? takeRunFolder(dir, { command: 'train', refusal: fresh.refusal }) : lockRun(dir);
     else if (resolve(lock.path, '..') !== resolve(dir)) throw new RunFolderError(`the lock given (${lock.path}) is not ${dir}'s`);
   };
   try {
     if ('resume' in input) {
-      const r = prepareResume(input, ownLock, say);
+      const r = prepareResume(input, take, say);
       ckpt = r.ckpt;
       cfg = r.cfg;
     } else {
@@ -393,12 +392,8 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
           cfg.model = { ...cfg.model, text: { ...cfg.model.text, vocabSize: vocab } };
         }
       }
-      const outDir = cfg.outDir;
-      writing(outDir, () => mkdirSync(outDir, { recursive: true }));
-      ownLock(outDir);
-      // The lock's own file aside, anything of a run here means another run's work.
-      if (!hooks.lock && holdsRunBesidesLock(outDir)) throw new RunFolderError(`${outDir} already holds a run; resume it or choose another outDir`);
-      writeFileAtomic(join(outDir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
+      take(cfg.outDir, { refusal: 'resume it or choose another outDir' });
+      writeFileAtomic(join(cfg.outDir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n');
     }
   } catch (e) {
     if (!hooks.lock) lock?.release();
@@ -425,6 +420,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   let namedSkips = 0;
   // The best validation result so far (best.json; a resumed run goes on from the one it had).
   let best: BestRecord | undefined = ckpt ? readBest(cfg.outDir) : undefined;
+  const bestEntry = () => (best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {});
   // Stages finished before this process (a resumed run): their reports as written then.
   const stages: StageReport[] = ckpt ? earlierStages(cfg.outDir, ckpt.record.position) : [];
   let status = 'failed';
@@ -471,7 +467,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       skipCount: data.skipCount,
       steps: step,
       seconds: seconds(),
-      ...(best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {}),
+      ...bestEntry(),
     };
   } catch (e) {
     if (e instanceof TrainingInterrupted) status = 'interrupted';
@@ -491,7 +487,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       seconds: seconds(),
       checkpoint: lastCheckpoint || null,
       stages: stages.map((s) => ({ stage: s.stage, steps: s.steps, seconds: s.seconds, top1: s.eval.top1, top5: s.eval.top5, ...(s.val ? { val: { top1: s.val.top1, top5: s.val.top5, count: s.val.count } } : {}), eval: s.evalJson, confusion: s.confusionCsv })),
-      ...(best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {}),
+      ...bestEntry(),
       skippedImages: { count: data?.skipCount ?? 0, files: Object.fromEntries(data?.skipped ?? []) },
     };
     let summaryFailure: unknown;
