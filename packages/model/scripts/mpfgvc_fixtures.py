@@ -2,7 +2,7 @@
 
 The image encoder is vit_fixtures.py's timm ViT with SsVP, the text side text_fixtures.py's CLIP text
 tower under DaTP prompts, VLFM vlfm_fixtures.py's 1x1-conv module; this script adds what the
-assembly owns (DESIGN.md section 1): V = P_v E_V, the vision head on E_V, the cosine logits
+assembly owns (docs/method.md §3, §6, §8): V = P_v E_V, the vision head on E_V, the cosine logits
 cos(V, T^c)/tau, L_1 = CE(vision) + CE(cosine), and stage 2's L_2 = CE(VLFM(V, T)) with both
 encoders and the prompts frozen. Everything runs in float64; the file keeps f32 weights under
 MPFGVC's parameter names, the inputs, both losses, the logits, the SsVP ids, and the gradient of

@@ -7,7 +7,7 @@ random float32 weights, saved in its upstream naming as a checkpoint would hold 
 (fixtures/vit_<family>.safetensors), and a golden file (fixtures/vit_<family>.golden.safetensors)
 with the input images, the CLS embedding E_V, the SsVP ids and the gradient of
 loss = sum(E_V * R) for every parameter under the TypeScript model's (timm) names. The reference
-runs in float64 on the float32 weights. SsVP follows DESIGN.md section 1: in the penultimate block
+runs in float64 on the float32 weights. SsVP follows docs/method.md §2: in the penultimate block
 the CLS query's post-softmax attention over the N patch keys, summed over heads, TopK (ties to the
 lower index), and the last block runs on [CLS; selected tokens in ascending id order].
 

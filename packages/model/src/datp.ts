@@ -1,4 +1,4 @@
-// DaTP, the Discrepancy-aware Text Prompt (DESIGN.md §1): for each subcategory c, J learnable
+// DaTP, the Discrepancy-aware Text Prompt (docs/method.md §5): for each subcategory c, J learnable
 // token embeddings X^c placed between SOT and the super-category's tokens,
 // [SOT, X^c_1..X^c_J, tokens(class++), EOT], at CLIP's positions 0..J+n+1, through the frozen text
 // encoder; T^c is its output at EOT. The sequence stops at EOT (J+n+2 tokens, not the context

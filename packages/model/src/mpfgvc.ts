@@ -1,4 +1,4 @@
-// MP-FGVC assembled (DESIGN.md §1): the image encoder with SsVP and its visual projection, the
+// MP-FGVC assembled (docs/method.md §1): the image encoder with SsVP and its visual projection, the
 // frozen CLIP text encoder with DaTP prompts, the stage-1 heads (vision classifier, cosine
 // image-text logits) and VLFM for stage 2. Which parameters train depends on the stage, and on
 // the two ablation options of the configuration: hand-crafted fixed prompts instead of DaTP
@@ -252,7 +252,7 @@ export class MPFGVC extends Module {
     return this.config.objective === 'vision';
   }
 
-  /** The parameters a stage trains (DESIGN.md §1); fixed prompts train nothing, ViT only trains no projection L_v does not reach. */
+  /** The parameters a stage trains (docs/method.md §8); fixed prompts train nothing, ViT only trains no projection L_v does not reach. */
   trainable(stage: Stage): Tensor[] {
     if (stage === 2) {
       if (this.visionOnly) throw new Error("the ViT-only model (objective 'vision') has no stage 2");

@@ -1,4 +1,4 @@
-// The text encoder T(·): CLIP's causal text transformer (DESIGN.md §1). Parameter names are Hugging
+// The text encoder T(·): CLIP's causal text transformer (docs/method.md §4). Parameter names are Hugging
 // Face's CLIPTextModelWithProjection (`text_model.encoder.layers.3.self_attn.q_proj.weight`,
 // `text_projection.weight`), so an HF CLIP checkpoint loads with no name mapping at all.
 //

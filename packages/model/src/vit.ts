@@ -1,4 +1,4 @@
-// The image encoder I(·): a pre-norm Vision Transformer with SsVP (DESIGN.md §1) at the input of
+// The image encoder I(·): a pre-norm Vision Transformer with SsVP (docs/method.md §2) at the input of
 // its last layer. Parameter names are timm's (`blocks.3.attn.qkv.weight`), so a timm checkpoint
 // loads by name and the other families (weights/vit-weights.ts) are a name mapping.
 //
@@ -31,7 +31,7 @@ import { type ViTConfig, numPatches, validateViT } from './config.js';
 import { LayerNorm, Linear } from './layers.js';
 import { Module } from './module.js';
 
-/** SsVP's K when the caller does not say (DESIGN.md §1). */
+/** SsVP's K when the caller does not say (docs/method.md §2). */
 export const DEFAULT_SSVP_K = 12;
 
 export interface ViTForwardOptions {

@@ -1,4 +1,4 @@
-// VLFM, the vision-language fusion module (DESIGN.md §1): the image's joint embedding queries the
+// VLFM, the vision-language fusion module (docs/method.md §7): the image's joint embedding queries the
 // C+1 keys [its own; the C class text embeddings] through shared position-wise projections (the
 // paper's 1×1 convolutions), a translation layer refines the fused vector, a linear head classifies.
 import { type Device, type Rng, type Tensor, vlfmAttention } from '@mpfgvc/kernels';

@@ -1,4 +1,4 @@
-// Evaluation of every head MP-FGVC reports (DESIGN.md §1): the vision classifier ŷ_1, the
+// Evaluation of every head MP-FGVC reports (docs/method.md §9): the vision classifier ŷ_1, the
 // image-text cosine logits, VLFM's ŷ_2 and their ensemble (mean of the three softmaxes). Top-1,
 // top-5 and per-class accuracy of each; the confusion matrix is the ensemble's, the prediction the
 // model ships with. The ViT-only model (objective 'vision') has the vision head alone: the others

@@ -1,4 +1,4 @@
-// The two-stage MP-FGVC training loop (DESIGN.md §1). Stage 1 trains the image encoder, the visual
+// The two-stage MP-FGVC training loop (docs/method.md §8). Stage 1 trains the image encoder, the visual
 // projection, the vision head and the DaTP tokens on L_v + L_i2t; stage 2 trains VLFM on its own
 // cross-entropy with everything else frozen. The ablation variants run through the same loop:
 // fixed prompts (their T is a constant, computed once per stage) and the ViT-only objective
