@@ -106,7 +106,7 @@ export function backward(loss: Tensor, gradOutput?: Tensor): void {
         continue;
       }
       if (out.retainGrad) accumulateLeaf(out, launchCopy(g));
-      // What each input has gathered so far, offered for in-place accumulation (see Node.backward).
+      // What each input has gathered so far, offered for in-place accumulation (see BackwardContext).
       const offered = new Map<number, Tensor>();
       const pending = (k: number): Tensor | undefined => {
         const input = node.inputs[k];
@@ -115,7 +115,7 @@ export function backward(loss: Tensor, gradOutput?: Tensor): void {
         offered.set(k, prev);
         return prev;
       };
-      const raw = node.backward(g, pending);
+      const raw = node.backward(g, { needs: node.inputs.map((input) => input !== null), pending });
       freeNode(node);
       out.node = null;
       const handed = new Set<Tensor>();

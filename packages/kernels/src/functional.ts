@@ -1,10 +1,12 @@
-// The differentiable ops: each a forward launch and its backward rule, side by side. Derived ops
-// are compositions of these and need no rule of their own.
+// The differentiable ops: each a forward launch and its backward rule, side by side. A rule reads
+// what it needs from its closure, captured when the op ran (the tensors listed as saved are pinned
+// until it has run), and gives a gradient to the inputs `needs` marks. Derived ops are
+// compositions of these and need no rule of their own.
 import { type BinaryOp, type UnaryOp, launchAssign, launchBinary, launchCopy, launchFill, launchUnary } from './ops/elementwise.js';
 import { launchCast } from './ops/cast.js';
 import { launchSum, normalizeAxes } from './ops/reduce.js';
 import type { Device } from './runtime.js';
-import { type DType, type Shape, type Tensor, contiguousStrides, empty, numel, record, shapeStr } from './tensor.js';
+import { type BackwardRule, type DType, type Shape, type Tensor, contiguousStrides, empty, numel, record, shapeStr } from './tensor.js';
 
 // ---- creation ----
 
@@ -22,7 +24,7 @@ export function full(device: Device, shape: Shape, value: number): Tensor {
 
 // ---- elementwise ----
 
-function binary(op: BinaryOp, a: Tensor, b: Tensor, back: (g: Tensor) => (Tensor | null)[], saved: Tensor[] = []): Tensor {
+function binary(op: BinaryOp, a: Tensor, b: Tensor, back: BackwardRule, saved: Tensor[] = []): Tensor {
   return record(op, launchBinary(op, a, b), [a, b], back, saved);
 }
 
@@ -35,7 +37,7 @@ export function sub(a: Tensor, b: Tensor): Tensor {
 }
 
 export function mul(a: Tensor, b: Tensor): Tensor {
-  return binary('mul', a, b, (g) => [a.requiresGrad ? launchBinary('mul', g, b) : null, b.requiresGrad ? launchBinary('mul', g, a) : null], [a, b]);
+  return binary('mul', a, b, (g, { needs }) => [needs[0] ? launchBinary('mul', g, b) : null, needs[1] ? launchBinary('mul', g, a) : null], [a, b]);
 }
 
 export function div(a: Tensor, b: Tensor): Tensor {
@@ -43,16 +45,16 @@ export function div(a: Tensor, b: Tensor): Tensor {
     'div',
     a,
     b,
-    (g) => {
+    (g, { needs }) => {
       const ga = launchBinary('div', g, b);
-      if (!b.requiresGrad) return [ga, null];
+      if (!needs[1]) return [ga, null];
       // d(a/b)/db = -(a/b)/b = -ga·a/b
       const t = launchBinary('mul', ga, a);
       const t2 = launchBinary('div', t, b);
       t.dispose();
       const gb = launchUnary('neg', t2);
       t2.dispose();
-      return [a.requiresGrad ? ga : (ga.dispose(), null), gb];
+      return [needs[0] ? ga : (ga.dispose(), null), gb];
     },
     [a, b],
   );
@@ -273,9 +275,9 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     region.dispose();
     at += t.shape[ax]!;
   }
-  return record('concat', out, [...xs], (g) =>
+  return record('concat', out, [...xs], (g, { needs }) =>
     xs.map((t, k) => {
-      if (!t.requiresGrad) return null;
+      if (!needs[k]) return null;
       const part = g.view(t.shape, g.strides, g.offset + starts[k]! * g.strides[ax]!);
       const gt = launchCopy(part);
       part.dispose();

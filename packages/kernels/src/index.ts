@@ -3,6 +3,8 @@ export { type KernelSpec, type ScalarType, type StorageBinding, LINEAR_INDEX, gr
 export { BufferPool, type PoolStats, sizeClass } from './pool.js';
 export { Device, requestDevice } from './runtime.js';
 export {
+  type BackwardContext,
+  type BackwardRule,
   type DType,
   type HostData,
   type Node,

@@ -64,19 +64,34 @@ export class Storage {
   }
 }
 
+/** What a backward rule is told besides its output's gradient. */
+export interface BackwardContext {
+  /** needs[k]: input k required a gradient when the op was recorded (the rule returns null for the others). */
+  readonly needs: readonly boolean[];
+  /**
+   * The gradient input k has already gathered from its other uses, when it may be written in
+   * place: a rule that adds its contribution into it (a kernel that accumulates) returns that
+   * tensor for input k, and no separate accumulation runs.
+   */
+  pending(k: number): Tensor | undefined;
+}
+
+/**
+ * Returns the gradient of each input (null where none is needed), given the output's gradient.
+ * A rule reads the tensors it needs from its own closure, captured when the op was recorded.
+ */
+export type BackwardRule = (grad: Tensor, ctx: BackwardContext) => (Tensor | null)[];
+
 /** A backward rule recorded on the tape for one op. */
 export interface Node {
   readonly op: string;
   /** The op's inputs, in order; entries that need no gradient are null. */
   readonly inputs: (Tensor | null)[];
+  backward: BackwardRule;
   /**
-   * Returns the gradient of each input (null where none is needed), given the output's gradient.
-   * `pending(k)` is the gradient input k has already gathered from its other uses, when it may be
-   * written in place: a rule that adds its contribution into it (a kernel that accumulates) returns
-   * that tensor for input k, and no separate accumulation runs.
+   * The tensors the rule captured, pinned: they stay usable until it ran (or the tape is freed),
+   * even if disposed meanwhile. Kept here only to unpin them.
    */
-  backward: (grad: Tensor, pending: (k: number) => Tensor | undefined) => (Tensor | null)[];
-  /** Tensors the backward needs (pinned: they stay usable until it ran, even if disposed). */
   saved: Tensor[];
   /** Creation order: backward runs in reverse of it. */
   readonly seq: number;
@@ -301,8 +316,11 @@ export function tensor(device: Device, data: HostData, shape?: Shape, opts: { dt
   return t;
 }
 
-/** Registers a tape entry for `out` when gradients are on and some input needs one. */
-export function record(op: string, out: Tensor, inputs: readonly Tensor[], backward: Node['backward'], saved: Tensor[] = []): Tensor {
+/**
+ * Registers a tape entry for `out` when gradients are on and some input needs one. `saved` lists
+ * the tensors whose contents `backward` reads: they are pinned until it has run.
+ */
+export function record(op: string, out: Tensor, inputs: readonly Tensor[], backward: BackwardRule, saved: Tensor[] = []): Tensor {
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
   out.requiresGrad = true;
   out.node = {

@@ -26,17 +26,8 @@ export function crossEntropy(logits: Tensor, labels: Tensor | Int32Array | reado
     lab = tensor(logits.device, Int32Array.from(values), [values.length], { name: 'labels' });
   } else lab = labels;
   const { loss, stats } = launchCrossEntropy(logits, lab, smoothing);
-  record(
-    'cross_entropy',
-    loss,
-    [logits],
-    (g) => {
-      // The saved views, not the forward's handles: stats and uploaded labels are disposed below.
-      const [x, l, s] = loss.node!.saved as [Tensor, Tensor, Tensor];
-      return [launchCrossEntropyBackward(g, x, l, s, smoothing)];
-    },
-    [logits, lab, stats],
-  );
+  // stats and uploaded labels are disposed below: the tape keeps them pinned until the rule has run.
+  record('cross_entropy', loss, [logits], (g) => [launchCrossEntropyBackward(g, logits, lab, stats, smoothing)], [logits, lab, stats]);
   stats.dispose();
   if (host) lab.dispose();
   return loss;

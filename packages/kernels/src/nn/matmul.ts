@@ -20,27 +20,25 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const inputs = [a, b, bias ?? null, residual ?? null].filter((t): t is Tensor => t !== null);
   const needsGrad = isGradEnabled() && inputs.some((t) => t.requiresGrad);
   const { out, pre } = activation && needsGrad ? launchMatmulWithPre(a, b, opts) : { out: launchMatmul(a, b, opts), pre: null };
-  // dA needs B and dB needs A; z only with an activation.
-  const saved = [b.requiresGrad ? a : null, a.requiresGrad ? b : null, pre].filter((t): t is Tensor => t !== null);
+  // dA needs B and dB needs A; z only with an activation. z is disposed below, a and b may be by
+  // the caller: the tape keeps them pinned until the rule has run.
   record(
     'matmul',
     out,
     inputs,
-    (g) => {
-      // The saved views, not the forward's handles: z is disposed below, a and b may be by the caller.
-      const s = [...out.node!.saved];
-      const as = b.requiresGrad ? s.shift()! : null;
-      const bs = a.requiresGrad ? s.shift()! : null;
-      const zs = pre ? s.shift()! : null;
-      const dz = zs ? launchBinary(`${activation!}_grad`, zs, g) : g;
-      const da = bs ? gradA(dz, bs, transA, transB, alpha) : null;
-      const db = as ? gradB(as, dz, a.rank, b.rank, transA, transB, alpha) : null;
-      const dbias = bias?.requiresGrad ? dz : null;
+    (g, { needs }) => {
+      const [needA, needB] = needs;
+      const needBias = bias ? needs[2] : false;
+      const needResidual = residual ? needs[inputs.length - 1] : false;
+      const dz = pre ? launchBinary(`${activation!}_grad`, pre, g) : g;
+      const da = needA ? gradA(dz, b, transA, transB, alpha) : null;
+      const db = needB ? gradB(a, dz, a.rank, b.rank, transA, transB, alpha) : null;
+      const dbias = needBias ? dz : null;
       if (!dbias && dz !== g) dz.dispose();
-      const dres = residual?.requiresGrad ? g : null;
+      const dres = needResidual ? g : null;
       return bias ? [da, db, dbias, dres] : [da, db, dres];
     },
-    saved,
+    [b.requiresGrad ? a : null, a.requiresGrad ? b : null, pre].filter((t): t is Tensor => t !== null),
   );
   pre?.dispose();
   return out;

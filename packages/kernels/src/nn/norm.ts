@@ -9,17 +9,17 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
     'layer_norm',
     y,
     [x, weight, bias],
-    (g, pending) => {
-      // The saved views, not the forward's handles: mean and rstd are disposed below, x may be by the caller.
-      const [xs, ws, m, r] = y.node!.saved as [Tensor, Tensor, Tensor, Tensor];
+    (g, { needs, pending }) => {
+      const [needX, needWeight, needBias] = needs;
       // x is usually a residual stream whose other use has already given it a gradient: add into it.
-      const into = x.requiresGrad ? pending(0) : undefined;
+      const into = needX ? pending(0) : undefined;
       const usable = into && into.offset === 0 ? into : undefined;
-      const d = launchLayerNormBackward(g, xs, ws, m, r, { dx: x.requiresGrad, dparams: weight.requiresGrad || bias.requiresGrad }, usable);
-      if (!weight.requiresGrad) d.dweight?.dispose();
-      if (!bias.requiresGrad) d.dbias?.dispose();
-      return [d.dx, weight.requiresGrad ? d.dweight : null, bias.requiresGrad ? d.dbias : null];
+      const d = launchLayerNormBackward(g, x, weight, mean, rstd, { dx: needX, dparams: needWeight || needBias }, usable);
+      if (!needWeight) d.dweight?.dispose();
+      if (!needBias) d.dbias?.dispose();
+      return [d.dx, needWeight ? d.dweight : null, needBias ? d.dbias : null];
     },
+    // mean and rstd are disposed below, x may be by the caller: pinned until the rule has run.
     [x, weight, mean, rstd],
   );
   mean.dispose();
@@ -30,16 +30,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
 /** x / max(‖x‖₂, eps) over the last axis; the tape keeps x and the per-row norm. */
 export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
   const { y, norm } = launchL2Normalize(x, eps);
-  record(
-    'l2_normalize',
-    y,
-    [x],
-    (g) => {
-      const [xs, ns] = y.node!.saved as [Tensor, Tensor];
-      return [launchL2NormalizeBackward(g, xs, ns, eps)];
-    },
-    [x, norm],
-  );
+  record('l2_normalize', y, [x], (g) => [launchL2NormalizeBackward(g, x, norm, eps)], [x, norm]);
   norm.dispose();
   return y;
 }

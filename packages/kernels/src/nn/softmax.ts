@@ -4,7 +4,7 @@ import { type Tensor, record } from '../tensor.js';
 
 function softmaxOp(kind: SoftmaxKind, x: Tensor): Tensor {
   const y = launchSoftmax(kind, x);
-  return record(kind, y, [x], (g) => [launchSoftmaxBackward(kind, g, y.node!.saved[0]!)], [y]);
+  return record(kind, y, [x], (g) => [launchSoftmaxBackward(kind, g, y)], [y]);
 }
 
 export function softmax(x: Tensor): Tensor {

@@ -16,10 +16,9 @@ export function vlfmAttention(q0: Tensor, k0: Tensor, v0: Tensor, kt: Tensor, vt
     'vlfm_attention',
     out,
     [q0, k0, v0, kt, vt],
-    (g) => {
-      const r = launchVlfmBackward(q0, k0, v0, kt, vt, probs, g, { ...opts, text: kt.requiresGrad || vt.requiresGrad });
-      const pick = (x: Tensor, gx: Tensor | null) => (x.requiresGrad ? gx : (gx?.dispose(), null));
-      return [pick(q0, r.dq0), pick(k0, r.dk0), pick(v0, r.dv0), pick(kt, r.dkt), pick(vt, r.dvt)];
+    (g, { needs }) => {
+      const r = launchVlfmBackward(q0, k0, v0, kt, vt, probs, g, { ...opts, text: needs[3] || needs[4] });
+      return [r.dq0, r.dk0, r.dv0, r.dkt, r.dvt].map((gx, k) => (needs[k] ? gx : (gx?.dispose(), null)));
     },
     [q0, k0, v0, kt, vt, probs],
   );

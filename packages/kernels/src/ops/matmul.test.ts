@@ -227,6 +227,37 @@ describe('matmul backward', () => {
     });
   }
 
+  it('follows the requiresGrad flags of when it was recorded, not of when backward runs', async () => {
+    const [M, K, N] = [3, 4, 5];
+    const av = rng.uniform(M * K);
+    const bv = rng.uniform(K * N);
+    const g = rng.uniform(M * N);
+    const want = matmulBackwardRef(f64(av, [M, K]), f64(bv, [K, N]), f64(g, [M, N]), {});
+    const tol = { atol: 2e-5, rtol: 2e-4 };
+
+    // B frozen after the forward: the tape still owes both gradients, each from the right operand.
+    const a = tensor(dev, av, [M, K], { requiresGrad: true });
+    const b = tensor(dev, bv, [K, N], { requiresGrad: true });
+    scope(() => {
+      const y = matmul(a, b);
+      b.requiresGrad = false;
+      backward(y, tensor(dev, g, [M, N]));
+    });
+    assertClose(await a.grad!.read(), want.da.data, tol, 'dA with B frozen after the forward');
+    assertClose(await b.grad!.read(), want.db.data, tol, 'dB with B frozen after the forward');
+
+    // A unfrozen after the forward: the tape kept only what dB needs and gives A nothing.
+    const a2 = tensor(dev, av, [M, K]);
+    const b2 = tensor(dev, bv, [K, N], { requiresGrad: true });
+    scope(() => {
+      const y = matmul(a2, b2);
+      a2.requiresGrad = true;
+      backward(y, tensor(dev, g, [M, N]));
+    });
+    expect(a2.grad).toBeNull();
+    assertClose(await b2.grad!.read(), want.db.data, tol, 'dB with A unfrozen after the forward');
+  });
+
   it('linear: y = x·Wᵀ + b on a batch of sequences, and on a vector', async () => {
     const [B, T, In, Out] = [2, 5, 6, 4];
     const xv = rng.uniform(B * T * In);
