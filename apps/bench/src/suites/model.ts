@@ -5,6 +5,7 @@ import { DEMO_MODEL, MPFGVC, type MPFGVCConfig, type ModelPreset, TINY_MODEL, VI
 import { costRows, stepCost, timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import type { SuiteOptions } from './kernels.js';
+import { synthRows } from './synth.js';
 
 export interface NamedConfig {
   name: string;
@@ -80,6 +81,8 @@ export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<
     images.dispose();
     dev.trim();
   }
+  // What feeds the demo's steps: its training set is drawn anew every epoch.
+  rows.push(...synthRows(opts));
   return rows;
 }
 
