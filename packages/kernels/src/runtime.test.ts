@@ -104,6 +104,37 @@ describe('dispatch', () => {
   });
 });
 
+describe('read-back', () => {
+  it('reads strided views exactly, gathered on the host without a kernel', async () => {
+    const values = Array.from({ length: 24 }, (_, i) => i * 1.5 - 7); // exact in f16 too
+    const views = [
+      { what: '(2, 3, 4) permuted to (4, 2, 3)', shape: [4, 2, 3], strides: [1, 12, 4], offset: 0 },
+      { what: 'columns 1 and 2 of a (6, 4) matrix', shape: [6, 2], strides: [4, 1], offset: 1 },
+      { what: 'row 2 of a (6, 4) matrix broadcast over 3 rows', shape: [3, 4], strides: [0, 1], offset: 8 },
+      { what: 'every third element from 5', shape: [6], strides: [3], offset: 5 },
+    ];
+    const gather = (src: number[], v: (typeof views)[number]) =>
+      Array.from({ length: v.shape.reduce((a, b) => a * b, 1) }, (_, k) => {
+        let at = v.offset;
+        for (let i = v.shape.length - 1, r = k; i >= 0; r = Math.floor(r / v.shape[i]!), i--) at += (r % v.shape[i]!) * v.strides[i]!;
+        return src[at]!;
+      });
+    for (const dtype of ['f32', 'f16', 'i32'] as const) {
+      const src = dtype === 'i32' ? values.map((x) => Math.round(x * 2)) : values;
+      const t = tensor(dev, src, [24], { dtype });
+      const dispatches = dev.counts.dispatches;
+      for (const v of views) {
+        const view = t.view(v.shape, v.strides, v.offset);
+        expect(view.isContiguous()).toBe(false);
+        expect(Array.from(await view.read()), `${dtype} ${v.what}`).toEqual(gather(src, v));
+        view.dispose();
+      }
+      expect(dev.counts.dispatches).toBe(dispatches);
+      t.dispose();
+    }
+  });
+});
+
 describe('buffer pool', () => {
   it('size classes waste at most 25%', () => {
     for (const n of [1, 255, 257, 1000, 4097, 123_457, 9_999_999]) {

@@ -268,16 +268,45 @@ export class Tensor {
     return `Tensor(${this.dtype}${shapeStr(this.shape)}${this.name ? ` '${this.name}'` : ''})`;
   }
 
-  /** Copies the tensor to the host (flushes recorded work). f16 is widened to f32. */
+  /**
+   * Copies the tensor to the host (flushes recorded work). f16 is widened to f32. A strided view
+   * comes back as the span of storage it covers, gathered here: the tensor layer runs no kernel.
+   */
   async read(): Promise<Float32Array | Int32Array | Uint32Array> {
-    const t = this.isContiguous() ? this : (await import('./functional.js')).contiguous(this);
-    const bytes = t.size * dtypeBytes(t.dtype);
-    const data = await this.device.read(t.buffer, t.offset * dtypeBytes(t.dtype), bytes);
-    if (t !== this) t.dispose();
+    const width = dtypeBytes(this.dtype);
+    const data = this.isContiguous() || this.size === 0 ? await this.device.read(this.buffer, this.offset * width, this.size * width) : await this.readStrided(width);
     if (this.dtype === 'i32') return new Int32Array(data);
     if (this.dtype === 'u32') return new Uint32Array(data);
     if (this.dtype === 'f16') return f16ToF32(new Uint16Array(data));
     return new Float32Array(data);
+  }
+
+  private async readStrided(width: number): Promise<ArrayBuffer> {
+    let first = this.offset;
+    let last = this.offset;
+    for (let i = 0; i < this.rank; i++) {
+      const reach = (this.shape[i]! - 1) * this.strides[i]!;
+      if (reach < 0) first += reach;
+      else last += reach;
+    }
+    // Buffer copies start at a multiple of 4 bytes.
+    const start = Math.floor((first * width) / 4) * 4;
+    const span = await this.device.read(this.buffer, start, (last + 1) * width - start);
+    const Elements = width === 2 ? Uint16Array : Uint32Array;
+    const src = new Elements(span, 0, span.byteLength / width);
+    const out = new Elements(this.size);
+    const index = new Array<number>(this.rank).fill(0);
+    let at = this.offset - start / width;
+    for (let k = 0; k < out.length; k++) {
+      out[k] = src[at]!;
+      for (let i = this.rank - 1; i >= 0; i--) {
+        at += this.strides[i]!;
+        if (++index[i]! < this.shape[i]!) break;
+        at -= this.strides[i]! * this.shape[i]!;
+        index[i] = 0;
+      }
+    }
+    return out.buffer;
   }
 
   /** The single value of a one-element tensor. */
