@@ -1,6 +1,7 @@
 import type { Device } from '@mpfgvc/kernels';
 import type { Row } from './report.js';
-import { type SuiteOptions, kernelsSuite } from './suites/kernels.js';
+import { kernelsSuite } from './suites/kernels.js';
+import type { SuiteOptions } from './suites/options.js';
 import { checkSuite } from './suites/check.js';
 import { inferSuite, memorySuite, textSuite, trainSuite } from './suites/model.js';
 import { peersSuite } from './suites/peers.js';

@@ -29,7 +29,7 @@ import {
   vlfmRef,
 } from '@mpfgvc/kernels/testing';
 import type { Row } from '../report.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 
 /** max |got - want| / (atol + rtol·|want|): the test suite's tolerance rule; ≤ 1 passes. */
 function excess(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number): number {

@@ -31,7 +31,7 @@ import {
 import { Rng } from '@mpfgvc/kernels/testing';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 
 const MB = 1024 * 1024;
 

@@ -6,7 +6,7 @@ import { Rng } from '@mpfgvc/kernels/testing';
 import { availableParallelism } from 'node:os';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 
 export interface MatmulShape {
   M: number;

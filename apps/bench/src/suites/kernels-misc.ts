@@ -17,7 +17,7 @@ import {
 } from '@mpfgvc/kernels';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 
 function row(name: string, shape: string, bytes: number, sec: number, note?: string): Row {
   return { suite: 'kernels', name, shape, metric: 'bandwidth', value: bytes / sec / 1e9, unit: 'GB/s', note: note ?? `${(sec * 1e3).toFixed(2)} ms` };

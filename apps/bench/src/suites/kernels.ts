@@ -7,11 +7,7 @@ import { normRows } from './kernels-norm.js';
 import { miscRows } from './kernels-misc.js';
 import { attentionRows } from './kernels-attention.js';
 import { matmulRows } from './kernels-matmul.js';
-
-export interface SuiteOptions {
-  /** Toy sizes for the smoke test: results are produced, timings are not meaningful. */
-  quick?: boolean;
-}
+import type { SuiteOptions } from './options.js';
 
 const FMA_ITERS = 512;
 

@@ -4,7 +4,7 @@ import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, concat, k
 import { DEMO_MODEL, MPFGVC, type MPFGVCConfig, type ModelPreset, TINY_MODEL, VIT_B16_MODEL, VIT_TINY_224_MODEL } from '@mpfgvc/model';
 import { costRows, stepCost, timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 import { synthRows } from './synth.js';
 
 export interface NamedConfig {

@@ -6,7 +6,7 @@ import { type Device, Rng, dawnInstance, defaultKernel } from '@mpfgvc/kernels';
 import { median } from '../measure.js';
 import type { Row } from '../report.js';
 import { type MatmulShape, cpuNote, defaultMatmulTiming, flops, matmulShapes } from './kernels-matmul.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 
 /** One peer's matmul at one shape, inputs uploaded. */
 interface Prepared {

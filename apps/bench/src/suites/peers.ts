@@ -10,7 +10,7 @@ import { VisionTransformer, type ViTConfig } from '@mpfgvc/model';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import { CONFIGS } from './model.js';
-import type { SuiteOptions } from './kernels.js';
+import type { SuiteOptions } from './options.js';
 import { peerMatmulRows } from './peers-matmul.js';
 
 const PYTHON = '/usr/bin/python3';
