@@ -4,9 +4,10 @@
 import { birdClasses, generateBird } from '@mpfgvc/train/browser';
 import { median } from '../measure.js';
 import type { Row } from '../report.js';
+import type { SuiteOptions } from './options.js';
 
 /** Images per second drawing the demo's 24 classes at 32² and 64²: the median of repeats after a warm-up pass. */
-export function synthRows(opts: { quick?: boolean } = {}): Row[] {
+export function synthRows(opts: SuiteOptions = {}): Row[] {
   const classes = birdClasses(24);
   const count = opts.quick ? 50 : 2000;
   const rows: Row[] = [];
