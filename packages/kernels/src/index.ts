@@ -44,7 +44,7 @@ export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';
 export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel, launchMatmul, launchMatmulWithPre } from './ops/matmul.js';
 export { fixedSubgroupSize, isCpuAdapter } from './ops/adapter.js';
 export { linear, matmul } from './nn/matmul.js';
-export { ATTENTION_KERNELS, type AttentionForward, type AttentionGrads, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention.js';
+export { ATTENTION_KERNELS, type AttentionForward, type AttentionGrads, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention/index.js';
 export { attention, attentionWithLse, clsAttentionScores } from './nn/attention.js';
 export { launchTopK, launchTopKGather, launchTopKScatter } from './ops/topk.js';
 export { ssvpSelect, topk } from './nn/ssvp.js';

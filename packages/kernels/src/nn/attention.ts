@@ -1,9 +1,9 @@
 // Differentiable fused attention. The tape keeps q, k, v, the output and the per-row LSE (no
 // probabilities); backward recomputes what it needs in two kernels.
-import { type AttentionOptions, launchAttention, launchAttentionBackward, launchClsAttentionScores } from '../ops/attention.js';
+import { type AttentionOptions, launchAttention, launchAttentionBackward, launchClsAttentionScores } from '../ops/attention/index.js';
 import { type Tensor, record } from '../tensor.js';
 
-export type { AttentionOptions } from '../ops/attention.js';
+export type { AttentionOptions } from '../ops/attention/index.js';
 
 /**
  * softmax(scale·q·kᵀ, masked)·v over (B, H, N, d) views (unit stride over d; any strides over

@@ -7,11 +7,11 @@
 // the output is needed; the backward recomputes the probabilities from Q, K and the forward's LSE
 // in two kernels, dQ (which also writes D = rowsum(dO ⊙ O)) then dK and dV (14·N²·d flops).
 //
-// The tiled and subgroup kernels (attention.ts) pad queries and keys to tiles of 32 and carry
+// The portable and subgroup kernels (portable.ts, subgroup.ts) pad queries and keys to tiles of 32 and carry
 // per-row state sized for 64-wide heads: on lavapipe at 17-65 tokens and 16-wide heads they ran at
 // 0.5-3 GFLOP/s. Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
-import type { KernelSpec } from '../kernel.js';
-import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, rowFn } from './attention-common.js';
+import type { KernelSpec } from '../../kernel.js';
+import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, memoSpecs, rowFn } from './common.js';
 
 /**
  * Longest key sequence the lane kernels take by default, and at all (the forward keeps one score
@@ -32,8 +32,7 @@ function scoreSlots(nk: number): number {
 
 const header = (names: string[]) => `const D4M: u32 = ${D4M}u;\n${names.map(rowFn).join('\n')}`;
 
-export function laneForwardSpec(nk: number): KernelSpec {
-  const slots = scoreSlots(nk);
+const forwardSpec = memoSpecs((slots: number): KernelSpec => {
   return {
     name: 'attention_forward_lanes',
     variant: `n${slots}`,
@@ -89,6 +88,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }`,
   };
+});
+
+/** The forward for `nk` keys: each lane keeps its row's scores, then softmax·V. */
+export function laneForwardSpec(nk: number): KernelSpec {
+  return forwardSpec(scoreSlots(nk));
 }
 
 const BACKWARD_OPERANDS = ['q', 'k', 'v', 'o', 'do', 'dq', 'dk', 'dv'];
@@ -107,7 +111,7 @@ const BACKWARD_STORAGE: KernelSpec['storage'] = [
 ];
 
 /** dQ (lane: query) and D = rowsum(dO ⊙ O), which the dK/dV pass reads. */
-export function laneBackwardQuerySpec(): KernelSpec {
+export const laneBackwardQuerySpec = memoSpecs((): KernelSpec => {
   return {
     name: 'attention_backward_q_lanes',
     storage: [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }],
@@ -163,14 +167,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }`,
   };
-}
+});
 
 /**
  * dK and dV (lane: key), walking the queries that see the key; reads D from the dQ pass. With
  * `shared`, dK and dV are views of one buffer (a dqkv projection gradient) bound once as DK: WebGPU
  * does not let two writable bindings alias.
  */
-export function laneBackwardKeySpec(shared = false): KernelSpec {
+export const laneBackwardKeySpec = memoSpecs((shared: boolean): KernelSpec => {
   const dv = shared ? 'DK' : 'DV';
   return {
     name: 'attention_backward_kv_lanes',
@@ -235,4 +239,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
 }`,
   };
-}
+});

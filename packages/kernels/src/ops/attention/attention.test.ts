@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, type Tensor, backward, permute, scope, tensor } from '../index.js';
-import { attention, attentionWithLse, clsAttentionScores } from '../nn/attention.js';
+import { type Device, type Tensor, backward, permute, scope, tensor } from '../../index.js';
+import { attention, attentionWithLse, clsAttentionScores } from '../../nn/attention.js';
 import {
   type AttentionRefOptions,
   Rng,
@@ -12,8 +12,8 @@ import {
   f64,
   numericGrad,
   testDevice,
-} from '../testing/index.js';
-import { ATTENTION_KERNELS, type AttentionOptions, launchAttention, launchAttentionBackward } from './attention.js';
+} from '../../testing/index.js';
+import { ATTENTION_KERNELS, type AttentionOptions, launchAttention, launchAttentionBackward } from './index.js';
 
 let dev: Device;
 beforeAll(async () => {
