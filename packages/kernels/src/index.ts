@@ -45,7 +45,7 @@ export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOp
 export { fixedSubgroupSize, isCpuAdapter } from './ops/adapter.js';
 export { linear, matmul } from './nn/matmul.js';
 export { ATTENTION_KERNELS, type AttentionForward, type AttentionGrads, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention/index.js';
-export { attention, attentionWithLse, clsAttentionScores } from './nn/attention.js';
+export { type QkvAttentionOptions, type QkvAttentionOutput, attention, attentionWithLse, clsAttentionScores, qkvAttention } from './nn/attention.js';
 export { launchTopK, launchTopKGather, launchTopKScatter } from './ops/topk.js';
 export { ssvpSelect, topk } from './nn/ssvp.js';
 export { type VlfmGrads, type VlfmOptions, VLFM_MAX_DIM, launchVlfm, launchVlfmBackward } from './ops/vlfm.js';

@@ -10,17 +10,10 @@ import {
   type Rng,
   type Tensor,
   add,
-  empty,
-  launchAssign,
-  launchAttention,
-  launchAttentionBackward,
-  launchClsAttentionScores,
-  launchCopy,
-  launchFill,
-  launchSum,
+  concat,
+  expand,
   patchEmbed,
-  permute,
-  record,
+  qkvAttention,
   reshape,
   scope,
   shapeStr,
@@ -63,71 +56,6 @@ class Group extends Module {
   add<M extends Module>(name: string, m: M): M {
     return this.child(name, m);
   }
-}
-
-/**
- * Self-attention over q, k, v read in place from one projection qkv (B, T, 3D) — viewed as
- * (B, T, 3, H, d) and permuted to (B, H, T, d) by strides alone — for the first `queries` rows.
- * One tape entry for all three operands, so the backward writes dq, dk and dv straight into one
- * dqkv (B, T, 3D) instead of summing three zero-padded gradients. With `withScores`, also SsVP's
- * scores (B, T-1): the CLS query's probabilities over the patch keys, summed over heads.
- */
-function qkvAttention(qkv: Tensor, heads: number, queries: number, withScores: boolean): { out: Tensor; scores?: Tensor } {
-  const [B, T, D3] = qkv.shape as [number, number, number];
-  const D = D3 / 3;
-  const d = D / heads;
-  if (qkv.rank !== 3 || !qkv.isContiguous() || !Number.isInteger(d)) {
-    throw new Error(`qkvAttention: qkv must be a contiguous (B, T, 3D) with D divisible by ${heads} heads, got ${shapeStr(qkv.shape)}`);
-  }
-  const strides = [T * D3, d, D3, 1];
-  const q = qkv.view([B, heads, queries, d], strides, qkv.offset);
-  const k = qkv.view([B, heads, T, d], strides, qkv.offset + D);
-  const v = qkv.view([B, heads, T, d], strides, qkv.offset + 2 * D);
-  const { out, lse } = launchAttention(q, k, v); // (B, H, queries, d) stored as (B, queries, H, d)
-  const scores = withScores ? launchClsAttentionScores(q, k, lse) : undefined;
-  // q, k, v, out and lse are pinned by the tape entry, so the rule may use them after the disposals below.
-  record(
-    'qkv_attention',
-    out,
-    [qkv],
-    (g) => {
-      // dQ, dK and dV written straight into their places in dqkv (B, T, 3, H, d), as q, k, v were read.
-      const dqkv = empty(qkv.device, [B, T, D3], 'f32', 'qkv_attention_grad');
-      if (queries < T) launchFill(dqkv, 0);
-      const into = { dq: dqkv.view([B, heads, queries, d], strides, 0), dk: dqkv.view([B, heads, T, d], strides, D), dv: dqkv.view([B, heads, T, d], strides, 2 * D) };
-      launchAttentionBackward(q, k, v, out, lse, g, {}, into);
-      for (const t of [into.dq, into.dk, into.dv]) t.dispose();
-      return [dqkv];
-    },
-    [q, k, v, out, lse],
-  );
-  for (const t of [q, k, v, lse]) t.dispose();
-  return scores ? { out, scores } : { out };
-}
-
-/**
- * The token sequence [CLS; patches] (B, N+1, D) from cls (1, 1, D) and patches (B, N, D). Written
- * as its own op rather than expand + concat because the engine's concat backward keeps a view of
- * its output gradient alive per input, which would hold one (B, N+1, D) buffer per step.
- */
-function prependCls(cls: Tensor, patches: Tensor): Tensor {
-  const [B, N, D] = patches.shape as [number, number, number];
-  const out = empty(patches.device, [B, N + 1, D], 'f32', 'vit_tokens');
-  const head = out.view([B, 1, D], out.strides, 0);
-  const tail = out.view([B, N, D], out.strides, D);
-  launchAssign(head, cls); // broadcast over the batch
-  launchAssign(tail, patches);
-  head.dispose();
-  tail.dispose();
-  return record('prepend_cls', out, [cls, patches], (g) => {
-    const gHead = g.view([B, 1, D], g.strides, g.offset);
-    const gTail = g.view([B, N, D], g.strides, g.offset + g.strides[1]!);
-    const dcls = cls.requiresGrad ? launchSum(gHead, [0], true) : null;
-    const dpatches = patches.requiresGrad ? launchCopy(gTail) : null;
-    gHead.dispose();
-    gTail.dispose();
-    return [dcls, dpatches];
-  });
 }
 
 class Attention extends Module {
@@ -185,13 +113,12 @@ class Block extends Module {
   /** x (B, T, D) → (B, T, D), or (B, 1, D) with clsOnly. */
   forward(x: Tensor, opts: BlockOptions = {}): { x: Tensor; scores?: Tensor } {
     return scope(() => {
-      const [B, T, D] = x.shape as [number, number, number];
+      const T = x.shape[1]!;
       const rows = opts.clsOnly ? 1 : T;
       const qkv = this.attn.qkv.forward(this.norm1.forward(x)); // (B, T, 3D)
-      const { out, scores } = qkvAttention(qkv, this.heads, rows, Boolean(opts.scores)); // (B, H, rows, d)
-      const merged = reshape(permute(out, [0, 2, 1, 3]), [B, rows, D]);
+      const { out, scores } = qkvAttention(qkv, this.heads, { queries: rows, scores: opts.scores }); // (B, rows, D)
       // Both residual adds ride in the matmuls' epilogues.
-      const h = this.attn.proj.forward(merged, undefined, opts.clsOnly ? slice(x, 1, 0, 1) : x); // (B, rows, D)
+      const h = this.attn.proj.forward(out, undefined, opts.clsOnly ? slice(x, 1, 0, 1) : x); // (B, rows, D)
       const y = this.mlp.forward(this.norm2.forward(h), h);
       return scores ? { x: y, scores } : { x: y };
     });
@@ -240,7 +167,8 @@ export class VisionTransformer extends Module {
     return scope(() => {
       const D = cfg.width;
       const patches = patchEmbed(images, this.patch.weight, this.patch.bias, cfg.patchSize); // (B, N, D)
-      let x = add(prependCls(this.clsToken, patches), this.posEmbed); // (B, N+1, D)
+      // [CLS; patches]: the CLS token broadcast over the batch.
+      let x = add(concat([expand(this.clsToken, [B!, 1, D]), patches], 1), this.posEmbed); // (B, N+1, D)
       if (this.normPre) x = this.normPre.forward(x);
       let selected: Tensor | undefined;
       const last = cfg.depth - 1;
