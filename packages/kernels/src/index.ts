@@ -1,13 +1,12 @@
+// The main entry: device, tensors, the differentiable ops, autograd and optimisers. The kernel
+// launchers and `record` are the raw entry (raw.ts, @mpfgvc/kernels/raw).
 export { type AdapterInfo, AdapterError, type DeviceOptions, DeviceLostError, GPUValidationError, OPTIONAL_FEATURES, dawnInstance, listAdapters } from './device.js';
 export { type KernelSpec, type ScalarType, type StorageBinding, LINEAR_INDEX, grid1d, kernelKey, kernelSource } from './kernel.js';
 export { BufferPool, type PoolStats, sizeClass } from './pool.js';
 export { Device, requestDevice } from './runtime.js';
 export {
-  type BackwardContext,
-  type BackwardRule,
   type DType,
   type HostData,
-  type Node,
   type Shape,
   Storage,
   Tensor,
@@ -20,7 +19,6 @@ export {
   keep,
   noGrad,
   numel,
-  record,
   sameShape,
   scope,
   shapeStr,
@@ -28,30 +26,20 @@ export {
 } from './tensor.js';
 export { backward, releaseGraph, sumTo, zeroGrad } from './autograd.js';
 export * from './functional.js';
-export { BINARY, type BinaryOp, UNARY, type UnaryOp, launchAccumulate, launchAssign, launchBinary, launchCopy, launchFill, launchUnary } from './ops/elementwise.js';
-export { launchSum } from './ops/reduce.js';
-export { launchCast } from './ops/cast.js';
 export { type CheckResult, selfCheck } from './self-check.js';
 export { Rng } from './rng.js';
-export { launchGatherRows, launchScatterAddRows } from './ops/gather.js';
 export { embedding, gatherRows } from './nn/embedding.js';
-export { type LayerNormGrads, type LayerNormOut, launchL2Normalize, launchL2NormalizeBackward, launchLayerNorm, launchLayerNormBackward } from './ops/norm.js';
-export { type SoftmaxKind, launchSoftmax, launchSoftmaxBackward } from './ops/softmax.js';
-export { type CrossEntropyOut, launchCrossEntropy, launchCrossEntropyBackward } from './ops/loss.js';
 export { l2Normalize, layerNorm } from './nn/norm.js';
 export { logSoftmax, softmax } from './nn/softmax.js';
 export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';
-export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel, launchMatmul, launchMatmulWithPre } from './ops/matmul.js';
+export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel } from './ops/matmul.js';
 export { fixedSubgroupSize, isCpuAdapter } from './ops/adapter.js';
 export { linear, matmul } from './nn/matmul.js';
-export { ATTENTION_KERNELS, type AttentionForward, type AttentionGrads, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention/index.js';
+export { ATTENTION_KERNELS, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel } from './ops/attention/index.js';
 export { type QkvAttentionOptions, type QkvAttentionOutput, attention, attentionWithLse, clsAttentionScores, qkvAttention } from './nn/attention.js';
-export { launchTopK, launchTopKGather, launchTopKScatter } from './ops/topk.js';
 export { ssvpSelect, topk } from './nn/ssvp.js';
-export { type VlfmGrads, type VlfmOptions, VLFM_MAX_DIM, launchVlfm, launchVlfmBackward } from './ops/vlfm.js';
+export { type VlfmOptions, VLFM_MAX_DIM } from './ops/vlfm.js';
 export { vlfmAttention } from './nn/vlfm.js';
-export { launchCol2im, launchIm2col } from './ops/patch.js';
-export { type AdamWStep, type SgdStep, launchAdamW, launchClipScale, launchGlobalNorm, launchSgd } from './ops/optim.js';
 export { type OptimizerState, type ParamEntry, type ParamList, type ParamSlot, Optimizer, decayWeightsOnly } from './optim/optimizer.js';
 export { AdamW, type AdamWOptions } from './optim/adamw.js';
 export { SGD, type SgdOptions } from './optim/sgd.js';

@@ -8,7 +8,6 @@ import {
   backward,
   crossEntropy,
   layerNorm,
-  launchTopK,
   matmul,
   mul,
   scope,
@@ -17,6 +16,7 @@ import {
   tensor,
   vlfmAttention,
 } from '@mpfgvc/kernels';
+import { launchTopK } from '@mpfgvc/kernels/raw';
 import {
   Rng,
   attentionBackwardRef,

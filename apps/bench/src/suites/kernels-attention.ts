@@ -15,9 +15,6 @@ import {
   backward,
   concat,
   fixedSubgroupSize,
-  launchGatherRows,
-  launchTopK,
-  launchTopKGather,
   matmul,
   mul,
   scale,
@@ -28,6 +25,7 @@ import {
   tensor,
   vlfmAttention,
 } from '@mpfgvc/kernels';
+import { launchGatherRows, launchTopK, launchTopKGather } from '@mpfgvc/kernels/raw';
 import { Rng } from '@mpfgvc/kernels/testing';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';

@@ -1,7 +1,8 @@
 // Matmul throughput of every kept kernel family at square sizes and at the ViT-B/16@448 training
 // shapes (one image: 785 tokens; qkv and fc1 forward are x·Wᵀ with W (out, in), fc2 too). The peers
 // suite sets the default kernel next to tfjs and jax-js at the same shapes.
-import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, defaultKernel, launchMatmul, scope, tensor } from '@mpfgvc/kernels';
+import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, defaultKernel, scope, tensor } from '@mpfgvc/kernels';
+import { launchMatmul } from '@mpfgvc/kernels/raw';
 import { Rng } from '@mpfgvc/kernels/testing';
 import { availableParallelism } from 'node:os';
 import { timeGpu } from '../measure.js';

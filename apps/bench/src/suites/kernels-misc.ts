@@ -1,20 +1,7 @@
 // Gathers, patch extraction and optimiser updates: memory-bound kernels, reported as achieved
 // GB/s over the bytes each must move (compare with the bandwidth ceiling row).
-import {
-  AdamW,
-  type Device,
-  SGD,
-  type Tensor,
-  clipGradNorm,
-  empty,
-  launchCol2im,
-  launchFill,
-  launchGatherRows,
-  launchIm2col,
-  launchScatterAddRows,
-  scope,
-  tensor,
-} from '@mpfgvc/kernels';
+import { AdamW, type Device, SGD, type Tensor, clipGradNorm, empty, scope, tensor } from '@mpfgvc/kernels';
+import { launchCol2im, launchFill, launchGatherRows, launchIm2col, launchScatterAddRows } from '@mpfgvc/kernels/raw';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import type { SuiteOptions } from './options.js';

@@ -2,9 +2,8 @@
 // over one image's attention rows (12 heads × 785 queries × 785 keys; a whole batch would not fit
 // a few seconds on a software adapter), L2 normalisation, and cross-entropy at CUB's C = 200.
 // Bandwidth counts one read of each input and one write of each output per kernel launched.
+import { type Device, type Tensor, scope, tensor } from '@mpfgvc/kernels';
 import {
-  type Device,
-  type Tensor,
   launchCrossEntropy,
   launchCrossEntropyBackward,
   launchL2Normalize,
@@ -13,9 +12,7 @@ import {
   launchLayerNormBackward,
   launchSoftmax,
   launchSoftmaxBackward,
-  scope,
-  tensor,
-} from '@mpfgvc/kernels';
+} from '@mpfgvc/kernels/raw';
 import { Rng } from '@mpfgvc/kernels/testing';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';

@@ -1,6 +1,7 @@
 // The kernels suite: each kernel's throughput next to the adapter's FMA and bandwidth ceilings,
 // all measured in this run on this adapter.
-import { type Device, type KernelSpec, LINEAR_INDEX, empty, grid1d, launchBinary, launchSum, scope } from '@mpfgvc/kernels';
+import { type Device, type KernelSpec, LINEAR_INDEX, empty, grid1d, scope } from '@mpfgvc/kernels';
+import { launchBinary, launchSum } from '@mpfgvc/kernels/raw';
 import { timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import { normRows } from './kernels-norm.js';

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, backward, cast, f16ToF32, f32ToF16, launchCast, mul, scope, sum, tensor } from '../index.js';
+import { type Device, backward, cast, f16ToF32, f32ToF16, mul, scope, sum, tensor } from '../index.js';
+import { launchCast } from '../raw.js';
 import { assertClose, testDevice } from '../testing/index.js';
 
 let dev: Device;

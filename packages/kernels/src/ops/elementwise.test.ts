@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, add, backward, expand, launchBinary, launchUnary, mul, permute, scope, slice, sum, tensor, transpose } from '../index.js';
+import { type Device, add, backward, expand, mul, permute, scope, slice, sum, tensor, transpose } from '../index.js';
+import { launchBinary, launchUnary } from '../raw.js';
 import { Rng, assertClose, binaryRef, f64, geluRef, quickGeluRef, sigmoidRef, sumRef, testDevice, unaryRef } from '../testing/index.js';
 
 let dev: Device;
