@@ -6,10 +6,12 @@ import { issueLine, parseWith } from './schema.js';
 export type Activation = 'gelu' | 'quick_gelu';
 
 /** Where the text features T come from. */
-export type PromptMode = 'datp' | 'fixed';
+export const PROMPT_MODES = ['datp', 'fixed'] as const;
+export type PromptMode = (typeof PROMPT_MODES)[number];
 
 /** What stage 1 trains on, and so which heads the model predicts with. */
-export type Objective = 'mpfgvc' | 'vision';
+export const OBJECTIVES = ['mpfgvc', 'vision'] as const;
+export type Objective = (typeof OBJECTIVES)[number];
 
 export interface ViTConfig {
   imageSize: number; // input side in pixels (448 for FGVC)
@@ -59,9 +61,12 @@ export interface MPFGVCConfig {
   objective?: Objective;
 }
 
-/** The configuration with the optional fields filled (a configuration without them predates them). */
-export function withModelDefaults(c: MPFGVCConfig): MPFGVCConfig {
-  return { ...c, prompts: c.prompts ?? 'datp', objective: c.objective ?? 'mpfgvc' };
+/** What a configuration without the optional fields means (one that predates them). */
+export const MODEL_DEFAULTS: { prompts: PromptMode; objective: Objective } = { prompts: 'datp', objective: 'mpfgvc' };
+
+/** The configuration (a model's, or a run's without the dataset's fields) with the optional fields filled. */
+export function withModelDefaults<C extends Pick<MPFGVCConfig, 'prompts' | 'objective'>>(c: C): C & typeof MODEL_DEFAULTS {
+  return { ...c, prompts: c.prompts ?? MODEL_DEFAULTS.prompts, objective: c.objective ?? MODEL_DEFAULTS.objective };
 }
 
 export const VIT_B16_448: ViTConfig = {
@@ -87,6 +92,9 @@ export const CLIP_TEXT_B16: TextConfig = {
   activation: 'quick_gelu',
   layerNormEps: 1e-5,
 };
+
+/** CLIP ViT-B/16's joint space D (its projection_dim). */
+export const CLIP_B16_EMBED_DIM = 512;
 
 export function numPatches(v: ViTConfig): number {
   const side = v.imageSize / v.patchSize;
@@ -172,8 +180,8 @@ export const modelConfigShape = {
   superCategory: z.string().max(MODEL_LIMITS.superCategory),
   temperature: z.number().positive().max(1e6),
   visionHeadOn: z.enum(['embedding', 'projection']),
-  prompts: z.enum(['datp', 'fixed']).optional(),
-  objective: z.enum(['mpfgvc', 'vision']).optional(),
+  prompts: z.enum(PROMPT_MODES).optional(),
+  objective: z.enum(OBJECTIVES).optional(),
 };
 
 /** SsVP cannot keep more patches than the image has. */

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng, backward, noGrad, tensor } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
-import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, clipTextWeights, parseSafetensors, readF32, textConfigFromWeights } from './index.js';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type PromptTokens, TEST_MODEL, clipTextWeights, parseSafetensors, readF32, textConfigFromWeights } from './index.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
 const st = parseSafetensors(fixture('text_clip_tiny.safetensors'), 'text_clip_tiny.safetensors');
@@ -14,17 +14,7 @@ const spec = textConfigFromWeights(st, { heads: 4 });
 // The fixture's two texts, tokenised to different lengths: two classes' fixed prompts.
 const TEXTS = ['a photo of a red-winged blackbird.', 'A Photo of Baklava!'];
 
-const BASE: MPFGVCConfig = {
-  vision: { imageSize: 16, patchSize: 4, width: 16, depth: 2, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-  text: spec.text,
-  embedDim: spec.embedDim,
-  numClasses: 2,
-  selectK: 4,
-  promptLength: 3,
-  superCategory: 'bird',
-  temperature: 0.07,
-  visionHeadOn: 'embedding',
-};
+const BASE: MPFGVCConfig = { ...TEST_MODEL, vision: { ...TEST_MODEL.vision, depth: 2 }, text: spec.text, embedDim: spec.embedDim, numClasses: 2, selectK: 4, superCategory: 'bird' };
 const TOKENS: PromptTokens = { classIds: tok.encode('bird'), sot: tok.sot, eot: tok.eot, classPrompts: TEXTS.map((t) => tok.encode(t)) };
 
 let dev: Device;

@@ -3,21 +3,11 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AdamW, type Device, Rng, backward, noGrad, tensor } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
-import { ClipTokenizer, MPFGVC, type MPFGVCConfig, parseSafetensors, readF32, serializeSafetensors } from './index.js';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, TEST_MODEL, parseSafetensors, readF32, serializeSafetensors } from './index.js';
 
 const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(fileURLToPath(new URL('../fixtures/tokenizer-clip-tiny.json', import.meta.url)), 'utf8')));
 
-const CONFIG: MPFGVCConfig = {
-  vision: { imageSize: 16, patchSize: 4, width: 16, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-  text: { vocabSize: tokenizer.vocabSize, contextLength: 16, width: 16, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
-  embedDim: 12,
-  numClasses: 4,
-  selectK: 5,
-  promptLength: 3,
-  superCategory: 'bird',
-  temperature: 0.07,
-  visionHeadOn: 'embedding',
-};
+const CONFIG: MPFGVCConfig = { ...TEST_MODEL, text: { ...TEST_MODEL.text, vocabSize: tokenizer.vocabSize }, numClasses: 4, superCategory: 'bird' };
 
 const tokens = { classIds: tokenizer.encode(CONFIG.superCategory), sot: tokenizer.sot, eot: tokenizer.eot };
 

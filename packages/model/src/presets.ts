@@ -1,7 +1,7 @@
 // The architectures the project trains and measures, in one place: the command line's --model
-// presets, the demo, the benchmarks and the tests take them from here. The dataset decides
-// numClasses and superCategory.
-import { CLIP_TEXT_B16, type MPFGVCConfig, VIT_B16_448 } from './config.js';
+// presets, the demo, the benchmarks and the tests take them from here (a test's variant is a
+// spread of one of them). The dataset decides numClasses and superCategory.
+import { CLIP_B16_EMBED_DIM, CLIP_TEXT_B16, type MPFGVCConfig, VIT_B16_448 } from './config.js';
 
 export type ModelPreset = Omit<MPFGVCConfig, 'numClasses' | 'superCategory'>;
 
@@ -33,24 +33,37 @@ export const TINY_MODEL: ModelPreset = {
   visionHeadOn: 'embedding',
 };
 
-/** ViT-Ti/16 at 224 (197 tokens, width 192, depth 12) with a small text tower. */
-export const VIT_TINY_224_MODEL: ModelPreset = {
-  vision: { imageSize: 224, patchSize: 16, width: 192, depth: 12, heads: 3, mlpRatio: 4, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-  text: { ...TEXT_SMALL, width: 256, depth: 4, heads: 4 },
-  embedDim: 256,
+/** The paper's setting: ViT-B/16 at 448 with CLIP B/16's text tower, K = 12, J = 16. */
+export const VIT_B16_MODEL: ModelPreset = {
+  vision: VIT_B16_448,
+  text: CLIP_TEXT_B16,
+  embedDim: CLIP_B16_EMBED_DIM,
   selectK: 12,
   promptLength: 16,
   temperature: 0.07,
   visionHeadOn: 'embedding',
 };
 
-/** The paper's setting: ViT-B/16 at 448 with CLIP B/16's text tower, K = 12, J = 16. */
-export const VIT_B16_MODEL: ModelPreset = {
-  vision: VIT_B16_448,
-  text: CLIP_TEXT_B16,
-  embedDim: 512,
-  selectK: 12,
-  promptLength: 16,
+/** ViT-Ti/16 at 224 (197 tokens, width 192, depth 12) with a small text tower; K and J the paper's. */
+export const VIT_TINY_224_MODEL: ModelPreset = {
+  ...VIT_B16_MODEL,
+  vision: { ...VIT_B16_448, imageSize: 224, width: 192, heads: 3 },
+  text: { ...TEXT_SMALL, width: 256, depth: 4, heads: 4 },
+  embedDim: 256,
+};
+
+/**
+ * The unit tests' model: towers 16 wide, so a test trains it for a few steps in seconds on a
+ * software adapter; its three-token vocabulary is the super-category, SOT and EOT (a test with a
+ * tokenizer takes the tokenizer's). Tests take their variants from it with spreads. Not a --model
+ * preset.
+ */
+export const TEST_MODEL: ModelPreset = {
+  vision: { imageSize: 16, patchSize: 4, width: 16, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
+  text: { vocabSize: 3, contextLength: 16, width: 16, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
+  embedDim: 12,
+  selectK: 5,
+  promptLength: 3,
   temperature: 0.07,
   visionHeadOn: 'embedding',
 };

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng, backward, concat, mul, noGrad, scope, sum, tensor, zeroGrad } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
 import {
+  CLIP_B16_EMBED_DIM,
+  CLIP_TEXT_B16,
   ClipTextEncoder,
   ClipTokenizer,
   Datp,
@@ -74,10 +76,7 @@ describe('ClipTextEncoder', () => {
     const hf = { projection_dim: 24, text_config: { vocab_size: tok.vocabSize, hidden_size: 32, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4 } };
     expect(textConfigFromHf(hf)).toEqual(spec);
     // Left-out fields are CLIP ViT-B/16's.
-    expect(textConfigFromHf({ text_config: {} })).toEqual({
-      text: { vocabSize: 49408, contextLength: 77, width: 512, depth: 12, heads: 8, mlpRatio: 4, activation: 'quick_gelu', layerNormEps: 1e-5 },
-      embedDim: 512,
-    });
+    expect(textConfigFromHf({ text_config: {} })).toEqual({ text: CLIP_TEXT_B16, embedDim: CLIP_B16_EMBED_DIM });
     // CLIPTextModelWithProjection's config.json has the fields at the top.
     expect(textConfigFromHf({ model_type: 'clip_text_model', ...hf.text_config, projection_dim: 24 })).toEqual(spec);
     expect(() => textConfigFromHf({ text_config: { hidden_act: 'relu' } })).toThrow('config.json: text_config.hidden_act "relu" is not one of "quick_gelu", "gelu"');

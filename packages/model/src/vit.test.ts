@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng, backward, noGrad, tensor, zeroGrad } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
-import { type ViTConfig, VisionTransformer, parseSafetensors, readF32, vitConfigFromCheckpoint, vitWeightSource } from './index.js';
+import { TEST_MODEL, type ViTConfig, VisionTransformer, parseSafetensors, readF32, vitConfigFromCheckpoint, vitWeightSource } from './index.js';
 
 // Golden values from scripts/vit_fixtures.py (plain torch, float64 on float32 weights).
 const fixture = (name: string) => parseSafetensors(new Uint8Array(readFileSync(new URL(`../fixtures/${name}`, import.meta.url))), name);
@@ -63,7 +63,7 @@ describe('VisionTransformer against the torch reference', () => {
 
 describe('VisionTransformer', () => {
   it('uses timm parameter names, norm_pre and no patch bias for a pre-norm (CLIP) tower', () => {
-    const cfg: ViTConfig = { imageSize: 16, patchSize: 8, width: 8, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', preNorm: true, layerNormEps: 1e-5, channels: 3 };
+    const cfg: ViTConfig = { ...TEST_MODEL.vision, patchSize: 8, width: 8, depth: 2, activation: 'quick_gelu', preNorm: true, layerNormEps: 1e-5 };
     const vit = new VisionTransformer(dev, new Rng(1), cfg);
     const names = vit.namedParameters().map(([n]) => n);
     expect(names.slice(0, 5)).toEqual(['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'norm_pre.weight', 'norm_pre.bias']);
@@ -76,7 +76,7 @@ describe('VisionTransformer', () => {
   });
 
   it('checks the image shape and K', () => {
-    const cfg: ViTConfig = { imageSize: 16, patchSize: 8, width: 8, depth: 2, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 };
+    const cfg: ViTConfig = { ...TEST_MODEL.vision, patchSize: 8, width: 8, depth: 2 };
     const vit = new VisionTransformer(dev, new Rng(1), cfg);
     const images = tensor(dev, new Float32Array(2 * 3 * 24 * 24), [2, 3, 24, 24]);
     expect(() => vit.forward(images)).toThrow('VisionTransformer: images [2, 3, 24, 24], expected (B, 3, 16, 16)');
@@ -88,7 +88,7 @@ describe('VisionTransformer', () => {
   });
 
   it('holds GPU memory flat across SsVP training steps and inference', async () => {
-    const cfg: ViTConfig = { imageSize: 24, patchSize: 8, width: 16, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: true, layerNormEps: 1e-6, channels: 3 };
+    const cfg: ViTConfig = { ...TEST_MODEL.vision, imageSize: 24, patchSize: 8, preNorm: true };
     const vit = new VisionTransformer(dev, new Rng(3), cfg);
     const images = tensor(dev, new Rng(4).normal(2 * 3 * 24 * 24), [2, 3, 24, 24]);
     const seed = tensor(dev, new Float32Array(2 * 16).fill(1), [2, 16]);

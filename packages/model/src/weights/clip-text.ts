@@ -1,7 +1,7 @@
 // Hugging Face CLIP checkpoints' text tower (CLIPModel or CLIPTextModelWithProjection safetensors):
 // our parameter names are HF's, so the weight source only strips a prefix and checks shapes. The
 // configuration comes from config.json where there is one, else from the tensor shapes.
-import { type Activation, CLIP_TEXT_B16, type TextConfig, validateText } from '../config.js';
+import { type Activation, CLIP_B16_EMBED_DIM, CLIP_TEXT_B16, type TextConfig, validateText } from '../config.js';
 import type { WeightSource } from '../module.js';
 import { type Safetensors, WeightsError, readF32 } from './safetensors.js';
 
@@ -73,7 +73,7 @@ export function textConfigFromHf(json: unknown, source = 'config.json'): ClipTex
       activation: act as Activation,
       layerNormEps: field(cfg, 'layer_norm_eps', d.layerNormEps, source),
     },
-    embedDim: field(root, 'projection_dim', field(cfg, 'projection_dim', 512, source), source),
+    embedDim: field(root, 'projection_dim', field(cfg, 'projection_dim', CLIP_B16_EMBED_DIM, source), source),
   };
 }
 
