@@ -56,6 +56,9 @@ export { type EvalRow, MetricsError, MetricsLog, type MetricsRow, type StepRow, 
 export { BEST_MODEL_FILE, BEST_RECORD_FILE, type BestRecord, type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';
 export { LOCK_FILE, type LockOwner, RUN_FILES, type RunLock, clearRun, holdsRun, holdsRunBesidesLock, lockRun, takeRunFolder } from './run-folder.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
+export { type ClassRow, classRows, worstFirst } from './per-class.js';
+export { type ConfusionSvgOptions, MAX_LABELLED, confusionSvg } from './confusion-svg.js';
+export { CARD_WORST_CLASSES, MODEL_CARD_FILE, MODEL_CARD_MARK, type ModelCardInput, type ModelCardStage, isModelCard, isModelCardFile, mdText, modelCard, writeModelCard } from './model-card.js';
 export { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, checkpointFile, checkpointTag, hasCheckpoint, parseCheckpointRecord, readCheckpoint, readCheckpointRecord, writeCheckpoint } from './checkpoint.js';
 export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';
 export { type DemoOptions, type DemoResult, DEMO_EPOCHS, demoConfig, runDemo } from './demo.js';
