@@ -50,7 +50,19 @@ export {
 export { type EpochOrderOptions, type EpochPosition, EpochOrder } from './images/epoch-order.js';
 export { type Batch, ImageLoader, type LoaderOptions } from './images/loader.js';
 export { type Schedule, learningRate, validateSchedule } from './schedule.js';
-export { type DataConfig, type StageConfig, type TrainConfig, type TrainConfigInput, recordedConfig, resolveConfig, trainConfigSchema } from './loop/config.js';
+export {
+  type DataConfig,
+  FOLDER_DATA_DEFAULTS,
+  SYNTH_DATA_DEFAULTS,
+  type StageConfig,
+  TRAIN_DEFAULTS,
+  type TrainConfig,
+  type TrainConfigInput,
+  recordedConfig,
+  resolveConfig,
+  stageDefaults,
+  trainConfigSchema,
+} from './loop/config.js';
 export { type DataBatch, type OpenDataOptions, type RunData, holdOut, openRunData } from './loop/data.js';
 export { type EvalRow, MetricsError, MetricsLog, type MetricsRow, type StepRow, parseMetricsRow } from './loop/metrics.js';
 export { BEST_MODEL_FILE, BEST_RECORD_FILE, type BestRecord, type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng, noGrad, tensor } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
-import { ClipTokenizer, MPFGVC, type MPFGVCConfig, VisionTransformer, parseSafetensors, readF32, vitWeightSource } from '@mpfgvc/model';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type ModelPreset, TEST_MODEL, VisionTransformer, parseSafetensors, readF32, vitWeightSource } from '@mpfgvc/model';
 import { loadPretrained, openCheckpointFolder, resolvePretrained, train, writeCubLayout } from './index.js';
 
 const fixtures = fileURLToPath(new URL('../../model/fixtures/', import.meta.url));
@@ -19,17 +19,16 @@ function folder(weights: string, config?: unknown): string {
   return dir;
 }
 
-const BASE: MPFGVCConfig = {
-  vision: { imageSize: 48, patchSize: 16, width: 8, depth: 2, heads: 1, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-  text: { vocabSize: 10, contextLength: 16, width: 8, depth: 1, heads: 1, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
+/** The model before the checkpoints' shapes replace its towers. */
+const MODEL: ModelPreset = {
+  ...TEST_MODEL,
+  vision: { ...TEST_MODEL.vision, imageSize: 48, patchSize: 16, width: 8, depth: 2, heads: 1 },
+  text: { ...TEST_MODEL.text, vocabSize: 10, width: 8, depth: 1, heads: 1 },
   embedDim: 8,
-  numClasses: 3,
   selectK: 2,
   promptLength: 2,
-  superCategory: 'bird',
-  temperature: 0.07,
-  visionHeadOn: 'embedding',
 };
+const BASE: MPFGVCConfig = { ...MODEL, numClasses: 3, superCategory: 'bird' };
 
 let dev: Device;
 beforeAll(async () => {
@@ -78,7 +77,7 @@ describe('pretrained initialisation', () => {
       {
         outDir: out,
         data: { kind: 'folder', root: join(data, 'cub'), workers: 0 },
-        model: { vision: BASE.vision, text: BASE.text, embedDim: 8, selectK: 2, promptLength: 2, temperature: 0.07, visionHeadOn: 'embedding' },
+        model: MODEL,
         tokenizer: join(fixtures, 'tokenizer-clip-tiny.json'),
         pretrained: { vision: vitDir },
         stage1: { epochs: 0 },

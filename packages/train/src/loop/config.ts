@@ -2,7 +2,7 @@
 // defaults and checks every field, naming the one at fault; the result is what a run records in
 // config.json and in each checkpoint (the "effective" configuration).
 import { z } from 'zod';
-import { type MPFGVCConfig, type PromptTokens, modelConfigShape, parseWith, promptTokensSchema, selectKCheck } from '@mpfgvc/model';
+import { MODEL_DEFAULTS, type MPFGVCConfig, type Objective, type PromptTokens, modelConfigShape, parseWith, promptTokensSchema, selectKCheck, withModelDefaults } from '@mpfgvc/model';
 import type { InputNormalization } from '../images/normalize.js';
 import type { PretrainedFolders } from '../pretrained.js';
 import { DATASET_NAMES, type DatasetKind } from '../datasets/dataset.js';
@@ -130,6 +130,8 @@ export interface TrainConfigInput extends Partial<Omit<TrainConfig, 'data' | 'st
   stage2?: StageInput;
 }
 
+// The defaults, one object per part of the configuration: resolveConfig fills them in and the
+// command line's help shows them.
 const STAGE_DEFAULTS: StageConfig = {
   epochs: 30,
   batchSize: 32,
@@ -143,6 +145,34 @@ const STAGE_DEFAULTS: StageConfig = {
   clipNorm: 1,
   labelSmoothing: 0,
   augment: true,
+};
+
+/**
+ * A stage's defaults. Stage 2 trains fewer epochs and without augmentation (so the run can cache
+ * the frozen image embeddings once); the ViT-only objective has no stage 2.
+ */
+export function stageDefaults(stage: 1 | 2, objective: Objective = MODEL_DEFAULTS.objective): StageConfig {
+  if (stage === 1) return { ...STAGE_DEFAULTS };
+  return { ...STAGE_DEFAULTS, epochs: objective === 'vision' ? 0 : 10, augment: false };
+}
+
+export const SYNTH_DATA_DEFAULTS: Omit<Extract<DataConfig, { kind: 'synth' }>, 'kind'> = { numClasses: 24, trainPerClass: 30, testPerClass: 10, valPerClass: 10, seed: 0, fresh: false };
+
+export const FOLDER_DATA_DEFAULTS: Omit<Extract<DataConfig, { kind: 'folder' }>, 'kind' | 'root' | 'superCategory'> = { format: 'auto', workers: 1, cropScale: [0.08, 1], valFraction: 0.1 };
+
+/** The run's own fields. */
+export const TRAIN_DEFAULTS: Omit<TrainConfig, 'outDir' | 'data' | 'model' | 'tokenizer' | 'pretrained' | 'promptTokens' | 'stage1' | 'stage2'> = {
+  seed: 0,
+  normalization: 'imagenet',
+  promptTemplate: FIXED_PROMPT_TEMPLATE,
+  checkpointEvery: 0,
+  checkpointEpochs: 1,
+  checkpointMinutes: 10,
+  logEvery: 1,
+  evalEvery: 0,
+  evalBatchSize: 64,
+  strict: false,
+  maxSkippedFraction: 0.05,
 };
 
 const int = (lo: number, hi: number) => z.int().min(lo).max(hi);
@@ -215,15 +245,19 @@ export const trainConfigSchema = z.strictObject({
   maxSkippedFraction: finite(0, 1).optional(),
 });
 
-function resolveStage(name: string, s: StageInput, defaults: Partial<StageConfig>): StageConfig {
-  const c: StageConfig = { ...STAGE_DEFAULTS, ...defaults, ...s };
+function resolveStage(name: string, s: StageInput, defaults: StageConfig): StageConfig {
+  const c: StageConfig = { ...defaults, ...s };
   if (c.minLr > c.lr) throw new ConfigurationError(`config: ${name}.minLr must lie in [0, lr ${c.lr}], got ${c.minLr}`);
   return c;
 }
 
 function resolveData(d: DataInput): DataConfig {
-  if (d.kind === 'synth') return { kind: 'synth', numClasses: d.numClasses ?? 24, trainPerClass: d.trainPerClass ?? 30, testPerClass: d.testPerClass ?? 10, valPerClass: d.valPerClass ?? 10, seed: d.seed ?? 0, fresh: d.fresh ?? false };
-  const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? 'auto', workers: d.workers ?? 1, cropScale: d.cropScale ?? [0.08, 1], valFraction: d.valFraction ?? 0.1 };
+  if (d.kind === 'synth') {
+    const s = SYNTH_DATA_DEFAULTS;
+    return { kind: 'synth', numClasses: d.numClasses ?? s.numClasses, trainPerClass: d.trainPerClass ?? s.trainPerClass, testPerClass: d.testPerClass ?? s.testPerClass, valPerClass: d.valPerClass ?? s.valPerClass, seed: d.seed ?? s.seed, fresh: d.fresh ?? s.fresh };
+  }
+  const f = FOLDER_DATA_DEFAULTS;
+  const c: DataConfig = { kind: 'folder', root: d.root, format: d.format ?? f.format, workers: d.workers ?? f.workers, cropScale: d.cropScale ?? [...f.cropScale], valFraction: d.valFraction ?? f.valFraction };
   if (d.superCategory !== undefined) c.superCategory = d.superCategory;
   if (c.cropScale[0] > c.cropScale[1]) throw new ConfigurationError(`config: data.cropScale must satisfy lo <= hi, got [${c.cropScale}]`);
   return c;
@@ -235,25 +269,26 @@ function resolveData(d: DataInput): DataConfig {
  */
 export function resolveConfig(raw: TrainConfigInput, source = 'config'): TrainConfig {
   const input = parseWith(trainConfigSchema, raw, source, (m) => new ConfigurationError(m)) as TrainConfigInput;
-  const model = { ...input.model, prompts: input.model.prompts ?? 'datp', objective: input.model.objective ?? 'mpfgvc' };
+  const model = withModelDefaults(input.model);
   const visionOnly = model.objective === 'vision';
+  const d = TRAIN_DEFAULTS;
   const c: TrainConfig = {
     outDir: input.outDir,
-    seed: input.seed ?? 0,
+    seed: input.seed ?? d.seed,
     data: resolveData(input.data),
     model,
-    normalization: input.normalization ?? 'imagenet',
-    promptTemplate: input.promptTemplate ?? FIXED_PROMPT_TEMPLATE,
-    stage1: resolveStage('stage1', input.stage1 ?? {}, {}),
-    stage2: resolveStage('stage2', input.stage2 ?? {}, { epochs: visionOnly ? 0 : 10, augment: false }),
-    checkpointEvery: input.checkpointEvery ?? 0,
-    checkpointEpochs: input.checkpointEpochs ?? 1,
-    checkpointMinutes: input.checkpointMinutes ?? 10,
-    logEvery: input.logEvery ?? 1,
-    evalEvery: input.evalEvery ?? 0,
-    evalBatchSize: input.evalBatchSize ?? 64,
-    strict: input.strict ?? false,
-    maxSkippedFraction: input.maxSkippedFraction ?? 0.05,
+    normalization: input.normalization ?? d.normalization,
+    promptTemplate: input.promptTemplate ?? d.promptTemplate,
+    stage1: resolveStage('stage1', input.stage1 ?? {}, stageDefaults(1)),
+    stage2: resolveStage('stage2', input.stage2 ?? {}, stageDefaults(2, model.objective)),
+    checkpointEvery: input.checkpointEvery ?? d.checkpointEvery,
+    checkpointEpochs: input.checkpointEpochs ?? d.checkpointEpochs,
+    checkpointMinutes: input.checkpointMinutes ?? d.checkpointMinutes,
+    logEvery: input.logEvery ?? d.logEvery,
+    evalEvery: input.evalEvery ?? d.evalEvery,
+    evalBatchSize: input.evalBatchSize ?? d.evalBatchSize,
+    strict: input.strict ?? d.strict,
+    maxSkippedFraction: input.maxSkippedFraction ?? d.maxSkippedFraction,
   };
   if (input.tokenizer !== undefined) c.tokenizer = input.tokenizer;
   if (input.pretrained?.vision || input.pretrained?.text) c.pretrained = { ...input.pretrained };

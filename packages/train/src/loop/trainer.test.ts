@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Device, DeviceLostError, requestDevice } from '@mpfgvc/kernels';
 import { testDevice } from '@mpfgvc/kernels/testing';
-import { MPFGVC } from '@mpfgvc/model';
+import { MPFGVC, TEST_MODEL } from '@mpfgvc/model';
 import { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, assertFiniteSafetensors, readCheckpoint } from '../checkpoint.js';
 import { LOCK_FILE } from '../run-folder.js';
 import { evaluate } from '../eval.js';
@@ -38,13 +38,11 @@ function config(outDir: string, over: Partial<TrainConfigInput> = {}): TrainConf
     // The whole training split trains (valFraction 0) unless a test asks for a validation split.
     data: { kind: 'folder', root: cub, workers: 0, cropScale: [0.6, 1], valFraction: 0 },
     model: {
-      vision: { imageSize: 32, patchSize: 8, width: 32, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-      text: { vocabSize: 795, contextLength: 16, width: 32, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
+      ...TEST_MODEL,
+      vision: { ...TEST_MODEL.vision, imageSize: 32, patchSize: 8, width: 32 },
+      text: { ...TEST_MODEL.text, vocabSize: 795, width: 32 },
       embedDim: 32,
       selectK: 6,
-      promptLength: 3,
-      temperature: 0.07,
-      visionHeadOn: 'embedding',
     },
     tokenizer,
     stage1: { epochs: 60, batchSize: 16, lr: 3e-3, warmupEpochs: 1, weightDecay: 0.05, augment: false },

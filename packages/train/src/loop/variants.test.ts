@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng } from '@mpfgvc/kernels';
 import { testDevice } from '@mpfgvc/kernels/testing';
-import { ClipTokenizer, MPFGVC, parseSafetensors, readF32 } from '@mpfgvc/model';
+import { ClipTokenizer, MPFGVC, TEST_MODEL, parseSafetensors, readF32 } from '@mpfgvc/model';
 import { readCheckpoint } from '../checkpoint.js';
 import { fillPrompt } from '../prompts.js';
 import { birdClasses } from '../synth/birds.js';
@@ -30,13 +30,12 @@ function config(outDir: string, over: Partial<TrainConfigInput> = {}, model: Par
     seed: 2,
     data: { kind: 'synth', numClasses: 3, trainPerClass: 8, testPerClass: 2 },
     model: {
-      vision: { imageSize: 32, patchSize: 8, width: 16, depth: 2, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-      text: { vocabSize: 3, contextLength: 16, width: 16, depth: 1, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
+      ...TEST_MODEL,
+      vision: { ...TEST_MODEL.vision, imageSize: 32, patchSize: 8, depth: 2 },
+      text: { ...TEST_MODEL.text, depth: 1 },
       embedDim: 16,
       selectK: 4,
       promptLength: 2,
-      temperature: 0.07,
-      visionHeadOn: 'embedding',
       ...model,
     },
     promptTokens: { classIds: [0], sot: 1, eot: 2 },
@@ -109,7 +108,7 @@ describe('fixed prompts (model.prompts fixed)', () => {
   it("build each class's prompt from the template and the tokenizer; the text side never changes", async () => {
     const dir = join(temp, 'fixed');
     const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(tokenizerPath, 'utf8')));
-    const text = { vocabSize: tokenizer.vocabSize, contextLength: 77, width: 16, depth: 1, heads: 2, mlpRatio: 2, activation: 'quick_gelu' as const, layerNormEps: 1e-5 };
+    const text = { ...TEST_MODEL.text, vocabSize: tokenizer.vocabSize, contextLength: 77, depth: 1 };
     const { promptTokens: _, ...noTokens } = config(dir, { stage1: { epochs: 1, batchSize: 8, lr: 3e-3 }, stage2: { epochs: 1, batchSize: 8, lr: 3e-3 } }, { prompts: 'fixed', text });
     const rows: StepRow[] = [];
     const result = await train({ ...noTokens, tokenizer: tokenizerPath }, { device: dev, onStep: (r) => rows.push(r) });
