@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MODEL_CARD_MARK } from './model-card.js';
 import { LOCK_FILE, clearRun, holdsRun, lockRun } from './run-folder.js';
 
 const temp = mkdtempSync(join(tmpdir(), 'mpfgvc-lock-'));
@@ -78,5 +79,17 @@ describe('run files', () => {
     expect(clearRun(dir).sort()).toEqual(['.summary.json.77.tmp', 'checkpoint-stage1.json', 'config.json', 'eval-stage2.json', 'metrics.jsonl', 'step-4.model.safetensors', 'step-9-stage1.optim.safetensors']);
     expect(holdsRun(dir)).toBe(false);
     expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('mine');
+  });
+
+  it("clears the run's model card and confusion pictures, not a README.md of the user's own", () => {
+    const dir = folder('card');
+    writeFileSync(join(dir, 'README.md'), '# my project\n');
+    expect(holdsRun(dir)).toBe(false);
+    writeFileSync(join(dir, 'confusion-stage2.svg'), '<svg/>');
+    expect(clearRun(dir)).toEqual(['confusion-stage2.svg']);
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toBe('# my project\n');
+    writeFileSync(join(dir, 'README.md'), `${MODEL_CARD_MARK}\n# MP-FGVC on synthetic birds\n`);
+    expect(clearRun(dir)).toEqual(['README.md']);
+    expect(existsSync(join(dir, 'README.md'))).toBe(false);
   });
 });

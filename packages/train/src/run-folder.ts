@@ -11,12 +11,17 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { WriteError, writing } from './atomic.js';
+import { MODEL_CARD_FILE, isModelCardFile } from './model-card.js';
 import { RunFolderError } from './errors.js';
 
 export const LOCK_FILE = 'run.lock';
 
-/** Files a run writes into its folder (what --overwrite clears; other files there are left alone). */
-export const RUN_FILES = /^(config\.json|cli\.json|metrics\.jsonl|summary\.json|best\.json|checkpoint(-stage1)?\.json|(model|model-stage1|best)\.safetensors|step-\d+(-stage\d)?\.(model|optim)\.safetensors|eval-stage\d\.json|confusion-stage\d\.csv|curves\.(svg|png)|\..+\.\d+\.tmp)$/;
+/**
+ * Files a run writes into its folder (what --overwrite clears; other files there are left alone).
+ * Its model card, README.md, is cleared too when it is one (isModelCardFile): a README.md of the
+ * user's own stays.
+ */
+export const RUN_FILES = /^(config\.json|cli\.json|metrics\.jsonl|summary\.json|best\.json|checkpoint(-stage1)?\.json|(model|model-stage1|best)\.safetensors|step-\d+(-stage\d)?\.(model|optim)\.safetensors|eval-stage\d\.json|confusion-stage\d\.(csv|svg)|curves\.(svg|png)|\..+\.\d+\.tmp)$/;
 
 /** Whether `dir` holds (part of) a run: train() into it is refused, resume or clear it instead. */
 export function holdsRun(dir: string): boolean {
@@ -31,7 +36,7 @@ export function holdsRunBesidesLock(dir: string): boolean {
 
 /** Removes the files of a run from `dir` (the caller holds its lock); other files there stay. */
 export function clearRun(dir: string): string[] {
-  const gone = readdirSync(dir).filter((f) => RUN_FILES.test(f));
+  const gone = readdirSync(dir).filter((f) => RUN_FILES.test(f) || (f === MODEL_CARD_FILE && isModelCardFile(join(dir, f))));
   for (const f of gone) writing(join(dir, f), () => rmSync(join(dir, f), { force: true }));
   return gone;
 }
