@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { type DataBatch, type DataConfig, evaluate, openRunData, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { Progress } from '../progress.js';
+import { perClassLines, perClassTable, writeConfusionPictures } from '../render/per-class.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, type NormalizationName, loadModel, openDevice, resolveCheckpoint } from './model-io.js';
@@ -15,6 +16,7 @@ interface EvalFlags extends DataFlags, DeviceFlags {
   batch: number;
   strict?: boolean;
   out?: string;
+  byClass?: boolean;
   json?: boolean;
 }
 
@@ -34,7 +36,8 @@ export function evalCommand(): Command {
     .addOption(new Option('--normalize <stats>', "input normalisation (default: the run's)").choices(['imagenet', 'clip']))
     .option('--batch <n>', 'images per forward pass', intArg(1, 65_536), 64)
     .option('--strict', 'an unreadable image fails the evaluation instead of being skipped')
-    .option('--out <file.json>', 'write the full result (per-class accuracy, confusion matrix) as JSON')
+    .option('--out <file.json>', 'write the full result (per-class accuracy, confusion matrix) as JSON, and the confusion matrix as <file>-confusion.svg and .png beside it')
+    .option('--by-class', "also print every class: its test images, each head's top-1 and the class it is most often taken for; worst first by the shipped head (the ensemble, or vision for a ViT-only model), so the classes to look at come first")
     .option('--json', 'print one JSON object; progress goes to stderr')
     .action(async (checkpoint: string, _opts: unknown, cmd: Command) => {
       const o = resolveOptions<EvalFlags>(cmd);
@@ -70,12 +73,16 @@ export function evalCommand(): Command {
           const result = await evaluate(model, counted(run.test(o.batch), bar));
           bar.finish();
           if (o.out) writeFileAtomic(o.out, `${JSON.stringify({ checkpoint: loaded.path, classes: run.classes, ...result }, null, 1)}\n`);
-          if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, count: result.count, top1: result.top1, top5: result.top5, skipped: run.skipCount })}\n`);
+          const pictures = o.out ? await writeConfusionPictures(o.out, result, run.classes, `confusion matrix (${result.confusionHead} head), ${result.count} test images`) : undefined;
+          const byClass = o.byClass ? perClassLines(result, run.classes) : undefined;
+          if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, count: result.count, top1: result.top1, top5: result.top5, skipped: run.skipCount, ...(byClass ? { byClass } : {}), ...(pictures ? { confusion: pictures } : {}) })}\n`);
           else {
             const pct = (x: number) => `${(100 * x).toFixed(2)}%`.padStart(8);
             process.stdout.write(`\n${result.count} test images${run.skipCount ? ` (${run.skipCount} unreadable, skipped)` : ''}\nhead        top-1    top-5\n`);
             for (const h of result.heads) process.stdout.write(`${h.padEnd(10)}${pct(result.top1[h]!)} ${pct(result.top5[h]!)}\n`);
+            if (byClass) process.stdout.write(perClassTable(byClass, result.heads, result.confusionHead));
             if (o.out) process.stdout.write(`wrote ${o.out}\n`);
+            if (pictures) process.stdout.write(`wrote ${pictures.svg}\nwrote ${pictures.png}\n`);
           }
         } finally {
           await run.close();
