@@ -37,7 +37,7 @@ export interface ConfusionSvgOptions {
 export function confusionSvg(classes: readonly string[], confusion: readonly (readonly number[])[], opts: ConfusionSvgOptions = {}): string {
   const C = classes.length;
   const labelled = C <= MAX_LABELLED;
-  const cell = Math.max(2, Math.min(28, Math.floor(720 / Math.max(1, C))));
+  const cell = Math.max(2, Math.min(40, Math.floor(720 / Math.max(1, C))));
   const labelWidth = labelled ? Math.min(36, Math.max(1, ...classes.map((c) => shorten(c).length))) * 7 + 10 : 40;
   const left = labelWidth + 24;
   const top = 40 + labelWidth + 20;

@@ -236,9 +236,7 @@ function reproduceSection(input: ModelCardInput): string[] {
     cmd,
     '```',
     '',
-    '`config.json` is the configuration as the run resolved it (`checkpoint.json` records it too)' +
-      (input.reproduce ? '; `cli.json` the flags it was given.' : '.') +
-      ' The same seed gives the same data order, augmentation and initialisation.',
+    '`config.json` is the configuration as the run resolved it (`checkpoint.json` records it too). The same seed gives the same data order, augmentation and initialisation.',
   ];
 }
 
