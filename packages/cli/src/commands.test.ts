@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng, requestDevice } from '@mpfgvc/kernels';
-import { ClipTokenizer, MPFGVC, type MPFGVCConfig, parseSafetensors, readF32 } from '@mpfgvc/model';
+import { ClipTokenizer, MPFGVC, type MPFGVCConfig, TEST_MODEL, parseSafetensors, readF32 } from '@mpfgvc/model';
 import { Progress, formatDuration } from './progress.js';
 
 const bin = fileURLToPath(new URL('../dist/mpfgvc.js', import.meta.url));
@@ -30,15 +30,11 @@ function expectOneLine(r: { code: number | null; stderr: string }, code: number,
 let tmp: string;
 const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(join(fixtures, 'tokenizer-clip-tiny.json'), 'utf8')));
 const CONFIG: MPFGVCConfig = {
-  vision: { imageSize: 32, patchSize: 8, width: 16, depth: 3, heads: 2, mlpRatio: 2, activation: 'gelu', preNorm: false, layerNormEps: 1e-6, channels: 3 },
-  text: { vocabSize: tokenizer.vocabSize, contextLength: 16, width: 16, depth: 2, heads: 2, mlpRatio: 2, activation: 'quick_gelu', layerNormEps: 1e-5 },
-  embedDim: 12,
+  ...TEST_MODEL,
+  vision: { ...TEST_MODEL.vision, imageSize: 32, patchSize: 8 },
+  text: { ...TEST_MODEL.text, vocabSize: tokenizer.vocabSize },
   numClasses: 4,
-  selectK: 5,
-  promptLength: 3,
   superCategory: 'bird',
-  temperature: 0.07,
-  visionHeadOn: 'embedding',
 };
 
 let images: string[];

@@ -53,6 +53,7 @@ export { type Schedule, learningRate, validateSchedule } from './schedule.js';
 export {
   type DataConfig,
   FOLDER_DATA_DEFAULTS,
+  OPTIMIZERS,
   SYNTH_DATA_DEFAULTS,
   type StageConfig,
   TRAIN_DEFAULTS,

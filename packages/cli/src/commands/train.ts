@@ -1,13 +1,16 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { MODEL_PRESETS } from '@mpfgvc/model';
+import { MODEL_DEFAULTS, MODEL_PRESETS, OBJECTIVES, type Objective, PROMPT_MODES, type PromptMode } from '@mpfgvc/model';
 import {
   CHECKPOINT_FILE,
   CheckpointError,
-  FIXED_PROMPT_TEMPLATE,
+  FOLDER_DATA_DEFAULTS,
+  OPTIMIZERS,
+  SYNTH_DATA_DEFAULTS,
   type StageConfig,
   type StepRow,
+  TRAIN_DEFAULTS,
   type TrainConfigInput,
   type TrainHooks,
   type TrainResult,
@@ -19,6 +22,7 @@ import {
   readCheckpointRecord,
   readRegularText,
   resolveConfig,
+  stageDefaults,
   train,
   wordPrompts,
   writeFileAtomic,
@@ -41,9 +45,9 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   imageSize?: number;
   selectK?: number;
   promptLength?: number;
-  prompts?: 'datp' | 'fixed';
+  prompts?: PromptMode;
   promptTemplate?: string;
-  objective?: 'mpfgvc' | 'vision';
+  objective?: Objective;
   tokenizer?: string;
   vision?: string;
   text?: string;
@@ -52,11 +56,11 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   stage1Epochs?: number;
   stage1Batch?: number;
   stage1Lr?: number;
-  stage1Optimizer?: 'sgd' | 'adamw';
+  stage1Optimizer?: StageConfig['optimizer'];
   stage2Epochs?: number;
   stage2Batch?: number;
   stage2Lr?: number;
-  stage2Optimizer?: 'sgd' | 'adamw';
+  stage2Optimizer?: StageConfig['optimizer'];
   accumulate?: number;
   warmupEpochs?: number;
   weightDecay?: number;
@@ -75,12 +79,19 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   verbose?: boolean;
 }
 
+/** A default as the help shows it: 1e-3 rather than 0.001. */
+function shown(x: number): string {
+  const e = x.toExponential();
+  return e.length < String(x).length ? e : String(x);
+}
+
 function stageFlags(cmd: Command, n: 1 | 2): Command {
+  const d = stageDefaults(n);
   return cmd
-    .option(`--stage${n}-epochs <n>`, `stage ${n} epochs (default ${n === 1 ? 30 : 10})`, intArg(0, 100_000))
-    .option(`--stage${n}-batch <n>`, `stage ${n} batch size (default 32)`, intArg(1, 65_536))
-    .option(`--stage${n}-lr <lr>`, `stage ${n} peak learning rate, cosine schedule (default 1e-3)`, floatArg(0, 10))
-    .addOption(new Option(`--stage${n}-optimizer <name>`, `stage ${n} optimiser (default adamw)`).choices(['adamw', 'sgd']));
+    .option(`--stage${n}-epochs <n>`, `stage ${n} epochs (default ${d.epochs})`, intArg(0, 100_000))
+    .option(`--stage${n}-batch <n>`, `stage ${n} batch size (default ${d.batchSize})`, intArg(1, 65_536))
+    .option(`--stage${n}-lr <lr>`, `stage ${n} peak learning rate, cosine schedule (default ${shown(d.lr)})`, floatArg(0, 10))
+    .addOption(new Option(`--stage${n}-optimizer <name>`, `stage ${n} optimiser (default ${d.optimizer})`).choices(OPTIMIZERS));
 }
 
 export function withTrainFlags(cmd: Command): Command {
@@ -92,33 +103,37 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--image-size <px>', 'input side (the position embeddings follow)', intArg(8, 4096))
     .option('--select-k <k>', "SsVP's K (0 turns SsVP off)", intArg(0, 100_000))
     .option('--prompt-length <j>', "DaTP's learnable tokens per class", intArg(1, 64))
-    .addOption(new Option('--prompts <mode>', "datp: learned DaTP tokens; fixed: each class's hand-crafted prompt through the frozen text encoder, nothing on the text side trains (the w/o DaTP ablation) (default datp)").choices(['datp', 'fixed']))
-    .option('--prompt-template <text>', `fixed prompts: {class} and {superCategory} are filled in (default '${FIXED_PROMPT_TEMPLATE}')`)
     .addOption(
-      new Option('--objective <name>', 'mpfgvc: L_v + L_i2t, then VLFM; vision: the ViT-only baseline, L_v alone, no stage 2, evaluated on the vision head (default mpfgvc)').choices(['mpfgvc', 'vision']),
+      new Option('--prompts <mode>', `datp: learned DaTP tokens; fixed: each class's hand-crafted prompt through the frozen text encoder, nothing on the text side trains (the w/o DaTP ablation) (default ${MODEL_DEFAULTS.prompts})`).choices(PROMPT_MODES),
+    )
+    .option('--prompt-template <text>', `fixed prompts: {class} and {superCategory} are filled in (default '${TRAIN_DEFAULTS.promptTemplate}')`)
+    .addOption(
+      new Option('--objective <name>', `mpfgvc: L_v + L_i2t, then VLFM; vision: the ViT-only baseline, L_v alone, no stage 2, evaluated on the vision head (default ${MODEL_DEFAULTS.objective})`).choices(OBJECTIVES),
     )
     .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset; default: --text's tokenizer.json)")
     .option('--vision <dir>', 'start the image encoder from a checkpoint folder (timm, HF ViT such as vit-base-patch16-224-in21k, or HF CLIP); its shapes replace the preset\'s')
     .option('--text <dir>', "start the text tower from a Hugging Face CLIP checkpoint folder; its shapes replace the preset's")
     .addOption(new Option('--normalize <stats>', "input normalisation (default: the --vision checkpoint's mean/std, else imagenet)").choices(['imagenet', 'clip']))
-    .option('--seed <n>', 'seeds initialisation, data order, augmentation and the held-out validation images', intArg(0, 0xffffffff), 0)
-    .option('--val-fraction <f>', 'datasets on disk: the share of each class\'s training images held out for validation (evaluations during training, best.safetensors); 0 trains on all of them, as the paper does', floatArg(0, 0.5), 0.1)
-    .option('--val-per-class <n>', 'synthetic birds: validation images per class, generated apart from train and test (0: none)', intArg(0, 100_000), 10);
+    .option('--seed <n>', 'seeds initialisation, data order, augmentation and the held-out validation images', intArg(0, 0xffffffff), TRAIN_DEFAULTS.seed)
+    .option('--val-fraction <f>', 'datasets on disk: the share of each class\'s training images held out for validation (evaluations during training, best.safetensors); 0 trains on all of them, as the paper does', floatArg(0, 0.5), FOLDER_DATA_DEFAULTS.valFraction)
+    .option('--val-per-class <n>', 'synthetic birds: validation images per class, generated apart from train and test (0: none)', intArg(0, 100_000), SYNTH_DATA_DEFAULTS.valPerClass);
   stageFlags(cmd, 1);
   stageFlags(cmd, 2);
+  const both = stageDefaults(1);
+  const run = TRAIN_DEFAULTS;
   return cmd
     .option('--accumulate <n>', 'batches per optimiser step, both stages', intArg(1, 4096))
-    .option('--warmup-epochs <e>', 'linear warm-up, both stages (default 1)', floatArg(0, 1000))
-    .option('--weight-decay <w>', 'both stages (default 0.05)', floatArg(0, 10))
-    .option('--label-smoothing <s>', 'both stages (default 0)', floatArg(0, 0.999))
-    .option('--clip-norm <c>', 'global gradient-norm clipping, both stages; 0 off (default 1)', floatArg(0, 1e6))
-    .option('--checkpoint-every <steps>', 'also checkpoint every N optimiser steps (0: off)', intArg(0, 1e9), 0)
-    .option('--checkpoint-epochs <n>', 'checkpoint at the end of every N-th epoch (0: off); stage ends always checkpoint', intArg(0, 1e9), 1)
-    .option('--checkpoint-minutes <m>', 'checkpoint once this many minutes have passed since the last (0: off)', floatArg(0, 1e6), 10)
-    .option('--eval-every <epochs>', 'evaluate every N epochs (0: at stage ends only)', intArg(0, 1e9), 0)
-    .option('--eval-batch <n>', 'evaluation batch size', intArg(1, 65_536), 64)
+    .option('--warmup-epochs <e>', `linear warm-up, both stages (default ${shown(both.warmupEpochs)})`, floatArg(0, 1000))
+    .option('--weight-decay <w>', `both stages (default ${shown(both.weightDecay)})`, floatArg(0, 10))
+    .option('--label-smoothing <s>', `both stages (default ${shown(both.labelSmoothing)})`, floatArg(0, 0.999))
+    .option('--clip-norm <c>', `global gradient-norm clipping, both stages; 0 off (default ${shown(both.clipNorm)})`, floatArg(0, 1e6))
+    .option('--checkpoint-every <steps>', 'also checkpoint every N optimiser steps (0: off)', intArg(0, 1e9), run.checkpointEvery)
+    .option('--checkpoint-epochs <n>', 'checkpoint at the end of every N-th epoch (0: off); stage ends always checkpoint', intArg(0, 1e9), run.checkpointEpochs)
+    .option('--checkpoint-minutes <m>', 'checkpoint once this many minutes have passed since the last (0: off)', floatArg(0, 1e6), run.checkpointMinutes)
+    .option('--eval-every <epochs>', 'evaluate every N epochs (0: at stage ends only)', intArg(0, 1e9), run.evalEvery)
+    .option('--eval-batch <n>', 'evaluation batch size', intArg(1, 65_536), run.evalBatchSize)
     .option('--strict', 'an unreadable image stops the run instead of being skipped')
-    .option('--max-skipped <fraction>', 'stop once more than this fraction of the dataset is unreadable (default 0.05)', floatArg(0, 1))
+    .option('--max-skipped <fraction>', `stop once more than this fraction of the dataset is unreadable (default ${shown(run.maxSkippedFraction)})`, floatArg(0, 1))
     .option('--json', 'print one JSON object at the end; progress goes to stderr')
     .option('--quiet', 'no configuration, progress or log lines: only the summary at the end (and errors)')
     .option('--verbose', 'print the whole resolved configuration, not only what differs from the defaults');
@@ -195,7 +210,7 @@ export function trainInput(o: TrainFlags): { input: TrainConfigInput; trainCount
   } else if (o.model === 'demo' && model.prompts === 'fixed') {
     // Without a tokenizer the from-scratch text tower reads the prompts' own words.
     if (data.kind !== 'synth') throw new CliError('--prompts fixed with --model demo needs --tokenizer (a CLIP tokenizer.json), except on --data synth', ExitCode.usage);
-    const words = wordPrompts(birdClasses(data.numClasses).map((c) => c.name), 'bird', o.promptTemplate ?? FIXED_PROMPT_TEMPLATE);
+    const words = wordPrompts(birdClasses(data.numClasses).map((c) => c.name), 'bird', o.promptTemplate ?? TRAIN_DEFAULTS.promptTemplate);
     const { vocabSize, contextLength } = model.text;
     input.model = { ...model, text: { ...model.text, vocabSize: Math.max(vocabSize, words.vocabulary.length), contextLength: Math.max(contextLength, words.contextLength) } };
     input.promptTokens = words.tokens;

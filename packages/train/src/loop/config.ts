@@ -10,12 +10,14 @@ import { ConfigurationError } from '../errors.js';
 import { FIXED_PROMPT_TEMPLATE, validatePromptTemplate } from '../prompts.js';
 import { MAX_BIRD_CLASSES } from '../synth/birds.js';
 
+export const OPTIMIZERS = ['adamw', 'sgd'] as const;
+
 export interface StageConfig {
   epochs: number; // stage 1: 30, stage 2: 10
   batchSize: number; // 32
   /** Batches whose gradients are summed (each scaled by 1/accumulate) before one optimiser step. */
   accumulate: number; // 1
-  optimizer: 'sgd' | 'adamw'; // 'adamw'
+  optimizer: (typeof OPTIMIZERS)[number]; // 'adamw'
   lr: number; // stage 1: 1e-3, stage 2: 1e-3
   minLr: number; // 0: the cosine's floor
   /** Linear warm-up, in epochs (fractions allowed), rounded to whole steps. */
@@ -183,7 +185,7 @@ const stageSchema = z
     epochs: int(0, 100_000),
     batchSize: int(1, 65_536),
     accumulate: int(1, 4096),
-    optimizer: z.enum(['sgd', 'adamw']),
+    optimizer: z.enum(OPTIMIZERS),
     lr: z.number().min(0),
     minLr: z.number().min(0),
     warmupEpochs: finite(0, 100_000),
