@@ -49,6 +49,8 @@ const CODES: Record<string, number> = {
   RunFolderError: ExitCode.failure,
   TrainingInterrupted: ExitCode.interrupted,
   MetricsError: ExitCode.failure,
+  ClassifierError: ExitCode.failure,
+  ImageInputError: ExitCode.failure,
 };
 
 /** The exit code of an error of ours, or undefined for an unexpected one. */

@@ -4,9 +4,11 @@
 // pipeline, the run loop with its checkpoints) is Node's.
 export { type BirdClass, MAX_BIRD_CLASSES, birdClasses, generateBird, renderBird } from './synth/birds.js';
 export { type Normalization, type SynthBirds, type SynthBirdsOptions, type SynthSplit, freshEpochFirstIndex, makeSynthBirds, renderSynthSplit, resolveSynthOptions, rgbToChw } from './synth/dataset.js';
-export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type InputNormalization, type Rgb, normalizationStats, normalizeInto } from './images/normalize.js';
+export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, INCEPTION_NORMALIZATION, type InputNormalization, NORMALIZATION_NAMES, type Rgb, normalizationStats, normalizeInto, parseNormalization } from './images/normalize.js';
 export { centerCropPlan } from './images/transforms.js';
 export { type EpochPosition, EpochOrder } from './images/epoch-order.js';
 export { orderRng, sampleRng } from './images/streams.js';
 export { type Schedule, learningRate, validateSchedule } from './schedule.js';
 export { type EvalResult, HEADS, type Head, evaluate } from './eval.js';
+export { type Classification, Classifier, ClassifierError, type ClassifierOptions, type Explanation, type PrepareImage, type Ranked, type RawImage, rgbOf, softmaxRow, topK } from './classifier/classifier.js';
+export { type BrowserImage, type LoadBrowserClassifierOptions, browserCrop, loadClassifier } from './classifier/browser.js';

@@ -34,7 +34,7 @@ export { encodePng } from './synth/png.js';
 export { type RgbImage, decodeRgb } from './images/decode.js';
 export { type Box, DEFAULT_RRC, type RandomResizedCropOptions, centerCropPlan, randomResizedCropBox, roundHalfEven } from './images/transforms.js';
 export { orderRng, sampleRng } from './images/streams.js';
-export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type InputNormalization, type Rgb, normalizationStats, normalizeInto } from './images/normalize.js';
+export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, INCEPTION_NORMALIZATION, type InputNormalization, NORMALIZATION_NAMES, type Rgb, normalizationStats, normalizeInto, parseNormalization } from './images/normalize.js';
 export {
   type BatchImages,
   type BatchTask,
@@ -76,3 +76,5 @@ export { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, CheckpointError, type Checkpoi
 export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';
 export { type DemoOptions, type DemoResult, DEMO_EPOCHS, demoConfig, runDemo } from './demo.js';
 export { type CheckpointFolder, type Pretrained, type PretrainedFolders, loadPretrained, openCheckpointFolder, resolvePretrained } from './pretrained.js';
+export { type Classification, Classifier, ClassifierError, type ClassifierOptions, type Explanation, type PrepareImage, type Ranked, type RawImage, rgbOf, softmaxRow, topK } from './classifier/classifier.js';
+export { ImageInputError, type LoadClassifierOptions, type NodeImage, loadClassifier, nodeCrop, resolveModelFile } from './classifier/node.js';

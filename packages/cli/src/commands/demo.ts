@@ -7,7 +7,6 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Device } from '@mpfgvc/kernels';
-import { MPFGVC } from '@mpfgvc/model';
 import {
   type EvalResult,
   type TrainConfigInput,
@@ -17,7 +16,8 @@ import {
   birdClasses,
   demoConfig,
   generateBird,
-  readRegularFile,
+  loadClassifier,
+  normalizationStats,
   resolveConfig,
   rgbToChw,
   train,
@@ -29,10 +29,9 @@ import { printable } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { describeDevice } from './info.js';
 import { writeOverlay } from './explain.js';
-import { type DeviceFlags, normalization, openDevice } from './model-io.js';
+import { type DeviceFlags, openDevice } from './model-io.js';
 import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 import { plotMetrics } from './plot.js';
-import { runPrepared } from './predict.js';
 import { interrupted, stopOnSignals, takeRunFolder } from './run-folder.js';
 import { flatten, printSummary, progressHooks, summarize } from './train.js';
 
@@ -75,28 +74,26 @@ async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.Wri
 async function overlays(dev: Device, result: TrainResult, count: number): Promise<string[]> {
   const cfg = result.config;
   const data = cfg.data as Extract<typeof cfg.data, { kind: 'synth' }>;
-  const model = MPFGVC.load(dev, new Uint8Array(readRegularFile(result.model, { what: 'model' })), result.model);
   const classes = birdClasses(data.numClasses);
-  const S = model.config.vision.imageSize;
-  const norm = normalization(cfg.normalization);
+  const classifier = await loadClassifier(result.model, { device: dev, classes: classes.map((c) => c.name), normalization: normalizationStats(cfg.normalization) });
+  const S = classifier.imageSize;
   const picked = classes.slice(0, count);
-  // The first test image of each class (test indices follow the training ones).
-  const images = picked.map((cls) => {
+  // The first test image of each class (test indices follow the training ones), drawn at the model's size.
+  const crops = picked.map((cls) => {
     const { rgb } = generateBird(data.seed, cls, data.trainPerClass, S);
-    return { rgb, chw: rgbToChw(rgb, S, norm) };
+    return { rgb, chw: rgbToChw(rgb, S, classifier.normalization) };
   });
-  const runs = await runPrepared(dev, model, images, 16);
+  const runs = await classifier.classifyCrops(crops, 1);
   const dir = join(result.outDir, 'explain');
   writing(dir, () => mkdirSync(dir, { recursive: true }));
-  const loaded = { model, path: result.model, classes: classes.map((c) => c.name) };
   const files: string[] = [];
   for (let i = 0; i < runs.length; i++) {
     if (!runs[i]!.selected) break;
     const file = join(dir, `${picked[i]!.dirName}.png`);
-    await writeOverlay(loaded, runs[i]!, file, picked[i]!.index);
+    await writeOverlay(classifier, { ...runs[i]!, crop: crops[i]!.rgb }, file, picked[i]!.index);
     files.push(file);
   }
-  model.dispose();
+  classifier.dispose();
   return files;
 }
 

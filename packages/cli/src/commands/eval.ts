@@ -1,18 +1,17 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Command, Option } from 'commander';
-import { type DataBatch, type DataConfig, evaluate, openRunData, writeFileAtomic } from '@mpfgvc/train';
+import { Command } from 'commander';
+import { type DataBatch, type DataConfig, type InputNormalization, evaluate, openRunData, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { Progress } from '../progress.js';
 import { perClassLines, perClassTable, writeConfusionPictures } from '../render/per-class.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
 import { withDeviceOptions } from './device-options.js';
-import { type DeviceFlags, type NormalizationName, loadModel, openDevice, resolveCheckpoint } from './model-io.js';
+import { type DeviceFlags, normalizeOption, openClassifier, openDevice, resolveCheckpoint } from './model-io.js';
 import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
-import { defaultNormalization } from './predict.js';
 
 interface EvalFlags extends DataFlags, DeviceFlags {
-  normalize?: NormalizationName;
+  normalize?: InputNormalization;
   batch: number;
   strict?: boolean;
   out?: string;
@@ -33,7 +32,7 @@ export function evalCommand(): Command {
   return withDeviceOptions(withDataFlags(withConfig(new Command('eval'))))
     .description("top-1/top-5 of every head on a dataset's test split (default: the run's own dataset)")
     .argument('<checkpoint>', 'a run folder (its last checkpoint) or an MP-FGVC .safetensors file')
-    .addOption(new Option('--normalize <stats>', "input normalisation (default: the run's)").choices(['imagenet', 'clip']))
+    .addOption(normalizeOption("the model file's, else the run's, else clip for a CLIP vision tower, else imagenet"))
     .option('--batch <n>', 'images per forward pass', intArg(1, 65_536), 64)
     .option('--strict', 'an unreadable image fails the evaluation instead of being skipped')
     .option('--out <file.json>', 'write the full result (per-class accuracy, confusion matrix) as JSON, and the confusion matrix as <file>-confusion.svg and .png beside it')
@@ -56,9 +55,8 @@ export function evalCommand(): Command {
       if (!o.json) printConfig('eval', { checkpoint, ...shown, ...(dataGiven ? {} : { 'data (the run\'s)': JSON.stringify(data) }) });
       const dev = await openDevice(o);
       try {
-        const loaded = loadModel(dev, checkpoint);
-        const { model } = loaded;
-        const normalization = o.normalize ?? loaded.normalization ?? defaultNormalization(model);
+        const loaded = await openClassifier(dev, { checkpoint, ...(o.normalize ? { normalize: o.normalize } : {}) });
+        const { model, normalization } = loaded;
         let run;
         try {
           run = openRunData(data, { imageSize: model.config.vision.imageSize, normalization, seed: 0, strict: Boolean(o.strict) });
@@ -72,10 +70,10 @@ export function evalCommand(): Command {
           const bar = new Progress({ label: 'eval', total: run.testCount, stream });
           const result = await evaluate(model, counted(run.test(o.batch), bar));
           bar.finish();
-          if (o.out) writeFileAtomic(o.out, `${JSON.stringify({ checkpoint: loaded.path, classes: run.classes, ...result }, null, 1)}\n`);
+          if (o.out) writeFileAtomic(o.out, `${JSON.stringify({ checkpoint: loaded.source, classes: run.classes, ...result }, null, 1)}\n`);
           const pictures = o.out ? await writeConfusionPictures(o.out, result, run.classes, `confusion matrix (${result.confusionHead} head), ${result.count} test images`) : undefined;
           const byClass = o.byClass ? perClassLines(result, run.classes) : undefined;
-          if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, count: result.count, top1: result.top1, top5: result.top5, skipped: run.skipCount, ...(byClass ? { byClass } : {}), ...(pictures ? { confusion: pictures } : {}) })}\n`);
+          if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.source, count: result.count, top1: result.top1, top5: result.top5, skipped: run.skipCount, ...(byClass ? { byClass } : {}), ...(pictures ? { confusion: pictures } : {}) })}\n`);
           else {
             const pct = (x: number) => `${(100 * x).toFixed(2)}%`.padStart(8);
             process.stdout.write(`\n${result.count} test images${run.skipCount ? ` (${run.skipCount} unreadable, skipped)` : ''}\nhead        top-1    top-5\n`);

@@ -1,26 +1,25 @@
 import { mkdirSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { Command } from 'commander';
-import { writeFileAtomic, writing } from '@mpfgvc/train';
+import { type Classification, type Classifier, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 import { patchOverlayPng } from '../render/overlay.js';
-import { type LoadedModel, loadModel, openDevice } from './model-io.js';
+import { openClassifier, openDevice } from './model-io.js';
 import { effectiveConfig, printConfig, resolveOptions } from './options.js';
-import { type ImageRun, type PredictFlags, className, imageFailures, runImages, shipped, withPredictFlags } from './predict.js';
+import { type PredictFlags, imageFailures, runImages, withPredictFlags } from './predict.js';
 
 interface ExplainOptions extends PredictFlags {
   out?: string;
   json?: boolean;
 }
 
-/** Writes one overlay PNG for a run of explain (with the true class when known); returns the caption it drew. */
-export async function writeOverlay(loaded: LoadedModel, run: ImageRun, file: string, truth?: number): Promise<string> {
-  const { imageSize, patchSize } = loaded.model.config.vision;
-  const probs = shipped(run);
-  const best = probs.indexOf(Math.max(...probs));
-  let caption = `${className(loaded, best)} (${(probs[best]! * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
-  if (truth !== undefined) caption = `predicted: ${caption}\ntrue: ${className(loaded, truth)}`;
-  writeFileAtomic(file, await patchOverlayPng({ rgb: run.image.rgb, size: imageSize, patchSize, selected: run.selected!, caption }));
+/** Writes one overlay PNG of a classified crop (with the true class when known); returns the caption it drew. */
+export async function writeOverlay(classifier: Classifier<unknown>, run: Classification & { crop: Uint8Array }, file: string, truth?: number): Promise<string> {
+  const { imageSize, patchSize } = classifier.model.config.vision;
+  const best = run.top[0]!;
+  let caption = `${best.name} (${(best.p * 100).toFixed(1)}%), ${run.selected!.length} patches kept`;
+  if (truth !== undefined) caption = `predicted: ${caption}\ntrue: ${classifier.classes[truth]}`;
+  writeFileAtomic(file, await patchOverlayPng({ rgb: run.crop, size: imageSize, patchSize, selected: run.selected!, caption }));
   return caption;
 }
 
@@ -36,19 +35,19 @@ export function explainCommand(): Command {
       if (!o.json) printConfig('explain', effectiveConfig(cmd));
       const dev = await openDevice(o);
       try {
-        const loaded = loadModel(dev, o.checkpoint);
-        if (!(loaded.model.config.selectK > 0)) throw new CliError(`checkpoint ${loaded.path}: the model has no SsVP (selectK 0), nothing to draw`);
-        const { runs, failed } = await runImages(dev, loaded, paths, o);
+        const classifier = await openClassifier(dev, o);
+        if (!(classifier.model.config.selectK > 0)) throw new CliError(`checkpoint ${classifier.source}: the model has no SsVP (selectK 0), nothing to draw`);
+        const { runs, failed } = await runImages(classifier, paths, 1);
         if (o.out && !o.out.endsWith('.png')) mkdirSync(o.out, { recursive: true });
         const results = [];
         for (const run of runs) {
           const name = `${basename(run.path, extname(run.path))}.ssvp.png`;
           const file = o.out?.endsWith('.png') ? o.out : join(o.out ?? '.', name);
-          const caption = await writeOverlay(loaded, run, file);
+          const caption = await writeOverlay(classifier, run, file);
           results.push({ image: run.path, out: file, selected: run.selected!, prediction: caption });
           if (!o.json) process.stdout.write(`${printable(run.path)}: ${printable(caption)}; patches [${run.selected!.join(', ')}] -> ${file}\n`);
         }
-        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: loaded.path, results, ...(failed.length ? { errors: failed.map(({ image, error }) => ({ image, error })) } : {}) })}\n`);
+        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: classifier.source, results, ...(failed.length ? { errors: failed.map(({ image, error }) => ({ image, error })) } : {}) })}\n`);
         const err = imageFailures(failed, paths.length);
         if (err) throw err;
       } finally {

@@ -18,10 +18,10 @@ import {
   vitConfigFromCheckpoint,
   vitWeightSource,
 } from '@mpfgvc/model';
-import { type CheckpointFolder, openCheckpointFolder, writeFileAtomic } from '@mpfgvc/train';
+import { type CheckpointFolder, ImageInputError, nodeCrop, normalizeInto, openCheckpointFolder, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
-import { type DeviceFlags, openDevice, prepareEvalImage } from './model-io.js';
+import { type DeviceFlags, openDevice } from './model-io.js';
 import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 
 interface FeaturesOptions extends DeviceFlags {
@@ -65,15 +65,23 @@ async function imageEmbeddings(dev: Device, o: FeaturesOptions, inputs: string[]
   const projW = proj && tensor(dev, proj.weight, proj.shape);
   // Resize the shorter side to size·S/crop, then crop S: the checkpoint's own ratio at the model's input side.
   const ratio = pre.crop / pre.size;
+  const crop = nodeCrop(family === 'hf-clip' ? 'bicubic' : 'bilinear');
+  const readCrop = async (p: string, size: number, r: number) => {
+    try {
+      return await crop(p, size, r);
+    } catch (e) {
+      if (e instanceof ImageInputError) throw new CliError(e.message, e.missing ? ExitCode.usage : ExitCode.failure);
+      throw e;
+    }
+  };
   const S = cfg.imageSize;
   const D = cfg.width;
   const data = new Float32Array(inputs.length * D);
   const projected = proj ? new Float32Array(inputs.length * proj.shape[0]) : undefined;
   for (let b = 0; b < inputs.length; b += o.batch) {
     const chunk = inputs.slice(b, b + o.batch);
-    const imgs = await Promise.all(chunk.map((p) => prepareEvalImage(p, S, pre, ratio, family === 'hf-clip' ? 'bicubic' : 'bilinear')));
     const x = new Float32Array(chunk.length * 3 * S * S);
-    imgs.forEach((im, i) => x.set(im.chw, i * 3 * S * S));
+    for (let i = 0; i < chunk.length; i++) normalizeInto(await readCrop(chunk[i]!, S, ratio), S, false, pre.mean, pre.std, x, i * 3 * S * S);
     const input = tensor(dev, x, [chunk.length, 3, S, S]);
     const { embedding, selected } = noGrad(() => vit.forward(input, { ssvpK: o.ssvpK > 0 ? o.ssvpK : null }));
     data.set(await embedding.read(), b * D);

@@ -6,6 +6,7 @@ import {
   CHECKPOINT_FILE,
   CheckpointError,
   FOLDER_DATA_DEFAULTS,
+  type InputNormalization,
   OPTIMIZERS,
   SYNTH_DATA_DEFAULTS,
   type StageConfig,
@@ -32,7 +33,7 @@ import { CliError, ExitCode, printable } from '../errors.js';
 import { Progress } from '../progress.js';
 import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
 import { withDeviceOptions } from './device-options.js';
-import { type DeviceFlags, openDevice } from './model-io.js';
+import { type DeviceFlags, normalizeOption, openDevice } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 import { interrupted, stopOnSignals, takeRunFolder } from './run-folder.js';
 
@@ -51,7 +52,7 @@ interface TrainFlags extends DataFlags, DeviceFlags {
   tokenizer?: string;
   vision?: string;
   text?: string;
-  normalize?: 'imagenet' | 'clip';
+  normalize?: InputNormalization;
   seed: number;
   stage1Epochs?: number;
   stage1Batch?: number;
@@ -113,7 +114,7 @@ export function withTrainFlags(cmd: Command): Command {
     .option('--tokenizer <file>', "a CLIP tokenizer.json for the super-category's tokens (needed by the vit-b16 preset; default: --text's tokenizer.json)")
     .option('--vision <dir>', 'start the image encoder from a checkpoint folder (timm, HF ViT such as vit-base-patch16-224-in21k, or HF CLIP); its shapes replace the preset\'s')
     .option('--text <dir>', "start the text tower from a Hugging Face CLIP checkpoint folder; its shapes replace the preset's")
-    .addOption(new Option('--normalize <stats>', "input normalisation (default: the --vision checkpoint's mean/std, else imagenet)").choices(['imagenet', 'clip']))
+    .addOption(normalizeOption("the --vision checkpoint's mean/std, else imagenet; recorded in the model file"))
     .option('--seed <n>', 'seeds initialisation, data order, augmentation and the held-out validation images', intArg(0, 0xffffffff), TRAIN_DEFAULTS.seed)
     .option('--val-fraction <f>', 'datasets on disk: the share of each class\'s training images held out for validation (evaluations during training, best.safetensors); 0 trains on all of them, as the paper does', floatArg(0, 0.5), FOLDER_DATA_DEFAULTS.valFraction)
     .option('--val-per-class <n>', 'synthetic birds: validation images per class, generated apart from train and test (0: none)', intArg(0, 100_000), SYNTH_DATA_DEFAULTS.valPerClass);

@@ -3,7 +3,7 @@
 // config.json and in each checkpoint (the "effective" configuration).
 import { z } from 'zod';
 import { MODEL_DEFAULTS, type MPFGVCConfig, type Objective, type PromptTokens, modelConfigShape, parseWith, promptTokensSchema, selectKCheck, withModelDefaults } from '@mpfgvc/model';
-import type { InputNormalization } from '../images/normalize.js';
+import { type InputNormalization, NORMALIZATION_NAMES } from '../images/normalize.js';
 import type { PretrainedFolders } from '../pretrained.js';
 import { DATASET_NAMES, type DatasetKind } from '../datasets/dataset.js';
 import { ConfigurationError } from '../errors.js';
@@ -230,7 +230,7 @@ export const trainConfigSchema = z.strictObject({
   seed: int(0, 0xffffffff).optional(),
   data: dataSchema,
   model: z.strictObject(runModelShape).superRefine(selectKCheck),
-  normalization: z.union([z.enum(['imagenet', 'clip']), z.strictObject({ mean: z.tuple([z.number(), z.number(), z.number()]), std: z.tuple([positive, positive, positive]) })]).optional(),
+  normalization: z.union([z.enum(NORMALIZATION_NAMES), z.strictObject({ mean: z.tuple([z.number(), z.number(), z.number()]), std: z.tuple([positive, positive, positive]) })]).optional(),
   tokenizer: z.string().min(1).optional(),
   pretrained: z.strictObject({ vision: z.string().min(1).optional(), text: z.string().min(1).optional() }).optional(),
   promptTokens: promptTokensSchema.optional(),
