@@ -213,6 +213,45 @@ describe('mpfgvc features', () => {
     );
   });
 
+  it('a folder in 3 shards, merged, gives the bytes of the unsharded job (safetensors, JSON, JSON Lines); a missing shard is named', () => {
+    for (const ext of ['safetensors', 'json', 'jsonl']) {
+      const whole = mpfgvc('features', '--vision', 'vit-hf', 'birds/images', '--batch', '3', '--out', `all.${ext}`);
+      expect(whole.code, whole.stderr).toBe(0);
+      for (const i of [1, 2, 3]) expect(mpfgvc('features', '--vision', 'vit-hf', 'birds/images', '--batch', '3', '--shard', `${i}/3`, '--out', `s${i}.${ext}`).code).toBe(0);
+      const m = mpfgvc('merge', `s1.${ext}`, `s2.${ext}`, `s3.${ext}`, '--out', `merged.${ext}`);
+      expect(m.code, m.stderr).toBe(0);
+      expect(m.stdout).toContain('merged 3 shards: 12 rows');
+      expect(readFileSync(join(tmp, `merged.${ext}`)).equals(readFileSync(join(tmp, `all.${ext}`))), ext).toBe(true);
+      // The shards differ from the whole (each holds a third of the rows) and no partial file stays behind.
+      expect(readFileSync(join(tmp, `s1.${ext}`)).length).toBeLessThan(readFileSync(join(tmp, `all.${ext}`)).length);
+      expect(existsSync(join(tmp, `s1.${ext}.partial`))).toBe(false);
+      expectOneLine(mpfgvc('merge', `s1.${ext}`, `s3.${ext}`, '--out', `bad.${ext}`), 1, /^mpfgvc: merge: 4 of 12 inputs missing, the first is input 1 /);
+      expectOneLine(mpfgvc('merge', `s1.${ext}`, `s1.${ext}`, `s2.${ext}`, `s3.${ext}`, '--out', `bad.${ext}`), 1, /appears in two shards/);
+    }
+    expectOneLine(mpfgvc('merge', 'all.safetensors', 'all.safetensors', '--out', 'bad.safetensors'), 1, /all.safetensors: not a shard's output/);
+  });
+
+  it('inputs from a folder, a glob and a list file are the same images in the same order; predict --jsonl streams rows that merge across shards', () => {
+    const sorted = [...images].sort();
+    writeFileSync(join(tmp, 'list.txt'), `# the test images\n${sorted.join('\n')}\n\n`);
+    const rows = (r: { stdout: string }) => r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { index: number; input: string; embedding: number[] });
+    const byFolder = rows(mpfgvc('features', '--vision', 'vit-hf', 'birds/images', '--jsonl'));
+    const byGlob = rows(mpfgvc('features', '--vision', 'vit-hf', 'birds/images/**/*.png', '--jsonl'));
+    const byList = rows(mpfgvc('features', '--vision', 'vit-hf', '--list', 'list.txt', '--jsonl'));
+    expect(byFolder.map((r) => r.index)).toEqual([...Array(12).keys()]);
+    expect(byGlob.map((r) => r.embedding)).toEqual(byFolder.map((r) => r.embedding));
+    expect(byList.map((r) => r.embedding)).toEqual(byFolder.map((r) => r.embedding));
+    expect(byList.map((r) => r.input)).toEqual(sorted);
+    const whole = mpfgvc('predict', '--checkpoint', 'tiny.safetensors', '--list', 'list.txt', '--jsonl', '--top', '2');
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stdout.trim().split('\n')).toHaveLength(12);
+    for (const i of [1, 2]) writeFileSync(join(tmp, `p${i}.jsonl`), mpfgvc('predict', '--checkpoint', 'tiny.safetensors', '--list', 'list.txt', '--jsonl', '--top', '2', '--shard', `${i}/2`).stdout);
+    expect(mpfgvc('merge', 'p2.jsonl', 'p1.jsonl', '--out', 'p.jsonl').code).toBe(0);
+    expect(readFileSync(join(tmp, 'p.jsonl'), 'utf8')).toBe(whole.stdout);
+    expectOneLine(mpfgvc('predict', '--checkpoint', 'tiny.safetensors', 'nothing/**/*.jpg'), 2, /^mpfgvc: nothing\/\*\*\/\*.jpg: no file matches$/);
+    expectOneLine(mpfgvc('predict', '--checkpoint', 'tiny.safetensors', 'birds/images', '--shard', '4/3'), 2, /--shard.*expected i\/n with 1 <= i <= n/);
+  });
+
   it('image embeddings from an HF ViT folder, one row per image', () => {
     const r = mpfgvc('features', '--vision', 'vit-hf', images[0]!, images[4]!, images[8]!);
     expect(r.code, r.stderr).toBe(0);
@@ -237,7 +276,7 @@ describe('mpfgvc features', () => {
     expectOneLine(mpfgvc('features', '--vision', 'vit-hf', '--text', 'clip-text', 'x'), 2, /^mpfgvc: features: give exactly one of --vision <dir> or --text <dir>$/);
     expectOneLine(mpfgvc('features', '--vision', 'nowhere', images[0]!), 2, /^mpfgvc: --vision nowhere: no such folder$/);
     expectOneLine(mpfgvc('features', '--text', 'vit-hf', 'bird'), 2, /no tokenizer.json/);
-    expectOneLine(mpfgvc('features', '--vision', 'vit-hf', '--out', 'x.txt', images[0]!), 2, /expected a .json or .safetensors file name/);
+    expectOneLine(mpfgvc('features', '--vision', 'vit-hf', '--out', 'x.txt', images[0]!), 2, /expected a .json, .jsonl or .safetensors file name/);
   });
 });
 

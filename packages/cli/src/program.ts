@@ -7,6 +7,7 @@ import { evalCommand } from './commands/eval.js';
 import { explainCommand } from './commands/explain.js';
 import { featuresCommand } from './commands/features.js';
 import { infoCommand } from './commands/info.js';
+import { mergeCommand } from './commands/merge.js';
 import { plotCommand } from './commands/plot.js';
 import { predictCommand } from './commands/predict.js';
 import { synthCommand } from './commands/synth.js';
@@ -53,7 +54,7 @@ export function buildProgram(): Command {
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ outputError: (str, write) => write(withAlias(str)) });
-  for (const cmd of [infoCommand(), demoCommand(), synthCommand(), plotCommand(), explainCommand(), predictCommand(), featuresCommand(), trainCommand(), evalCommand()]) {
+  for (const cmd of [infoCommand(), demoCommand(), synthCommand(), plotCommand(), explainCommand(), predictCommand(), featuresCommand(), mergeCommand(), trainCommand(), evalCommand()]) {
     // Subcommands added whole do not inherit these: usage errors must reach runCli as exceptions.
     program.addCommand(cmd.exitOverride().configureOutput({ outputError: (str, write) => write(withAlias(str)) }));
   }

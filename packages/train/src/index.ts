@@ -6,7 +6,7 @@ export { type OpenDatasetOptions, detectLayout, openDataset } from './datasets/o
 export { readCub, readNabirds } from './datasets/cub.js';
 export { readStanfordDogs } from './datasets/stanford-dogs.js';
 export { readFood101 } from './datasets/food101.js';
-export { type ImageFolderOptions, readImageFolder } from './datasets/image-folder.js';
+export { IMAGE_EXTENSIONS, type ImageFolderOptions, readImageFolder, walkImages } from './datasets/image-folder.js';
 export { type MatValue, readMat5 } from './datasets/mat5.js';
 export {
   BEAKS,

@@ -3,6 +3,7 @@ import type { Head } from '@mpfgvc/model';
 import { type Classification, type Classifier, ImageInputError, type InputNormalization, type NodeImage } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
+import { type InputItem, type Shard, expandInputs, withInputFlags } from './inputs.js';
 import { type DeviceFlags, normalizeOption, openClassifier, openDevice } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 
@@ -22,31 +23,34 @@ export interface PredictFlags extends DeviceFlags {
 
 /** An image a command could not read: named on stderr as it is met, the others go on. */
 export interface ImageFailure {
+  index: number;
   image: string;
   error: string;
   code: number;
 }
 
 /**
- * Every head's probabilities (and top `topK`) for each image file that can be read; an image
- * that cannot be read is reported on stderr (one line) and left out.
+ * Every head's probabilities (and top `topK`) for each image that can be read, a batch at a time
+ * as they are done; an image that cannot be read is reported on stderr (one line) and to
+ * `failed`, and left out.
  */
-export async function runImages(classifier: Classifier<NodeImage>, paths: readonly string[], topK = 5): Promise<{ runs: ImageRun[]; failed: ImageFailure[] }> {
-  const crops: { rgb: Uint8Array; chw: Float32Array }[] = [];
-  const read: string[] = [];
-  const failed: ImageFailure[] = [];
-  for (const p of paths) {
-    try {
-      crops.push(await classifier.crop(p));
-      read.push(p);
-    } catch (e) {
-      if (!(e instanceof ImageInputError)) throw e;
-      failed.push({ image: p, error: e.message, code: e.missing ? ExitCode.usage : ExitCode.failure });
-      process.stderr.write(`mpfgvc: ${printable(e.message)}\n`);
+export async function* classifyImages(classifier: Classifier<NodeImage>, items: readonly InputItem[], topK: number, failed: ImageFailure[]): AsyncGenerator<ImageRun & { index: number }> {
+  for (let b = 0; b < items.length; b += classifier.batch) {
+    const crops: { rgb: Uint8Array; chw: Float32Array }[] = [];
+    const read: InputItem[] = [];
+    for (const item of items.slice(b, b + classifier.batch)) {
+      try {
+        crops.push(await classifier.crop(item.path));
+        read.push(item);
+      } catch (e) {
+        if (!(e instanceof ImageInputError)) throw e;
+        failed.push({ index: item.index, image: item.path, error: e.message, code: e.missing ? ExitCode.usage : ExitCode.failure });
+        process.stderr.write(`mpfgvc: ${printable(e.message)}\n`);
+      }
     }
+    const results = await classifier.classifyCrops(crops, topK);
+    for (let i = 0; i < results.length; i++) yield { ...results[i]!, index: read[i]!.index, path: read[i]!.path, crop: crops[i]!.rgb };
   }
-  const results = await classifier.classifyCrops(crops, topK);
-  return { runs: results.map((r, i) => ({ ...r, path: read[i]!, crop: crops[i]!.rgb })), failed };
 }
 
 /**
@@ -72,25 +76,40 @@ export function withPredictFlags(cmd: Command): Command {
 interface PredictOptions extends PredictFlags {
   top: number;
   json?: boolean;
+  jsonl?: boolean;
+  list?: string;
+  shard?: Shard;
 }
 
 export function predictCommand(): Command {
-  return withPredictFlags(new Command('predict'))
+  return withInputFlags(withPredictFlags(new Command('predict')), 'the images')
     .description('top-k classes with probabilities for each image, per head (vision, text, VLFM) and their ensemble')
-    .argument('<images...>', 'image files')
+    .argument('[images...]', 'image files, folders (every image under them) or globs (quoted: "photos/**/*.jpg")')
     .option('--top <k>', 'classes to list per head', intArg(1, 1_000_000), 5)
     .option('--json', 'print one JSON object')
-    .action(async (paths: string[], _opts: unknown, cmd: Command) => {
+    .option('--jsonl', 'stream one JSON row per image ({index, image, <head>: top-k, selected}; {index, image, error} for one that cannot be read), as each batch is done')
+    .action(async (args: string[], _opts: unknown, cmd: Command) => {
       const o = resolveOptions<PredictOptions>(cmd);
-      if (!o.json) printConfig('predict', effectiveConfig(cmd));
+      if (o.json && o.jsonl) throw new CliError('give one of --json and --jsonl', ExitCode.usage);
+      const { items, total } = expandInputs(args, { ...(o.list ? { list: o.list } : {}), ...(o.shard ? { shard: o.shard } : {}) });
+      if (!o.json && !o.jsonl) printConfig('predict', effectiveConfig(cmd));
       const dev = await openDevice(o);
       try {
         const classifier = await openClassifier(dev, o);
-        const { runs, failed } = await runImages(classifier, paths, o.top);
-        const results = runs.map((r) => ({ image: r.path, ...r.heads, ...(r.selected ? { selected: r.selected } : {}) }));
-        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: classifier.source, results, ...(failed.length ? { errors: failed.map(({ image, error }) => ({ image, error })) } : {}) })}\n`);
-        else {
-          for (const r of runs) {
+        const failed: ImageFailure[] = [];
+        const results = [];
+        let shown = 0;
+        const showFailures = () => {
+          for (const f of failed.slice(shown)) process.stdout.write(`${JSON.stringify({ index: f.index, image: f.image, error: f.error })}\n`);
+          shown = failed.length;
+        };
+        for await (const r of classifyImages(classifier, items, o.top, failed)) {
+          const row = { image: r.path, ...r.heads, ...(r.selected ? { selected: r.selected } : {}) };
+          if (o.jsonl) {
+            showFailures();
+            process.stdout.write(`${JSON.stringify({ index: r.index, ...row })}\n`);
+          } else if (o.json) results.push(row);
+          else {
             process.stdout.write(`\n${printable(r.path)}\n`);
             for (const h of classifier.heads) {
               const list = r.heads[h as Head]!.map((c) => `${printable(c.name)} ${(c.p * 100).toFixed(1)}%`).join(', ');
@@ -98,7 +117,9 @@ export function predictCommand(): Command {
             }
           }
         }
-        const err = imageFailures(failed, paths.length);
+        if (o.jsonl) showFailures();
+        if (o.json) process.stdout.write(`${JSON.stringify({ checkpoint: classifier.source, results, ...(o.shard ? { shard: `${o.shard.index}/${o.shard.count}`, total } : {}), ...(failed.length ? { errors: failed.map(({ image, error }) => ({ image, error })) } : {}) })}\n`);
+        const err = imageFailures(failed, items.length);
         if (err) throw err;
       } finally {
         dev.destroy();

@@ -5,7 +5,7 @@ import { extname, join } from 'node:path';
 import { type Dataset, type Sample, isDir, layoutError, requireDir } from './dataset.js';
 
 /** torchvision's IMG_EXTENSIONS. */
-const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp']);
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp']);
 
 export interface ImageFolderOptions {
   superCategory: string;
@@ -25,7 +25,7 @@ export function readImageFolder(root: string, opts: ImageFolderOptions): Dataset
     for (const c of subdirs(dir)) {
       const label = labelOf.get(c);
       if (label === undefined) throw layoutError('imagefolder', root, `${rel}/${c} is not a class of train/`);
-      for (const path of walk(join(dir, c))) out.push({ path, label });
+      for (const path of walkImages(join(dir, c))) out.push({ path, label });
     }
     return out;
   };
@@ -37,11 +37,12 @@ function subdirs(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
 }
 
-function walk(dir: string): string[] {
+/** The image files under `dir`, every level, in sorted order. */
+export function walkImages(dir: string): string[] {
   const out: string[] = [];
   for (const d of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const p = join(dir, d.name);
-    if (d.isDirectory()) out.push(...walk(p));
+    if (d.isDirectory()) out.push(...walkImages(p));
     else if (IMAGE_EXTENSIONS.has(extname(d.name).toLowerCase())) out.push(p);
   }
   return out;
