@@ -313,7 +313,7 @@ export interface PageApi {
   /** Loads model bytes (base64) as the file picker does; resolves to what the page shows of it. */
   loadModel(base64: string, name: string): Promise<{ classes: string[]; heads: string[]; imageSize: number }>;
   /** Every head's raw outputs for one normalised CHW input. */
-  logits(chw: number[]): Promise<Record<string, number[]>>;
+  probs(chw: number[]): Promise<Record<string, number[]>>;
   /** Classifies an RGB crop (S·S·3 bytes, already S×S) through the page's panel: results and explanation drawn. */
   classifyRgb(rgb: number[]): Promise<{ heads: { head: string; top: { name: string; p: number }[] }[]; selected?: number[] }>;
   /** Trains in the tab through the training panel (TAB_DEMO where no options are given). */
@@ -354,16 +354,16 @@ function main(): void {
       const m = await useModel(fromBase64(b64), name);
       return { classes: m.classes, heads: [...m.model.heads], imageSize: m.model.config.vision.imageSize };
     },
-    logits: async (chw) => {
+    probs: async (chw) => {
       const m = state.model;
       if (!m) throw new PageError('no model loaded');
       const c = await classify(m, { rgb: new Uint8Array(0), chw: Float32Array.from(chw) });
-      return Object.fromEntries(Object.entries(c.logits).map(([h, v]) => [h, Array.from(v!)]));
+      return c.probs as Record<string, number[]>;
     },
     classifyRgb: async (rgb) => {
       const m = state.model;
       if (!m) throw new PageError('no model loaded');
-      const c = await classifyPrepared(prepareRgb(Uint8Array.from(rgb), m.model.config.vision.imageSize, m.mean, m.std));
+      const c = await classifyPrepared(prepareRgb(Uint8Array.from(rgb), m));
       return { heads: c.heads.map((h) => ({ head: h.head, top: h.top.map((r) => ({ name: r.name, p: r.p })) })), ...(c.selected ? { selected: c.selected } : {}) };
     },
     train: (opts) => train({ ...TAB_DEMO, ...opts }),

@@ -1,14 +1,17 @@
 // What the page does with the engine, without the page: open the adapter, load a model file,
 // prepare an image, classify and explain it, and train the synthetic-birds demo in the tab. The
 // same functions back the UI (app.ts) and the browser tests (window.mpfgvc).
-import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, keep, noGrad, requestDevice, scope, selfCheck, tensor } from '@mpfgvc/kernels';
-import { DEMO_MODEL, HEADS, type Head, MPFGVC, type MPFGVCConfig, WeightsError } from '@mpfgvc/model';
+import { AdamW, type Device, Rng, backward, clipGradNorm, keep, noGrad, requestDevice, scope, selfCheck, tensor } from '@mpfgvc/kernels';
+import { DEMO_MODEL, HEADS, type Head, MPFGVC, type MPFGVCConfig } from '@mpfgvc/model';
 import {
+  type BrowserImage,
+  Classifier,
+  ClassifierError,
   EpochOrder,
   type EvalResult,
   IMAGENET_NORMALIZATION,
-  type Rgb,
-  centerCropPlan,
+  type Ranked,
+  browserCrop,
   evaluate,
   freshEpochFirstIndex,
   learningRate,
@@ -47,45 +50,21 @@ export function adapterName(dev: Device): string {
 
 export { selfCheck };
 
-export interface LoadedModel {
-  model: MPFGVC;
-  /** File name or URL, for the page. */
-  source: string;
-  classes: string[];
-  mean: Rgb;
-  std: Rgb;
-  cropRatio: number;
-  /** T of the text heads, computed once (none for a ViT-only model). */
-  text: Tensor | undefined;
-}
+/** A model file on the device, as the library's classifier (the API `mpfgvc predict` uses in Node). */
+export type LoadedModel = Classifier<BrowserImage>;
 
 /** A model file's bytes (what `mpfgvc train` and `demo` write, or this page's training) on the device. */
 export function loadModel(dev: Device, bytes: Uint8Array, source: string): LoadedModel {
-  let model: MPFGVC;
   try {
-    model = MPFGVC.load(dev, bytes, source);
+    return Classifier.fromBytes(dev, bytes, source, browserCrop, { batch: 1 });
   } catch (e) {
-    if (e instanceof WeightsError) throw new PageError(`${e.message.startsWith(source) ? '' : `${source}: `}${e.message} — expected a model.safetensors written by mpfgvc train or demo`);
+    if (e instanceof ClassifierError) throw new PageError(`${e.message} — expected a model.safetensors written by mpfgvc train or demo`);
     throw e;
   }
-  const size = model.config.vision.imageSize * model.config.vision.imageSize * 3 * 4;
-  if (size > dev.limits.maxStorageBufferBindingSize) throw new PageError(`${source}: one input image needs ${size} bytes, beyond this adapter's storage binding limit`);
-  const info = model.info;
-  const norm = info.normalization ?? (model.config.vision.preNorm ? { mean: [0.48145466, 0.4578275, 0.40821073] as Rgb, std: [0.26862954, 0.26130258, 0.27577711] as Rgb } : IMAGENET_NORMALIZATION);
-  return {
-    model,
-    source,
-    classes: info.classes ?? Array.from({ length: model.config.numClasses }, (_, c) => `class ${c}`),
-    mean: norm.mean as Rgb,
-    std: norm.std as Rgb,
-    cropRatio: info.cropRatio ?? 0.875,
-    text: model.visionOnly ? undefined : keep(noGrad(() => model.textFeatures())),
-  };
 }
 
 export function disposeModel(m: LoadedModel | undefined): void {
-  m?.text?.dispose();
-  m?.model.dispose();
+  m?.dispose();
 }
 
 /** An image as the network sees it: the crop (S, S, 3) RGB and its normalised CHW floats. */
@@ -94,82 +73,38 @@ export interface PreparedImage {
   chw: Float32Array;
 }
 
-/** RGB crop → normalised CHW, as the Node pipeline normalises. */
-export function prepareRgb(rgb: Uint8Array, size: number, mean: Rgb, std: Rgb): PreparedImage {
-  const chw = new Float32Array(3 * size * size);
-  normalizeInto(rgb, size, false, mean, std, chw, 0);
+/** An RGB crop at the model's size, normalised as the model's file says. */
+export function prepareRgb(rgb: Uint8Array, m: LoadedModel): PreparedImage {
+  const S = m.imageSize;
+  const chw = new Float32Array(3 * S * S);
+  normalizeInto(rgb, S, false, m.normalization.mean, m.normalization.std, chw, 0);
   return { rgb, chw };
 }
 
 /**
  * Evaluation preprocessing in the page: the shorter side resized to floor(S / cropRatio) and a
- * centred S×S crop, as `mpfgvc predict` does (the canvas's smoothing stands in for sharp's
- * bilinear filter, so pixels can differ by a level or two).
+ * centred S×S crop, as `mpfgvc predict` does (the library's browser crop).
  */
 export async function prepareImage(source: ImageBitmapSource, m: LoadedModel): Promise<PreparedImage> {
-  const S = m.model.config.vision.imageSize;
-  const bitmap = await createImageBitmap(source);
-  const plan = centerCropPlan(bitmap.width, bitmap.height, S, m.cropRatio);
-  const canvas = new OffscreenCanvas(S, S);
-  const ctx = canvas.getContext('2d')!;
-  ctx.imageSmoothingQuality = 'high';
-  // Resize to the plan's size, then take the crop: one drawImage with the source rectangle scaled back.
-  const sx = plan.crop.left * (bitmap.width / plan.resizeWidth);
-  const sy = plan.crop.top * (bitmap.height / plan.resizeHeight);
-  const sw = S * (bitmap.width / plan.resizeWidth);
-  const sh = S * (bitmap.height / plan.resizeHeight);
-  ctx.drawImage(bitmap, sx, sy, sw, sh, 0, 0, S, S);
-  bitmap.close();
-  const rgba = ctx.getImageData(0, 0, S, S).data;
-  const rgb = new Uint8Array(S * S * 3);
-  for (let i = 0; i < S * S; i++) for (let c = 0; c < 3; c++) rgb[3 * i + c] = rgba[4 * i + c]!;
-  return prepareRgb(rgb, S, m.mean, m.std);
-}
-
-export interface Ranked {
-  index: number;
-  name: string;
-  p: number;
+  return m.crop(source);
 }
 
 export interface Classification {
   /** Per head of the model, the top classes by probability. */
   heads: { head: Head; top: Ranked[] }[];
-  /** Raw outputs per head (logits; the ensemble's are probabilities). */
-  logits: Partial<Record<Head, Float32Array>>;
+  /** Each head's probabilities over the classes. */
+  probs: Partial<Record<Head, number[]>>;
   /** SsVP's kept patch ids. */
   selected?: number[];
   ms: number;
 }
 
-function softmax(x: Float32Array): number[] {
-  let m = -Infinity;
-  for (const v of x) m = Math.max(m, v);
-  const e = Array.from(x, (v) => Math.exp(v - m));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
-}
-
 /** Every head's top-k for one prepared image. */
 export async function classify(m: LoadedModel, image: PreparedImage, topK = 5): Promise<Classification> {
-  const S = m.model.config.vision.imageSize;
   const t0 = performance.now();
-  const out = scope(() => m.model.predict(tensor(m.model.device, image.chw, [1, 3, S, S]), m.text));
-  const logits: Partial<Record<Head, Float32Array>> = {};
-  for (const h of m.model.heads) logits[h] = (await out[h]!.read()) as Float32Array;
-  const selected = out.selected ? Array.from(await out.selected.read()) : undefined;
-  for (const t of [out.vision, out.text, out.vlfm, out.ensemble, out.selected]) t?.dispose();
+  const [c] = await m.classifyCrops([image], topK);
   const ms = performance.now() - t0;
-  const heads = m.model.heads.map((head) => {
-    const probs = head === 'ensemble' ? Array.from(logits[head]!) : softmax(logits[head]!);
-    if (probs.some((p) => !Number.isFinite(p))) throw new PageError(`the ${head} head gave non-finite outputs: the model file is damaged`);
-    const top = probs
-      .map((p, index) => ({ index, name: m.classes[index]!, p }))
-      .sort((a, b) => b.p - a.p || a.index - b.index)
-      .slice(0, topK);
-    return { head, top };
-  });
-  return { heads, logits, ...(selected ? { selected } : {}), ms };
+  return { heads: m.heads.map((head) => ({ head, top: c!.heads[head]! })), probs: c!.probs, ...(c!.selected ? { selected: c!.selected } : {}), ms };
 }
 
 /**

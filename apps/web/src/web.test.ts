@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Device, Rng, keep, noGrad, requestDevice, scope, tensor } from '@mpfgvc/kernels';
 import { DEMO_MODEL, MPFGVC, type MPFGVCConfig } from '@mpfgvc/model';
-import { IMAGENET_NORMALIZATION, makeSynthBirds } from '@mpfgvc/train/browser';
+import { IMAGENET_NORMALIZATION, makeSynthBirds, softmaxRow } from '@mpfgvc/train/browser';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { PageApi } from './app.js';
@@ -22,7 +22,7 @@ let dir: string;
 let modelBytes: Uint8Array;
 let birds: ReturnType<typeof makeSynthBirds>;
 /** Node's outputs per image and head, from the same model file. */
-const nodeLogits: Record<string, number[]>[] = [];
+const nodeProbs: Record<string, number[]>[] = [];
 
 const api = <T>(fn: (api: PageApi, arg: any) => Promise<T>, arg?: unknown): Promise<T> =>
   session.page.evaluate(([src, a]) => new Function('api', 'arg', `return (${src})(api, arg)`)((window as unknown as { mpfgvc: PageApi }).mpfgvc, a), [fn.toString(), arg] as const) as Promise<T>;
@@ -42,9 +42,10 @@ beforeAll(async () => {
     const chw = birds.test.chw!.subarray(i * 3 * S * S, (i + 1) * 3 * S * S);
     const out = scope(() => model.predict(tensor(dev, chw, [1, 3, S, S]), text));
     const row: Record<string, number[]> = {};
-    for (const h of model.heads) row[h] = Array.from(await out[h]!.read());
+    // Probabilities, as the page's classifier gives them: softmax of the logits; the ensemble is one already.
+    for (const h of model.heads) row[h] = h === 'ensemble' ? Array.from(await out[h]!.read()) : softmaxRow(await out[h]!.read());
     for (const t of [out.vision, out.text, out.vlfm, out.ensemble, out.selected]) t?.dispose();
-    nodeLogits.push(row);
+    nodeProbs.push(row);
   }
   text.dispose();
   model.dispose();
@@ -72,15 +73,15 @@ describe('the web app in Chromium', () => {
     for (const c of checks) expect(c.ok, `${c.name}: ${c.maxAbsError} > ${c.tolerance}`).toBe(true);
   });
 
-  test("a model file's logits in the browser equal Node's within 1e-4 relative", async () => {
+  test("a model file's probabilities in the browser equal Node's within 1e-4 relative", async () => {
     const b64 = Buffer.from(modelBytes).toString('base64');
     const shown = await api((a, arg) => a.loadModel(arg.b64, 'fixture.safetensors'), { b64 });
     expect(shown.classes).toEqual(birds.classes);
     expect(shown.imageSize).toBe(S);
-    for (let i = 0; i < nodeLogits.length; i++) {
+    for (let i = 0; i < nodeProbs.length; i++) {
       const chw = Array.from(birds.test.chw!.subarray(i * 3 * S * S, (i + 1) * 3 * S * S));
-      const page = await api((a, arg) => a.logits(arg), chw);
-      for (const [head, want] of Object.entries(nodeLogits[i]!)) {
+      const page = await api((a, arg) => a.probs(arg), chw);
+      for (const [head, want] of Object.entries(nodeProbs[i]!)) {
         const got = page[head]!;
         expect(got.length, head).toBe(want.length);
         const scale = Math.max(...want.map(Math.abs));
