@@ -75,6 +75,6 @@ export { CARD_WORST_CLASSES, MODEL_CARD_FILE, MODEL_CARD_MARK, type ModelCardInp
 export { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, CheckpointError, type CheckpointRecord, type LoadedCheckpoint, type RunPosition, checkpointFile, checkpointTag, hasCheckpoint, parseCheckpointRecord, readCheckpoint, readCheckpointRecord, writeCheckpoint } from './checkpoint.js';
 export { FIXED_PROMPT_TEMPLATE, fillPrompt, wordPrompts } from './prompts.js';
 export { type DemoOptions, type DemoResult, DEMO_EPOCHS, demoConfig, runDemo } from './demo.js';
-export { type CheckpointFolder, type Pretrained, type PretrainedFolders, loadPretrained, openCheckpointFolder, resolvePretrained } from './pretrained.js';
+export { type CheckpointFolder, type Pretrained, type PretrainedFolders, type VisionFolder, loadPretrained, openCheckpointFolder, openVisionFolder, resolvePretrained } from './pretrained.js';
 export { type Classification, Classifier, ClassifierError, type ClassifierOptions, type Explanation, type PrepareImage, type Ranked, type RawImage, rgbOf, softmaxRow, topK } from './classifier/classifier.js';
 export { ImageInputError, type LoadClassifierOptions, type NodeImage, loadClassifier, nodeCrop, resolveModelFile } from './classifier/node.js';

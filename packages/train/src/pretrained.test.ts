@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type Device, Rng, noGrad, tensor } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
 import { ClipTokenizer, MPFGVC, type MPFGVCConfig, type ModelPreset, TEST_MODEL, VisionTransformer, parseSafetensors, readF32, vitWeightSource } from '@mpfgvc/model';
-import { loadPretrained, openCheckpointFolder, resolvePretrained, train, writeCubLayout } from './index.js';
+import { loadPretrained, openCheckpointFolder, openVisionFolder, resolvePretrained, train, writeCubLayout } from './index.js';
 
 const fixtures = fileURLToPath(new URL('../../model/fixtures/', import.meta.url));
 const tokenizer = ClipTokenizer.fromJson(JSON.parse(readFileSync(join(fixtures, 'tokenizer-clip-tiny.json'), 'utf8')));
@@ -93,6 +93,16 @@ describe('pretrained initialisation', () => {
     want.load(vitWeightSource(parseSafetensors(readFileSync(join(vitDir, 'model.safetensors')), 'vit'), saved.model.vision), 'direct');
     const got = await model.vision.stateDict();
     for (const [name, v] of await want.stateDict()) assertClose(got.get(name)!.data, v.data, { atol: 0, rtol: 0 }, name);
+  });
+
+  it("a folder's own statistics set the preprocessing: preprocessor_config.json, else config.json's pretrained_cfg (timm), as features reads them", () => {
+    const golden = parseSafetensors(new Uint8Array(readFileSync(join(fixtures, 'vit_hf.golden.safetensors'))), 'golden');
+    const cfg = JSON.parse(golden.metadata.config!) as Record<string, unknown>;
+    const timmStyle = folder('vit_hf.safetensors', { ...cfg, pretrained_cfg: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } });
+    expect(resolvePretrained({ vision: timmStyle }, BASE).preprocessing).toMatchObject({ mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+    expect(openVisionFolder(timmStyle).preprocessing).toEqual(resolvePretrained({ vision: timmStyle }, { ...BASE, vision: { ...BASE.vision, imageSize: openVisionFolder(timmStyle).config.imageSize } }).preprocessing);
+    writeFileSync(join(timmStyle, 'preprocessor_config.json'), JSON.stringify({ image_mean: [0.4, 0.4, 0.4], image_std: [0.2, 0.2, 0.2] }));
+    expect(resolvePretrained({ vision: timmStyle }, BASE).preprocessing).toMatchObject({ mean: [0.4, 0.4, 0.4], std: [0.2, 0.2, 0.2] });
   });
 
   it('names the folder at fault', () => {

@@ -71,6 +71,27 @@ export function openCheckpointFolder(dir: string): CheckpointFolder {
   return { dir, file, weights: parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file), json };
 }
 
+/** An image-encoder checkpoint folder opened: its family, the ViT it holds and the preprocessing it was made with. */
+export interface VisionFolder {
+  folder: CheckpointFolder;
+  family: ReturnType<typeof detectViTFamily>['family'];
+  config: MPFGVCConfig['vision'];
+  preprocessing: ImagePreprocessing;
+}
+
+/**
+ * The one reader of a vision folder (train --vision and features --vision): the ViT's shapes from
+ * its weights and config.json, at `imageSize` when given (position embeddings are resized), and the
+ * preprocessing from preprocessor_config.json (HF) or config.json's pretrained_cfg (timm).
+ */
+export function openVisionFolder(dir: string | CheckpointFolder, imageSize?: number): VisionFolder {
+  const folder = typeof dir === 'string' ? openCheckpointFolder(dir) : dir;
+  const { family } = detectViTFamily(folder.weights);
+  const config = vitConfigFromCheckpoint(folder.weights, folder.json('config.json'), imageSize ? { imageSize } : {});
+  const preprocessing = parsePreprocessorConfig(folder.json('preprocessor_config.json') ?? folder.json('config.json') ?? {}, family, config.imageSize);
+  return { folder, family, config, preprocessing };
+}
+
 export interface PretrainedFolders {
   /** Image-encoder checkpoint folder. */
   vision?: string;
@@ -95,11 +116,10 @@ export interface Pretrained {
 export function resolvePretrained(folders: PretrainedFolders, base: MPFGVCConfig): Pretrained {
   const out: Pretrained = { config: { ...base } };
   if (folders.vision) {
-    const f = openCheckpointFolder(folders.vision);
-    const { family } = detectViTFamily(f.weights);
-    out.vision = f;
-    out.config.vision = vitConfigFromCheckpoint(f.weights, f.json('config.json'), { imageSize: base.vision.imageSize });
-    out.preprocessing = parsePreprocessorConfig(f.json('preprocessor_config.json') ?? {}, family, base.vision.imageSize);
+    const v = openVisionFolder(folders.vision, base.vision.imageSize);
+    out.vision = v.folder;
+    out.config.vision = v.config;
+    out.preprocessing = v.preprocessing;
   }
   if (folders.text) {
     const f = openCheckpointFolder(folders.text);

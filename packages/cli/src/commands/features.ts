@@ -10,15 +10,12 @@ import {
   VisionTransformer,
   WeightsError,
   clipTextWeights,
-  detectViTFamily,
-  parsePreprocessorConfig,
   serializeSafetensors,
   textConfigFromCheckpoint,
   visualProjection,
-  vitConfigFromCheckpoint,
   vitWeightSource,
 } from '@mpfgvc/model';
-import { type CheckpointFolder, ImageInputError, nodeCrop, normalizeInto, openCheckpointFolder, writeFileAtomic } from '@mpfgvc/train';
+import { type CheckpointFolder, ImageInputError, nodeCrop, normalizeInto, openCheckpointFolder, openVisionFolder, writeFileAtomic } from '@mpfgvc/train';
 import { CliError, ExitCode } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { type InputItem, type Shard, expandInputs, withInputFlags } from './inputs.js';
@@ -63,10 +60,7 @@ interface Encoder {
 }
 
 function imageEncoder(dev: Device, o: FeaturesOptions): Encoder {
-  const folder = openFolder(o.vision!, '--vision');
-  const { family } = detectViTFamily(folder.weights);
-  const cfg = vitConfigFromCheckpoint(folder.weights, folder.json('config.json'), o.imageSize ? { imageSize: o.imageSize } : {});
-  const pre = parsePreprocessorConfig(folder.json('preprocessor_config.json') ?? folder.json('config.json'), family, cfg.imageSize);
+  const { folder, family, config: cfg, preprocessing: pre } = openVisionFolder(openFolder(o.vision!, '--vision'), o.imageSize);
   const vit = new VisionTransformer(dev, new Rng(0), cfg);
   vit.load(vitWeightSource(folder.weights, cfg), folder.weights.source);
   const proj = visualProjection(folder.weights);
