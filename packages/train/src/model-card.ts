@@ -209,7 +209,7 @@ function worstSection(input: ModelCardInput): string[] {
     ),
     '',
   );
-  lines.push(`\`mpfgvc eval <this folder> --per-class\` lists every class; \`confusion-stage${last.stage}.csv\` holds the ${head} head's confusion matrix (true class per row).`);
+  lines.push(`\`mpfgvc eval <this folder> --by-class\` lists every class; \`confusion-stage${last.stage}.csv\` holds the ${head} head's confusion matrix (true class per row).`);
   if (input.pictures?.confusion) lines.push('', `![confusion matrix at the end of stage ${last.stage}](${input.pictures.confusion})`);
   return lines;
 }
@@ -247,7 +247,7 @@ function filesSection(input: ModelCardInput): string[] {
   if (input.stages.some((s) => s.stage === 1) && input.config.model.objective !== 'vision') files.push(['model-stage1.safetensors', 'the model after stage 1']);
   files.push(['checkpoint.json', 'the last checkpoint (`mpfgvc train --resume <this folder>` continues or lengthens the run)']);
   files.push(['metrics.jsonl', 'one row per step and evaluation']);
-  for (const s of input.stages) files.push([`eval-stage${s.stage}.json, confusion-stage${s.stage}.csv`, `test evaluation at the end of stage ${s.stage}: per-class accuracy, confusion matrix`]);
+  for (const s of input.stages) files.push([`eval-stage${s.stage}.json, confusion-stage${s.stage}.csv, confusion-stage${s.stage}.svg`, `test evaluation at the end of stage ${s.stage}: per-class accuracy, confusion matrix (counts and picture)`]);
   files.push(['summary.json', 'status, time, per-stage results, skipped images']);
   return ['## Files', '', ...files.map(([f, what]) => `- ${f.split(', ').map((x) => `\`${x}\``).join(', ')}: ${what}`)];
 }

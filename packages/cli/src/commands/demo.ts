@@ -23,6 +23,7 @@ import {
   train,
   wordPrompts,
   writeFileAtomic,
+  writeModelCard,
   writing,
 } from '@mpfgvc/train';
 import { printable } from '../errors.js';
@@ -32,7 +33,7 @@ import { writeOverlay } from './explain.js';
 import { type DeviceFlags, openDevice } from './model-io.js';
 import { effectiveConfig, intArg, printConfig, resolveOptions, withConfig } from './options.js';
 import { plotMetrics } from './plot.js';
-import { interrupted, stopOnSignals, takeRunFolder } from './run-folder.js';
+import { interrupted, reproduceCommand, stopOnSignals, takeRunFolder } from './run-folder.js';
 import { flatten, printSummary, progressHooks, summarize } from './train.js';
 
 interface DemoFlags extends DeviceFlags {
@@ -53,14 +54,14 @@ function epochsArg(v: string): [number, number] {
 }
 
 /** One run of the demo into its own (locked) folder; `prepare` writes into the folder first. */
-async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.WriteStream, o: DemoFlags, signal: AbortSignal, prepare?: () => void): Promise<TrainResult> {
+async function trainRun(dev: Device, input: TrainConfigInput, stream: NodeJS.WriteStream, o: DemoFlags, signal: AbortSignal, prepare?: () => void, reproduce?: string): Promise<TrainResult> {
   const resolved = resolveConfig(input);
   const d = resolved.data as Extract<typeof resolved.data, { kind: 'synth' }>;
   const lock = takeRunFolder(input.outDir, { command: 'demo', overwrite: o.overwrite === true, say: (l) => stream.write(`${printable(l)}\n`) });
   const { hooks, done } = progressHooks(resolved, d.numClasses * d.trainPerClass, stream);
   try {
     prepare?.();
-    return await train(input, { ...hooks, device: dev, signal, lock });
+    return await train(input, { ...hooks, device: dev, signal, lock, ...(reproduce ? { reproduce } : {}) });
   } catch (e) {
     if (e instanceof TrainingInterrupted) throw interrupted(e, input.outDir);
     throw e;
@@ -163,9 +164,11 @@ export function demoCommand(): Command {
         const desc = describeDevice(dev);
         write(`MP-FGVC demo on ${desc.adapter}${desc.fallback ? ' (software)' : ''} (${desc.backend})\n`);
         if (!o.json) printConfig('demo', flatten(resolveConfig(input) as unknown as Record<string, unknown>), write);
-        const result = await trainRun(dev, input, stream, o, stop.signal, () => writeFileAtomic(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`));
+        const result = await trainRun(dev, input, stream, o, stop.signal, () => writeFileAtomic(join(outDir, 'cli.json'), `${JSON.stringify(effectiveConfig(cmd), null, 1)}\n`), reproduceCommand('demo', outDir));
         if (!o.json) printSummary(result, write);
         const curves = await plotMetrics(result.metrics, result.outDir, 'demo: ');
+        // The card again, now that the curves are there to show.
+        if (result.card) writeModelCard(result.outDir, result.card);
         const pictures = await overlays(dev, result, Math.min(o.explain, o.classes));
         write(`curves      ${curves.png} (and .svg)\n`);
         for (const p of pictures) write(`SsVP        ${p}\n`);

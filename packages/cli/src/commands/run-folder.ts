@@ -2,7 +2,9 @@
 // taken (locked; a folder that holds another run is refused unless it is to be overwritten), and
 // SIGINT/SIGTERM stop the run after the step in progress, with a checkpoint and the command that
 // resumes it. A second signal exits at once: every file is written atomically, so nothing is left
-// half-written; the run then resumes from its last checkpoint.
+// half-written; the run then resumes from its last checkpoint. The run's model card is given the
+// command that trains it again.
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { type RunLock, TrainingInterrupted, takeRunFolder as takeFolder } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 
@@ -51,4 +53,24 @@ export function interrupted(e: TrainingInterrupted, resumeDir: string): CliError
   const code = SIGNAL_EXIT[String(e.reason)] ?? ExitCode.interrupted;
   const how = e.checkpoint ? `; continue with: mpfgvc train --resume ${resumeDir}` : '';
   return new CliError(`${printable(String(e.reason ?? 'interrupted'))}: ${e.message}${how}`, code);
+}
+
+/** A word for the shell: as it is when nothing in it is special, else single-quoted. */
+export function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * The command that trains the run in `runDir` again, from the flags it recorded in cli.json, into
+ * a new folder beside it (`<dir>-again`): what its model card shows. Run from the folder the run was
+ * started in, where the paths in cli.json lead.
+ */
+export function reproduceCommand(command: 'train' | 'demo', runDir: string): string {
+  const cwd = process.cwd();
+  const dir = resolve(runDir);
+  const shown = (p: string) => {
+    const r = relative(cwd, p);
+    return r && !r.startsWith('..') && !isAbsolute(r) ? r : p;
+  };
+  return `cd ${shellWord(cwd)} && mpfgvc ${command} --config ${shellWord(shown(join(dir, 'cli.json')))} --out ${shellWord(shown(`${dir}-again`))}`;
 }

@@ -35,7 +35,7 @@ import { type DataFlags, dataConfig, withDataFlags } from './data-flags.js';
 import { withDeviceOptions } from './device-options.js';
 import { type DeviceFlags, normalizeOption, openDevice } from './model-io.js';
 import { effectiveConfig, floatArg, intArg, printConfig, resolveOptions, withConfig } from './options.js';
-import { interrupted, stopOnSignals, takeRunFolder } from './run-folder.js';
+import { interrupted, reproduceCommand, stopOnSignals, takeRunFolder } from './run-folder.js';
 
 type ModelInput = TrainConfigInput['model'];
 
@@ -392,7 +392,7 @@ export function trainCommand(): Command {
       try {
         const dev = await openDevice(o);
         try {
-          result = await train(input, { ...hooks, device: dev, signal: stop.signal, ...(lock ? { lock } : {}) });
+          result = await train(input, { ...hooks, device: dev, signal: stop.signal, reproduce: reproduceCommand('train', resolved.outDir), ...(lock ? { lock } : {}) });
         } finally {
           done();
           dev.destroy();

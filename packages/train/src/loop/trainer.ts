@@ -52,7 +52,9 @@ import { type RunLock, lockRun, takeRunFolder } from '../run-folder.js';
 import { DatasetError } from '../datasets/dataset.js';
 import { normalizationStats } from '../images/normalize.js';
 import { ConfigurationError, RunFolderError } from '../errors.js';
+import { confusionSvg } from '../confusion-svg.js';
 import { type EvalResult, confusionCsv, evaluate } from '../eval.js';
+import { type ModelCardInput, writeModelCard } from '../model-card.js';
 import type { EpochPosition } from '../images/epoch-order.js';
 import { learningRate, validateSchedule } from '../schedule.js';
 import { type StageConfig, type TrainConfig, type TrainConfigInput, recordedConfig, resolveConfig } from './config.js';
@@ -78,6 +80,8 @@ export interface TrainHooks {
   signal?: AbortSignal;
   /** The run folder's lock when the caller took it (lockRun) before train(); else train() takes it. */
   lock?: RunLock;
+  /** The shell command that trains the run again, for its model card (default: train() on config.json). */
+  reproduce?: string;
 }
 
 /** Continue a run from its checkpoint, with the configuration recorded there. */
@@ -122,6 +126,8 @@ export interface TrainResult {
   seconds: number;
   /** best.safetensors and the validation result it was saved at (runs with a validation split). */
   best?: BestRecord & { model: string };
+  /** What the model card (README.md) was written from, when this call trained: a caller that adds pictures writes it again with writeModelCard. */
+  card?: Omit<ModelCardInput, 'pictures'>;
 }
 
 export class TrainingError extends Error {
@@ -421,6 +427,16 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
   // The best validation result so far (best.json; a resumed run goes on from the one it had).
   let best: BestRecord | undefined = ckpt ? readBest(cfg.outDir) : undefined;
   const bestEntry = () => (best ? { best: { ...best, model: out(BEST_MODEL_FILE) } } : {});
+  /** The model card's facts as the run knows them now. */
+  const cardInput = (complete: boolean): Omit<ModelCardInput, 'pictures'> => ({
+    config: cfg,
+    data: { classes: data.classes, superCategory: data.superCategory, train: data.trainCount, val: data.valCount, test: data.testCount, skipped: data.skipCount },
+    parameters: model.parameters().reduce((n, t) => n + t.size, 0),
+    stages,
+    complete,
+    ...(best ? { best } : {}),
+    ...(hooks.reproduce ? { reproduce: hooks.reproduce } : {}),
+  });
   // Stages finished before this process (a resumed run): their reports as written then.
   const stages: StageReport[] = ckpt ? earlierStages(cfg.outDir, ckpt.record.position) : [];
   let status = 'failed';
@@ -449,10 +465,15 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       const at = ckpt?.record.position;
       const resumeAt = at && stage === at.stage ? at : undefined;
       const report = await runStage(stage, resumeAt, resumeAt ? ckpt : undefined);
-      if (report) stages.push(report);
+      if (report) {
+        stages.push(report);
+        writeModelCard(cfg.outDir, cardInput(false));
+      }
     }
     const modelPath = out('model.safetensors');
     writeFileAtomic(modelPath, await model.save());
+    const card = cardInput(true);
+    writeModelCard(cfg.outDir, card);
     status = 'completed';
     say(`done in ${seconds().toFixed(1)} s: ${modelPath}`);
     return {
@@ -468,6 +489,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       steps: step,
       seconds: seconds(),
       ...bestEntry(),
+      card,
     };
   } catch (e) {
     if (e instanceof TrainingInterrupted) status = 'interrupted';
@@ -660,6 +682,7 @@ export async function train(input: TrainConfigInput | ResumeInput, hooks: TrainH
       const csv = out(`confusion-stage${stage}.csv`);
       writeFileAtomic(evalJson, JSON.stringify({ stage, split: 'test', classes: data.classes, ...result }, null, 1) + '\n');
       writeFileAtomic(csv, confusionCsv(data.classes, result.confusion));
+      writeFileAtomic(out(`confusion-stage${stage}.svg`), confusionSvg(data.classes, result.confusion, { title: `stage ${stage}: confusion matrix (${result.confusionHead} head), ${result.count} test images` }));
       await checkpoint({ stage, stageDone: true, step, stageStep, data: { epoch: sc.epochs, index: 0 } }, opt, sc.epochs - 1);
       if (stage === 1) writeFileAtomic(out('model-stage1.safetensors'), await model.save());
       return { stage, steps: stageStep, seconds: (performance.now() - stageStarted) / 1000, eval: result, ...(val ? { val } : {}), evalJson, confusionCsv: csv };
