@@ -66,6 +66,21 @@ describe('the model card of a run', () => {
     const again = spawnSync('sh', ['-c', command.replace(' mpfgvc ', ` ${JSON.stringify(process.execPath)} ${JSON.stringify(bin)} `) + ' --quiet'], { encoding: 'utf8', timeout: 120_000 });
     expect(again.status, again.stderr).toBe(0);
     expect(json('run-again/eval-stage2.json').top1).toEqual(json('run/eval-stage2.json').top1);
+    // A run lengthened into a branch names the branch's own flags.
+    const longer = mpfgvc('train', '--resume', 'run', '--stage2-epochs', '2', '--out', 'run-longer', '--quiet');
+    expect(longer.code, longer.stderr).toBe(0);
+    expect(readFileSync(join(tmp, 'run-longer', 'README.md'), 'utf8')).toContain(`cd ${tmp} && mpfgvc train --config run-longer/cli.json --out run-longer-again\n`);
+  });
+});
+
+describe('the model card of the demo', () => {
+  it('shows the curves the demo draws after training, and the demo command that trains it again', () => {
+    const r = mpfgvc('demo', '--out', 'demo', '--classes', '3', '--epochs', '1,1', '--explain', '0');
+    expect(r.code, r.stderr).toBe(0);
+    const card = readFileSync(join(tmp, 'demo', 'README.md'), 'utf8');
+    expect(card).toContain('![loss per stage and top-1 per head](curves.png)');
+    expect(card).toContain(`cd ${tmp} && mpfgvc demo --config demo/cli.json --out demo-again\n`);
+    expect(card).toContain(`ensemble top-1 ${pct(json('demo/eval-stage2.json').top1.ensemble)}`);
   });
 });
 

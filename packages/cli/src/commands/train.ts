@@ -388,11 +388,14 @@ export function trainCommand(): Command {
       }
       const { hooks, done } = progressHooks(resolved, trainCount, o.quiet ? silent : stream);
       const stop = stopOnSignals(stream);
+      // The folder trained into (a branch's, when --resume goes on elsewhere). A run started from
+      // code has no cli.json to train again from: its card keeps the call on config.json.
+      const reproduce = !o.resume || existsSync(join(o.resume, 'cli.json')) ? { reproduce: reproduceCommand('train', runDir) } : {};
       let result: TrainResult;
       try {
         const dev = await openDevice(o);
         try {
-          result = await train(input, { ...hooks, device: dev, signal: stop.signal, reproduce: reproduceCommand('train', resolved.outDir), ...(lock ? { lock } : {}) });
+          result = await train(input, { ...hooks, device: dev, signal: stop.signal, ...reproduce, ...(lock ? { lock } : {}) });
         } finally {
           done();
           dev.destroy();
