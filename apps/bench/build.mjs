@@ -11,7 +11,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['webgpu', 'sharp', 'node-fetch'],
+  external: ['webgpu', 'sharp', 'node-fetch', 'koffi'],
   banner: { js: "#!/usr/bin/env node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   sourcemap: true,
   logLevel: 'warning',

@@ -1,4 +1,4 @@
-// Bundles the CLI (and the fuzz runner) into one file each; the native modules (Dawn's npm `webgpu`, sharp's libvips) stay external.
+// Bundles the CLI (and the fuzz runner) into one file each; the native modules (Dawn's npm `webgpu`, sharp's libvips, the FFI `koffi`) stay external.
 import { build } from 'esbuild';
 import { chmodSync } from 'node:fs';
 
@@ -7,7 +7,7 @@ const common = {
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['webgpu', 'sharp'],
+  external: ['webgpu', 'sharp', 'koffi'],
   banner: { js: "#!/usr/bin/env node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   sourcemap: true,
   logLevel: 'warning',

@@ -1,5 +1,6 @@
 // The WebGPU device: adapter choice, limits, features and error routing, in Node (Dawn through npm
 // `webgpu`) and in browsers (`navigator.gpu`).
+import { withoutDawnNotices } from './native-stderr.js';
 
 /** Optional features used when the adapter has them. */
 export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
@@ -88,7 +89,7 @@ export async function listAdapters(): Promise<{ backend: string; name: string }[
   try {
     const gpu = d.create(['adapter=\u0001no-such-adapter\u0001']);
     liveInstances.push(gpu);
-    await gpu.requestAdapter();
+    await withoutDawnNotices(() => gpu.requestAdapter());
   } catch (e) {
     message = String((e as Error).message ?? e);
   }
@@ -139,7 +140,7 @@ async function requestAdapter(opts: DeviceOptions): Promise<{ adapter: GPUAdapte
   try {
     const gpu = d.create(flags);
     liveInstances.push(gpu);
-    adapter = await gpu.requestAdapter(powerPreference ? { powerPreference } : {});
+    adapter = await withoutDawnNotices(() => gpu.requestAdapter(powerPreference ? { powerPreference } : {}));
   } catch (e) {
     failure = String((e as Error).message ?? e).split('\n')[0] ?? '';
   }
@@ -246,10 +247,12 @@ export async function openGPU(opts: DeviceOptions = {}): Promise<GPUContext> {
   const missing = opts.features?.filter((f) => !available.has(f)) ?? [];
   if (missing.length) throw new AdapterError(`adapter '${adapterInfo(adapter, backend).name}' lacks features: ${missing.join(', ')}`);
   const requiredFeatures = requested.filter((f) => available.has(f));
-  const device = await adapter.requestDevice({
-    label: 'mpfgvc',
-    requiredFeatures,
-    requiredLimits: maxLimits(adapter),
-  });
+  const device = await withoutDawnNotices(() =>
+    adapter.requestDevice({
+      label: 'mpfgvc',
+      requiredFeatures,
+      requiredLimits: maxLimits(adapter),
+    }),
+  );
   return new Context(device, adapter, adapterInfo(adapter, backend, name));
 }
