@@ -7,9 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Rng, requestDevice } from '@mpfgvc/kernels';
-import { DEMO_MODEL, MPFGVC } from '@mpfgvc/model';
-import { birdClasses, encodePng, generateBird } from '@mpfgvc/train';
+import { writeExampleFiles } from './example-files.test-helper.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const PACKAGES = ['kernels', 'model', 'train', 'cli'];
@@ -22,13 +20,7 @@ beforeAll(async () => {
   const tarballs = readdirSync(project).filter((f) => f.endsWith('.tgz'));
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-mpfgvc', private: true, type: 'module', dependencies: Object.fromEntries(tarballs.map((t) => [`@mpfgvc/${t.replace(/^mpfgvc-(\w+)-.*$/, '$1')}`, `file:./${t}`])) }));
   execFileSync(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: project, stdio: 'pipe', timeout: 600_000 });
-  const dev = await requestDevice();
-  const classes = birdClasses(3);
-  const model = new MPFGVC(dev, new Rng(5), { ...DEMO_MODEL, numClasses: 3, superCategory: 'bird' }, { classIds: [0], sot: 1, eot: 2 });
-  model.info = { classes: classes.map((c) => c.name) };
-  writeFileSync(join(project, 'model.safetensors'), await model.save());
-  dev.destroy();
-  writeFileSync(join(project, 'bird.png'), await encodePng(generateBird(0, classes[2]!, 0, 64).rgb, 64, 64));
+  await writeExampleFiles(project, 3, 64, 5);
 }, 900_000);
 
 afterAll(() => rmSync(project, { recursive: true, force: true }));

@@ -8,9 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { transform } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Rng, requestDevice } from '@mpfgvc/kernels';
-import { DEMO_MODEL, MPFGVC } from '@mpfgvc/model';
-import { birdClasses, encodePng, generateBird } from '@mpfgvc/train';
+import { writeExampleFiles } from './example-files.test-helper.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const READMES = ['README.md', 'packages/kernels/README.md', 'packages/model/README.md', 'packages/train/README.md', 'packages/cli/README.md'];
@@ -51,13 +49,7 @@ beforeAll(async () => {
   for (const e of all) writeFileSync(join(dir, `${e.name}.ts`), `${e.code}\nexport {};\n`);
   // What the examples read: a trained-looking model file with class names, and a bird.
   work = mkdtempSync(join(tmpdir(), 'mpfgvc-examples-'));
-  const dev = await requestDevice();
-  const classes = birdClasses(4);
-  const model = new MPFGVC(dev, new Rng(3), { ...DEMO_MODEL, numClasses: 4, superCategory: 'bird' }, { classIds: [0], sot: 1, eot: 2 });
-  model.info = { classes: classes.map((c) => c.name) };
-  writeFileSync(join(work, 'model.safetensors'), await model.save());
-  dev.destroy();
-  writeFileSync(join(work, 'bird.png'), await encodePng(generateBird(0, classes[1]!, 0, 96).rgb, 96, 96));
+  await writeExampleFiles(work, 4, 96, 3);
 });
 
 afterAll(() => {
