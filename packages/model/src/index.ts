@@ -19,5 +19,5 @@ export { issueLine, keyPath, parseWith } from './schema.js';
 export { Datp, type DatpConfig } from './datp.js';
 export { type ClipTextSpec, clipTextWeights, textConfigFromCheckpoint, textConfigFromHf, textConfigFromWeights } from './weights/clip-text.js';
 export { VLFM } from './vlfm.js';
-export { HEADS, type Head, type LoadOptions, MPFGVC, type ModelInfo, checkModelFile, modelInfoSchema, type Predictions, type PromptTokens, type Stage, type StageOneOutput, type VisionOutput, promptTokensSchema } from './mpfgvc.js';
+export { HEADS, type Head, type LoadOptions, MPFGVC, type ModelInfo, checkModelFile, modelInfoSchema, type Predictions, type PromptTokens, type Stage, type StageLosses, type StageOneOutput, type StageTwoInput, type VisionOutput, promptTokensSchema } from './mpfgvc.js';
 export * from './presets.js';

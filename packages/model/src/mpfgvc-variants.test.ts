@@ -105,7 +105,12 @@ describe('ViT only (objective vision)', () => {
     const p = m.predict(images);
     expect(Object.keys(p).sort()).toEqual(['selected', 'vision']);
     assertClose(await p.vision.read(), await out.visionLogits.read(), { atol: 0, rtol: 0 }, 'predicted vs trained ŷ_1');
+    const named = m.stageOneLoss(images, labels);
+    expect(Object.keys(named)).toEqual(['total', 'vision']);
+    expect(named.vision).toBe(named.total);
+    expect(await named.total.item()).toBe(await out.loss.item());
     expect(() => m.trainable(2)).toThrow("the ViT-only model (objective 'vision') has no stage 2");
+    expect(() => m.stageTwoLoss({ images }, labels, p.vision)).toThrow("stageTwo: the ViT-only model (objective 'vision') has no stage 2");
     expect(() => m.stageOne(images, labels)).toThrow(/stageOne: the ViT-only model/);
     expect(() => model({}).predict(images)).toThrow('predict: give T');
     // A head on V: L_v reaches the visual projection, which then trains too.

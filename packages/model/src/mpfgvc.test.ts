@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AdamW, type Device, Rng, backward, noGrad, tensor } from '@mpfgvc/kernels';
+import { AdamW, type Device, Rng, backward, noGrad, tensor, zeroGrad } from '@mpfgvc/kernels';
 import { assertClose, testDevice } from '@mpfgvc/kernels/testing';
 import { ClipTokenizer, MPFGVC, type MPFGVCConfig, TEST_MODEL, parseSafetensors, readF32, serializeSafetensors } from './index.js';
 
@@ -70,6 +70,29 @@ describe('MP-FGVC', () => {
     }
     expect(second[1]!).toBeLessThan(0.7 * second[0]!);
     expect(model.vision.parameters().every((t) => t.grad === null)).toBe(true);
+  });
+
+  it('names the losses of each objective; stage 2 on V computed before equals stage 2 on the images', async () => {
+    const model = new MPFGVC(dev, new Rng(10), CONFIG, tokens);
+    const { images, labels } = batch(new Rng(11), 6);
+    model.setStage(1);
+    const one = model.stageOneLoss(images, labels, { labelSmoothing: 0.1 });
+    expect(Object.keys(one)).toEqual(['total', 'vision', 'text']);
+    expect(await one.total.item()).toBeCloseTo((await one.vision!.item()) + (await one.text!.item()), 5);
+    model.setStage(2);
+    const text = noGrad(() => model.textFeatures());
+    const fromImages = model.stageTwoLoss({ images }, labels, text, { labelSmoothing: 0.1 });
+    expect(Object.keys(fromImages)).toEqual(['total', 'vlfm']);
+    expect(fromImages.vlfm).toBe(fromImages.total);
+    backward(fromImages.total);
+    const params = model.trainable(2);
+    const gradsFromImages = await Promise.all(params.map((t) => t.grad!.read()));
+    zeroGrad(params);
+    const joint = noGrad(() => model.encodeImages(images).joint);
+    const fromJoint = model.stageTwoLoss({ joint }, labels, text, { labelSmoothing: 0.1 });
+    expect(await fromJoint.total.item()).toBe(await fromImages.total.item());
+    backward(fromJoint.total);
+    for (const [i, t] of params.entries()) assertClose(await t.grad!.read(), gradsFromImages[i]!, { atol: 0, rtol: 0 }, t.name);
   });
 
   it('save and load round-trip exactly', async () => {

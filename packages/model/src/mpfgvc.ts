@@ -163,6 +163,21 @@ export interface VisionOutput {
   selected?: Tensor;
 }
 
+/**
+ * A stage's training objective by name: `total` is what backward runs on; `vision` (L_v), `text`
+ * (L_i2t) and `vlfm` (L_2) are the losses it is made of. An objective of one loss names that loss
+ * too: it is then the same tensor as `total`.
+ */
+export interface StageLosses {
+  total: Tensor;
+  vision?: Tensor;
+  text?: Tensor;
+  vlfm?: Tensor;
+}
+
+/** What stage 2 classifies: images, or their V = P_v E_V (B, D) computed before (the image side is frozen in stage 2). */
+export type StageTwoInput = { images: Tensor } | { joint: Tensor };
+
 /** Logits of the model's heads (MPFGVC.heads): all four, or the vision head alone (objective 'vision'). */
 export interface Predictions {
   vision: Tensor;
@@ -342,9 +357,32 @@ export class MPFGVC extends Module {
    * computed once per run (it cannot change in stage 2). The image side runs without a tape.
    */
   stageTwo(images: Tensor, labels: Tensor | Int32Array, text: Tensor, opts: { labelSmoothing?: number } = {}): { loss: Tensor; logits: Tensor } {
+    return this.stageTwoOn({ images }, labels, text, opts);
+  }
+
+  /**
+   * Stage 1's objective for this model's configuration: L_1 = L_v + L_i2t (stageOne), or L_v alone
+   * for the ViT-only baseline (stageOneVision, which takes no T).
+   */
+  stageOneLoss(images: Tensor, labels: Tensor | Int32Array, opts: { labelSmoothing?: number; text?: Tensor } = {}): StageLosses {
+    if (this.visionOnly) {
+      const { loss } = this.stageOneVision(images, labels, opts);
+      return { total: loss, vision: loss };
+    }
+    const { loss, lossVision, lossText } = this.stageOne(images, labels, opts);
+    return { total: loss, vision: lossVision, text: lossText };
+  }
+
+  /** Stage 2's objective L_2, from images or from their V computed before: both run the same VLFM and loss. */
+  stageTwoLoss(input: StageTwoInput, labels: Tensor | Int32Array, text: Tensor, opts: { labelSmoothing?: number } = {}): StageLosses {
+    const { loss } = this.stageTwoOn(input, labels, text, opts);
+    return { total: loss, vlfm: loss };
+  }
+
+  private stageTwoOn(input: StageTwoInput, labels: Tensor | Int32Array, text: Tensor, opts: { labelSmoothing?: number }): { loss: Tensor; logits: Tensor } {
     if (this.visionOnly) throw new Error("stageTwo: the ViT-only model (objective 'vision') has no stage 2");
     return scope(() => {
-      const joint = noGrad(() => this.encodeImages(images).joint);
+      const joint = 'joint' in input ? input.joint : noGrad(() => this.encodeImages(input.images).joint);
       const logits = this.vlfm.forward(joint, text);
       return { loss: crossEntropy(logits, labels, opts), logits };
     });
