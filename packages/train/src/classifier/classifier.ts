@@ -154,9 +154,14 @@ export class Classifier<I = RawImage> {
 
   /** Every head's probabilities and the top `topK` classes for each input, `batch` per forward pass. */
   async classify(inputs: readonly I[], opts: { topK?: number } = {}): Promise<Classification[]> {
-    const crops = [];
-    for (const input of inputs) crops.push(await this.crop(input));
-    return this.classifyCrops(crops, opts.topK ?? 5);
+    const out: Classification[] = [];
+    // A batch's crops at a time: a long list never holds more than one batch of pixels.
+    for (let b = 0; b < inputs.length; b += this.batch) {
+      const crops = [];
+      for (const input of inputs.slice(b, b + this.batch)) crops.push(await this.crop(input));
+      out.push(...(await this.classifyCrops(crops, opts.topK ?? 5, b)));
+    }
+    return out;
   }
 
   /** One input's classification with the crop and SsVP's kept patches, to draw them over it. */
@@ -204,8 +209,8 @@ export class Classifier<I = RawImage> {
     this.onDispose();
   }
 
-  /** Classifications of crops already prepared at the model's input size. */
-  async classifyCrops(crops: readonly { chw: Float32Array }[], k: number): Promise<Classification[]> {
+  /** Classifications of crops already prepared at the model's input size (`first`: the first one's position, for messages). */
+  async classifyCrops(crops: readonly { chw: Float32Array }[], k: number, first = 0): Promise<Classification[]> {
     this.check();
     const C = this.model.config.numClasses;
     const text = this.textFeatures();
@@ -226,7 +231,7 @@ export class Classifier<I = RawImage> {
           // The ensemble is already a probability; the other heads are logits.
           const p = h === 'ensemble' ? Array.from(row) : softmaxRow(row);
           // A probability that is not a number is never returned as a result.
-          if (p.some((v) => !Number.isFinite(v))) throw new ClassifierError(`the ${h} head gave non-finite outputs for input ${b + i + 1}; the model's weights or inputs are damaged`);
+          if (p.some((v) => !Number.isFinite(v))) throw new ClassifierError(`the ${h} head gave non-finite outputs for input ${first + b + i + 1}; the model's weights or inputs are damaged`);
           probs[h] = p;
           heads[h] = topK(p, Math.min(k, C)).map(({ index, p }) => ({ class: index, name: this.classes[index]!, p }));
         });
