@@ -1,5 +1,5 @@
 export { WriteError, writeFileAtomic, writing } from './atomic.js';
-export { ConfigurationError, RunFolderError } from './errors.js';
+export { ConfigurationError, RunFolderError, TrainingError, TrainingInterrupted } from './errors.js';
 export { FileKindError, UnsafePathError, insideFolder, readRegularFile, readRegularFileAsync, readRegularText, realFolder } from './safe-files.js';
 export { DATASET_NAMES, type Dataset, DatasetError, type DatasetKind, type Sample } from './datasets/dataset.js';
 export { type OpenDatasetOptions, detectLayout, openDataset } from './datasets/open.js';
@@ -66,7 +66,10 @@ export {
 } from './loop/config.js';
 export { type DataBatch, type OpenDataOptions, type RunData, holdOut, openRunData } from './loop/data.js';
 export { type EvalRow, MetricsError, MetricsLog, type MetricsRow, type StepRow, parseMetricsRow } from './loop/metrics.js';
-export { BEST_MODEL_FILE, BEST_RECORD_FILE, type BestRecord, type ResumeInput, type StageReport, type TrainHooks, type TrainResult, TrainingError, TrainingInterrupted, decays, train } from './loop/trainer.js';
+export { type TrainResult, train } from './loop/trainer.js';
+export { type ResumeInput } from './loop/resume.js';
+export { type StageReport, decays } from './loop/stage.js';
+export { BEST_MODEL_FILE, BEST_RECORD_FILE, type BestRecord, type TrainHooks } from './loop/run-context.js';
 export { LOCK_FILE, type LockOwner, RUN_FILES, type RunLock, clearRun, holdsRun, holdsRunBesidesLock, lockRun, takeRunFolder } from './run-folder.js';
 export { type EvalResult, HEADS, type Head, confusionCsv, evaluate } from './eval.js';
 export { type ClassRow, classRows, worstFirst } from './per-class.js';

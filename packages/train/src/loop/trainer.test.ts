@@ -7,13 +7,14 @@ import { type Device, DeviceLostError, requestDevice } from '@mpfgvc/kernels';
 import { testDevice } from '@mpfgvc/kernels/testing';
 import { MPFGVC, TEST_MODEL } from '@mpfgvc/model';
 import { CHECKPOINT_FILE, STAGE1_CHECKPOINT_FILE, assertFiniteSafetensors, readCheckpoint } from '../checkpoint.js';
+import { TrainingInterrupted } from '../errors.js';
 import { LOCK_FILE } from '../run-folder.js';
 import { evaluate } from '../eval.js';
 import { writeCubLayout } from '../synth/cub.js';
 import type { TrainConfigInput } from './config.js';
 import { openRunData } from './data.js';
 import { type StepRow, parseMetricsRow } from './metrics.js';
-import { TrainingInterrupted, train } from './trainer.js';
+import { train } from './trainer.js';
 
 // A tiny MP-FGVC trained through the real path of a dataset on disk: the synthetic birds written in
 // CUB-200-2011 layout, read by the CUB reader, prepared by the image pipeline (on the main thread).
