@@ -14,7 +14,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
       // x is usually a residual stream whose other use has already given it a gradient: add into it.
       const into = needX ? pending(0) : undefined;
       const usable = into && into.offset === 0 ? into : undefined;
-      const d = launchLayerNormBackward(g, x, weight, mean, rstd, { dx: needX, dparams: needWeight || needBias }, usable);
+      const d = launchLayerNormBackward(g, x, weight, mean, rstd, { dx: needX!, dparams: (needWeight || needBias)! }, usable);
       if (!needWeight) d.dweight?.dispose();
       if (!needBias) d.dbias?.dispose();
       return [d.dx, needWeight ? d.dweight : null, needBias ? d.dbias : null];

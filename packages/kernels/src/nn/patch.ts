@@ -22,7 +22,7 @@ export function patchEmbed(images: Tensor, weight: Tensor, bias: Tensor | undefi
     throw new Error(`patchEmbed: images ${shapeStr(images.shape)}, weight ${shapeStr(weight.shape)}, bias ${bias ? shapeStr(bias.shape) : 'none'} do not fit patch ${patch} (weight (D, C, P, P), bias (D))`);
   }
   const cols = im2col(images, patch); // (B, N, C·P·P)
-  const w = reshape(weight, [d!, c * patch * patch]); // (D, C·P·P)
+  const w = reshape(weight, [d!, c! * patch * patch]); // (D, C·P·P)
   const out = linear(cols, w, bias); // (B, N, D)
   cols.dispose();
   w.dispose();

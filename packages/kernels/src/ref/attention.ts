@@ -67,7 +67,7 @@ export function attentionRef(q: F64, k: F64, v: F64, opts: AttentionRefOptions =
       for (let i = 0; i < Nq; i++) {
         for (let j = 0; j < Nk; j++) {
           const pij = r.P[i * Nk + j]!;
-          for (let c = 0; c < d; c++) out[ob + i * d + c] += pij * v.data[vb + j * d + c]!;
+          for (let c = 0; c < d; c++) out[ob + i * d + c]! += pij * v.data[vb + j * d + c]!;
         }
       }
     }
@@ -94,7 +94,7 @@ export function attentionBackwardRef(q: F64, k: F64, v: F64, dOut: F64, opts: At
           let s = 0;
           for (let c = 0; c < d; c++) s += dOut.data[qb + i * d + c]! * v.data[kb + j * d + c]!;
           dP[i * Nk + j] = s;
-          for (let c = 0; c < d; c++) dv[kb + j * d + c] += P[i * Nk + j]! * dOut.data[qb + i * d + c]!;
+          for (let c = 0; c < d; c++) dv[kb + j * d + c]! += P[i * Nk + j]! * dOut.data[qb + i * d + c]!;
         }
       }
       for (let i = 0; i < Nq; i++) {
@@ -103,8 +103,8 @@ export function attentionBackwardRef(q: F64, k: F64, v: F64, dOut: F64, opts: At
         for (let j = 0; j < Nk; j++) {
           const ds = P[i * Nk + j]! * (dP[i * Nk + j]! - rowDot) * scale;
           for (let c = 0; c < d; c++) {
-            dq[qb + i * d + c] += ds * k.data[kb + j * d + c]!;
-            dk[kb + j * d + c] += ds * q.data[qb + i * d + c]!;
+            dq[qb + i * d + c]! += ds * k.data[kb + j * d + c]!;
+            dk[kb + j * d + c]! += ds * q.data[qb + i * d + c]!;
           }
         }
       }
@@ -124,7 +124,7 @@ export function clsAttentionScoresRef(q: F64, k: F64, scale?: number): F64 {
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const { P } = probs(q, k, b, h, dm, scale === undefined ? {} : { scale }, 1);
-      for (let j = 1; j < Nk; j++) out[b * (Nk - 1) + j - 1] += P[j]!;
+      for (let j = 1; j < Nk; j++) out[b * (Nk - 1) + j - 1]! += P[j]!;
     }
   }
   return { data: out, shape: [B, Nk - 1] };

@@ -64,7 +64,7 @@ export function sumRef(x: F64, axes: number[], keepDims: boolean): F64 {
     const idx = unravel(i, x.shape);
     let o = 0;
     for (let k = 0; k < idx.length; k++) o = o * outShapeKeep[k]! + (axes.includes(k) ? 0 : idx[k]!);
-    out[o] += x.data[i]!;
+    out[o]! += x.data[i]!;
   }
   return { data: out, shape: keepDims ? outShapeKeep : x.shape.filter((_, i) => !axes.includes(i)) };
 }

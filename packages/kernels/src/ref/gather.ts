@@ -23,7 +23,7 @@ export function scatterAddRowsRef(g: F64, idx: ArrayLike<number>, n: number): F6
     for (let row = 0; row < n; row++) {
       for (let ki = 0; ki < k; ki++) {
         if (idx[bi * k + ki] !== row) continue;
-        for (let c = 0; c < d; c++) out[(bi * n + row) * d + c] += g.data[(bi * k + ki) * d + c]!;
+        for (let c = 0; c < d; c++) out[(bi * n + row) * d + c]! += g.data[(bi * k + ki) * d + c]!;
       }
     }
   }

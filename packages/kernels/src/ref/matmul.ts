@@ -109,10 +109,10 @@ export function matmulBackwardRef(a: F64, b: F64, g: F64, o: MatmulRefOptions = 
       for (let n = 0; n < d.N; n++) {
         const i = (bi * d.M + m) * d.N + n;
         const dz = g.data[i]! * activationGradRef(o.activation, z.data[i]!);
-        dbias[n] += dz;
+        dbias[n]! += dz;
         for (let k = 0; k < d.K; k++) {
-          da[ia(m, k)] += alpha * dz * b.data[ib(k, n)]!;
-          db[ib(k, n)] += alpha * dz * a.data[ia(m, k)]!;
+          da[ia(m, k)]! += alpha * dz * b.data[ib(k, n)]!;
+          db[ib(k, n)]! += alpha * dz * a.data[ia(m, k)]!;
         }
       }
     }

@@ -47,8 +47,8 @@ export function layerNormBackwardRef(g: F64, x: F64, w: Float64Array, eps: numbe
       d[i] = g.data[r * n + i]! * w[i]!;
       md += d[i]!;
       mdx += d[i]! * xhat[i]!;
-      dw[i] += g.data[r * n + i]! * xhat[i]!;
-      db[i] += g.data[r * n + i]!;
+      dw[i]! += g.data[r * n + i]! * xhat[i]!;
+      db[i]! += g.data[r * n + i]!;
     }
     md /= n;
     mdx /= n;

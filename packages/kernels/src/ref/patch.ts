@@ -70,14 +70,14 @@ export function patchConvBackwardRef(img: F64, weight: F64, dy: F64): { dimg: F6
       for (let px = 0; px < gw; px++)
         for (let o = 0; o < d; o++) {
           const g = dy.data[((bi * gh + py) * gw + px) * d + o]!;
-          dbias[o] += g;
+          dbias[o]! += g;
           for (let ci = 0; ci < c; ci++)
             for (let ky = 0; ky < patch; ky++)
               for (let kx = 0; kx < patch; kx++) {
                 const wi = ((o * c + ci) * patch + ky) * patch + kx;
                 const ii = ((bi * c + ci) * h + py * patch + ky) * w + px * patch + kx;
-                dweight[wi] += g * img.data[ii]!;
-                dimg[ii] += g * weight.data[wi]!;
+                dweight[wi]! += g * img.data[ii]!;
+                dimg[ii]! += g * weight.data[wi]!;
               }
         }
   return { dimg: { data: dimg, shape: [...img.shape] }, dweight: { data: dweight, shape: [...weight.shape] }, dbias: { data: dbias, shape: [d] } };

@@ -48,7 +48,7 @@ export function gatherTokensBackwardRef(g: F64, ids: Int32Array, N: number): F64
   for (let b = 0; b < B; b++) {
     for (let r = 0; r < K1; r++) {
       const tok = r === 0 ? 0 : ids[b * (K1 - 1) + r - 1]! + 1;
-      for (let c = 0; c < D; c++) out[(b * (N + 1) + tok) * D + c] += g.data[(b * K1 + r) * D + c]!;
+      for (let c = 0; c < D; c++) out[(b * (N + 1) + tok) * D + c]! += g.data[(b * K1 + r) * D + c]!;
     }
   }
   return { data: out, shape: [B, N + 1, D] };

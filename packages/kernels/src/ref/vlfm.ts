@@ -29,7 +29,7 @@ export function vlfmRef(q0: F64, k0: F64, v0: F64, kt: F64, vt: F64, scale?: num
     const P = probsOf(q0, k0, kt, b, sc);
     probs.set(P, b * (C + 1));
     for (let i = 0; i <= C; i++) {
-      for (let e = 0; e < D; e++) out[b * D + e] += P[i]! * (i === 0 ? v0.data[b * D + e]! : vt.data[(i - 1) * D + e]!);
+      for (let e = 0; e < D; e++) out[b * D + e]! += P[i]! * (i === 0 ? v0.data[b * D + e]! : vt.data[(i - 1) * D + e]!);
     }
   }
   return { out: { data: out, shape: [B, D] }, probs: { data: probs, shape: [B, C + 1] } };
@@ -49,21 +49,21 @@ export function vlfmBackwardRef(q0: F64, k0: F64, v0: F64, kt: F64, vt: F64, dOu
     const value = (i: number, e: number) => (i === 0 ? v0.data[b * D + e]! : vt.data[(i - 1) * D + e]!);
     const key = (i: number, e: number) => (i === 0 ? k0.data[b * D + e]! : kt.data[(i - 1) * D + e]!);
     const dP = new Float64Array(C + 1);
-    for (let i = 0; i <= C; i++) for (let e = 0; e < D; e++) dP[i] += dOut.data[b * D + e]! * value(i, e);
+    for (let i = 0; i <= C; i++) for (let e = 0; e < D; e++) dP[i]! += dOut.data[b * D + e]! * value(i, e);
     let rowDot = 0;
     for (let i = 0; i <= C; i++) rowDot += P[i]! * dP[i]!;
     for (let i = 0; i <= C; i++) {
       const dS = P[i]! * (dP[i]! - rowDot) * sc;
       for (let e = 0; e < D; e++) {
-        dq0[b * D + e] += dS * key(i, e);
+        dq0[b * D + e]! += dS * key(i, e);
         const dk = dS * q0.data[b * D + e]!;
         const dv = P[i]! * dOut.data[b * D + e]!;
         if (i === 0) {
-          dk0[b * D + e] += dk;
-          dv0[b * D + e] += dv;
+          dk0[b * D + e]! += dk;
+          dv0[b * D + e]! += dv;
         } else {
-          dkt[(i - 1) * D + e] += dk;
-          dvt[(i - 1) * D + e] += dv;
+          dkt[(i - 1) * D + e]! += dk;
+          dvt[(i - 1) * D + e]! += dv;
         }
       }
     }
