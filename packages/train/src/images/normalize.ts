@@ -47,8 +47,8 @@ export function parseNormalization(text: string): InputNormalization {
 export function normalizeInto(pixels: Uint8Array, size: number, flip: boolean, mean: Rgb, std: Rgb, out: Float32Array, offset: number): void {
   const plane = size * size;
   for (let c = 0; c < 3; c++) {
-    const scale = 1 / (255 * std[c]);
-    const bias = -mean[c] / std[c];
+    const scale = 1 / (255 * std[c]!);
+    const bias = -mean[c]! / std[c]!;
     const base = offset + c * plane;
     for (let y = 0; y < size; y++) {
       const row = y * size;

@@ -73,7 +73,7 @@ describe('normalizeInto', () => {
     const want = (flip: boolean) => {
       const out: number[] = [];
       for (let c = 0; c < 3; c++) {
-        for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) out.push((px[(y * 2 + (flip ? 1 - x : x)) * 3 + c]! / 255 - mean[c]) / std[c]);
+        for (let y = 0; y < 2; y++) for (let x = 0; x < 2; x++) out.push((px[(y * 2 + (flip ? 1 - x : x)) * 3 + c]! / 255 - mean[c]!) / std[c]!);
       }
       return out;
     };

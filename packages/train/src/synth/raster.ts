@@ -21,9 +21,9 @@ function clamp01(x: number): number {
 }
 
 function blend(rgb: Float32Array, i: number, c: Rgb, a: number): void {
-  rgb[i] += (c[0] - rgb[i]!) * a;
-  rgb[i + 1] += (c[1] - rgb[i + 1]!) * a;
-  rgb[i + 2] += (c[2] - rgb[i + 2]!) * a;
+  rgb[i]! += (c[0] - rgb[i]!) * a;
+  rgb[i + 1]! += (c[1] - rgb[i + 1]!) * a;
+  rgb[i + 2]! += (c[2] - rgb[i + 2]!) * a;
 }
 
 /** Pixel rows/columns a shape with the given extent can touch, clipped to the canvas. */
@@ -150,7 +150,7 @@ export function sampleCanvas(cv: Canvas, x: number, y: number, r = 1): Rgb {
   for (let yy = Math.max(0, cy - r); yy <= Math.min(size - 1, cy + r); yy++) {
     for (let xx = Math.max(0, cx - r); xx <= Math.min(size - 1, cx + r); xx++) {
       const i = (yy * size + xx) * 3;
-      for (let c = 0; c < 3; c++) sum[c] += rgb[i + c]!;
+      for (let c = 0; c < 3; c++) sum[c]! += rgb[i + c]!;
       n++;
     }
   }
