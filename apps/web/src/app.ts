@@ -208,7 +208,7 @@ async function train(opts: TabTrainOptions = TAB_DEMO): Promise<{ history: Train
         history.push(p);
         const before = p.stage === 2 ? opts.epochs[0] : 0;
         const total = opts.epochs[0] + opts.epochs[1];
-        bar.value = (before + (p.step / p.steps) * opts.epochs[p.stage - 1]) / total;
+        bar.value = (before + (p.step / p.steps) * opts.epochs[p.stage - 1]!) / total;
         const top1 = p.eval ? ` · held-out top-1 ${Object.entries(p.eval.top1).map(([h, v]) => `${h} ${(100 * v!).toFixed(1)}%`).join(', ')}` : '';
         status.textContent = `stage ${p.stage} · step ${p.step}/${p.steps} · loss ${p.loss.toFixed(3)} · ${p.imagesPerSec.toFixed(1)} images/s${top1}`;
         // Redraw at most a few times a second: drawing is cheap, but not free beside a step.

@@ -209,7 +209,7 @@ export async function trainInTab(dev: Device, opts: TabTrainOptions, onProgress:
   };
   try {
     for (const stage of [1, 2] as const) {
-      const epochs = opts.epochs[stage - 1];
+      const epochs = opts.epochs[stage - 1]!;
       if (epochs === 0) continue;
       const stageStart = performance.now();
       model.setStage(stage);
