@@ -293,7 +293,7 @@ describe('mpfgvc train, eval and demo', () => {
     expect(cfg.model.selectK).toBe(6);
     expect(cfg.stage1).toMatchObject({ epochs: 1, batchSize: 8 });
     expect(JSON.parse(readFileSync(join(tmp, 'run', 'cli.json'), 'utf8'))).toMatchObject({ classes: 3, 'per-class': 8, 'select-k': 6 });
-    expect(r.stderr).toMatch(/\nstage 2 embedding  24\/24  100%  \d+ img\/s  done in \d+:\d\d\nstage 2: embedded in /);
+    expect(r.stderr).toMatch(/\nstage 2 embedding  24\/24  100%  \d+(\.\d)? img\/s  done in \d+:\d\d\nstage 2: embedded in /);
     expect(r.stderr).toMatch(/stage 2  epoch 1\/1  100%  \d+(\.\d)? img\/s  loss \d\.\d{4}  lr \S+  done in \d+:\d\d/);
 
     expectOneLine(mpfgvc('eval', 'run', '--out', 'nowhere/eval.json'), 2, /^mpfgvc: --out nowhere\/eval.json: no such folder .*nowhere$/);
