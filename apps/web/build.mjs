@@ -1,6 +1,7 @@
 // Bundles the page for browsers: src/app.ts and the engine it imports (kernels, model, the
 // browser-safe part of train) into dist/app.js, beside the page's HTML and CSS. Node's Dawn
-// loader stays a dynamic import that a page never reaches, so `webgpu` and `node:*` are left out.
+// loader stays a dynamic import that a page never reaches, so `webgpu` and `node:*` are left out;
+// the kernels package's `browser` field leaves out its stderr filter for Dawn (FFI through `koffi`).
 import { build } from 'esbuild';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -22,6 +23,6 @@ const result = await build({
   metafile: true,
   logLevel: 'warning',
 });
-const bundled = Object.keys(result.metafile.inputs).filter((f) => /node_modules\/(sharp|@img)\//.test(f));
+const bundled = Object.keys(result.metafile.inputs).filter((f) => /node_modules\/(sharp|@img|koffi)\//.test(f) || (/native-stderr/.test(f) && !f.startsWith('(disabled):')));
 if (bundled.length) throw new Error(`the page's bundle pulled in Node-only modules: ${bundled.join(', ')}`);
 for (const f of ['index.html', 'style.css']) await copyFile(join(here, 'src', f), join(out, f));

@@ -1,6 +1,5 @@
 // The WebGPU device: adapter choice, limits, features and error routing, in Node (Dawn through npm
 // `webgpu`) and in browsers (`navigator.gpu`).
-import { withoutDawnNotices } from './native-stderr.js';
 
 /** Optional features used when the adapter has them. */
 export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
@@ -80,6 +79,16 @@ async function loadDawn(): Promise<DawnModule> {
   return mod;
 }
 
+/**
+ * Runs a Dawn call that discovers adapters with Dawn's notices about the limits it lowers kept off
+ * stderr (./native-stderr.ts). Node only: the package's `browser` field leaves that module out of
+ * pages, which never reach this.
+ */
+async function quietly<T>(call: () => Promise<T>): Promise<T> {
+  const { withoutDawnNotices } = await import('./native-stderr.js');
+  return withoutDawnNotices(call);
+}
+
 /** Adapters Dawn can see, as `{backend, name}` (Node only; [] in browsers). */
 export async function listAdapters(): Promise<{ backend: string; name: string }[]> {
   if (!isNode()) return [];
@@ -89,7 +98,7 @@ export async function listAdapters(): Promise<{ backend: string; name: string }[
   try {
     const gpu = d.create(['adapter=\u0001no-such-adapter\u0001']);
     liveInstances.push(gpu);
-    await withoutDawnNotices(() => gpu.requestAdapter());
+    await quietly(() => gpu.requestAdapter());
   } catch (e) {
     message = String((e as Error).message ?? e);
   }
@@ -112,6 +121,9 @@ export async function dawnInstance(info: AdapterInfo): Promise<GPU> {
   }
   const gpu = d.create([`backend=${info.backend}`, `adapter=${info.name}`]);
   liveInstances.push(gpu);
+  // The other library discovers the adapter through this instance; Dawn's notices stay quiet there too.
+  const discover = gpu.requestAdapter.bind(gpu);
+  gpu.requestAdapter = (options) => quietly(() => discover(options));
   return gpu;
 }
 
@@ -140,7 +152,7 @@ async function requestAdapter(opts: DeviceOptions): Promise<{ adapter: GPUAdapte
   try {
     const gpu = d.create(flags);
     liveInstances.push(gpu);
-    adapter = await withoutDawnNotices(() => gpu.requestAdapter(powerPreference ? { powerPreference } : {}));
+    adapter = await quietly(() => gpu.requestAdapter(powerPreference ? { powerPreference } : {}));
   } catch (e) {
     failure = String((e as Error).message ?? e).split('\n')[0] ?? '';
   }
@@ -247,12 +259,7 @@ export async function openGPU(opts: DeviceOptions = {}): Promise<GPUContext> {
   const missing = opts.features?.filter((f) => !available.has(f)) ?? [];
   if (missing.length) throw new AdapterError(`adapter '${adapterInfo(adapter, backend).name}' lacks features: ${missing.join(', ')}`);
   const requiredFeatures = requested.filter((f) => available.has(f));
-  const device = await withoutDawnNotices(() =>
-    adapter.requestDevice({
-      label: 'mpfgvc',
-      requiredFeatures,
-      requiredLimits: maxLimits(adapter),
-    }),
-  );
+  const descriptor: GPUDeviceDescriptor = { label: 'mpfgvc', requiredFeatures, requiredLimits: maxLimits(adapter) };
+  const device = await (isNode() ? quietly(() => adapter.requestDevice(descriptor)) : adapter.requestDevice(descriptor));
   return new Context(device, adapter, adapterInfo(adapter, backend, name));
 }

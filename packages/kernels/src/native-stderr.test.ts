@@ -43,8 +43,31 @@ describe('native stderr while adapters are discovered', () => {
     expect(r.stderr).toBe('inside\nboom\n');
   });
 
-  it('opening a device prints nothing; MPFGVC_DAWN_LOG=1 lets Dawn speak', () => {
-    const open = `import { requestDevice } from ${JSON.stringify(dist('index.js'))}; const d = await requestDevice(); console.log(d.info.name); d.destroy();`;
+  it('overlapping calls take turns: each one is filtered and none waits forever on the other', () => {
+    const r = child(`
+      import { writeSync } from 'node:fs';
+      import { withoutDawnNotices } from ${JSON.stringify(dist('native-stderr.js'))};
+      const slow = (tag, ms) => withoutDawnNotices(async () => {
+        writeSync(2, ${JSON.stringify(`${NOTICE}\n`)} + tag + ' in\\n');
+        await new Promise((r) => setTimeout(r, ms));
+        writeSync(2, tag + ' out\\n');
+        return tag;
+      });
+      console.log((await Promise.all([slow('a', 10), slow('b', 100)])).join(','));
+    `);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('a,b');
+    expect(r.stderr).toBe('a in\na out\nb in\nb out\n');
+  });
+
+  it('opening a device, and a further instance for another library, print nothing; MPFGVC_DAWN_LOG=1 lets Dawn speak', () => {
+    const open = `
+      import { dawnInstance, requestDevice } from ${JSON.stringify(dist('index.js'))};
+      const d = await requestDevice();
+      console.log(d.info.name);
+      const other = await (await dawnInstance(d.info)).requestAdapter();
+      if (!other) throw new Error('no adapter through dawnInstance');
+      d.destroy();`;
     const quiet = child(open);
     expect(quiet.status, quiet.stderr).toBe(0);
     expect(quiet.stderr).toBe('');

@@ -22,15 +22,18 @@ interface Libc {
   closeSync: (fd: number) => void;
 }
 
-let libc: Libc | null | undefined;
+let libc: Promise<Libc | null> | undefined;
 
-async function loadLibc(): Promise<Libc | null> {
-  if (libc !== undefined) return libc;
-  libc = null;
+/** libc through koffi, opened once; null where either is missing or the filter is turned off. */
+function loadLibc(): Promise<Libc | null> {
+  return (libc ??= openLibc());
+}
+
+async function openLibc(): Promise<Libc | null> {
   const proc = (globalThis as { process?: { platform?: string; env?: Record<string, string | undefined> } }).process;
-  if (proc?.env?.MPFGVC_DAWN_LOG === '1' || (proc?.platform !== 'linux' && proc?.platform !== 'darwin')) return libc;
+  if (proc?.env?.MPFGVC_DAWN_LOG === '1' || (proc?.platform !== 'linux' && proc?.platform !== 'darwin')) return null;
   try {
-    // Specifiers in variables: bundlers for the browser leave both alone.
+    // Specifiers in variables: bundlers leave both to Node at run time.
     const [name, fsName] = ['koffi', 'node:fs'];
     const koffi = ((await import(/* @vite-ignore */ name)) as { default: KoffiModule }).default;
     const fs = (await import(/* @vite-ignore */ fsName)) as Pick<Libc, 'readSync' | 'closeSync'>;
@@ -44,8 +47,8 @@ async function loadLibc(): Promise<Libc | null> {
         // The next name.
       }
     }
-    if (!lib) return libc;
-    libc = {
+    if (!lib) return null;
+    return {
       dup: lib.func('int dup(int)') as Libc['dup'],
       dup2: lib.func('int dup2(int, int)') as Libc['dup2'],
       pipe: lib.func('int pipe(_Out_ int *fds)') as Libc['pipe'],
@@ -57,9 +60,8 @@ async function loadLibc(): Promise<Libc | null> {
       closeSync: fs.closeSync,
     };
   } catch {
-    libc = null;
+    return null;
   }
-  return libc;
 }
 
 interface KoffiLibrary {
@@ -93,11 +95,21 @@ function drain(c: Libc, fd: number): string {
   return new TextDecoder().decode(all);
 }
 
+// One window at a time: a second one opened inside the first would save the first's pipe as
+// "stderr", and the first's read would then wait for a writer that never closes.
+let windows: Promise<unknown> = Promise.resolve();
+
 /**
  * Runs `call` with the process's native stderr captured, then writes on what is not one of
- * Dawn's limit notices. Calls do not nest (adapter discovery is not re-entered).
+ * Dawn's limit notices. Calls wait for each other; `call` must not itself call this.
  */
-export async function withoutDawnNotices<T>(call: () => Promise<T>): Promise<T> {
+export function withoutDawnNotices<T>(call: () => Promise<T>): Promise<T> {
+  const run = windows.then(() => filtered(call));
+  windows = run.catch(() => undefined);
+  return run;
+}
+
+async function filtered<T>(call: () => Promise<T>): Promise<T> {
   const c = await loadLibc();
   if (!c) return call();
   const fds = [0, 0];
