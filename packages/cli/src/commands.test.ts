@@ -17,7 +17,7 @@ const fixtures = fileURLToPath(new URL('../../model/fixtures/', import.meta.url)
 
 function mpfgvc(...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, cwd: tmp });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:')).join('\n') };
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l).join('\n') };
 }
 
 /** A failure is one line on stderr, starting with the program's name. */

@@ -14,7 +14,7 @@ let tmp: string;
 
 function mpfgvc(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, cwd: tmp, env: { ...process.env, ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:')).join('\n') };
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l).join('\n') };
 }
 
 function expectOneLine(r: { code: number | null; stderr: string }, code: number, pattern: RegExp | string) {
