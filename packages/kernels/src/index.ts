@@ -32,7 +32,7 @@ export { embedding, gatherRows } from './nn/embedding.js';
 export { l2Normalize, layerNorm } from './nn/norm.js';
 export { logSoftmax, softmax } from './nn/softmax.js';
 export { type CrossEntropyOptions, crossEntropy } from './nn/loss.js';
-export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel } from './ops/matmul.js';
+export { MATMUL_KERNELS, type MatmulActivation, type MatmulKernel, type MatmulOptions, defaultKernel } from './ops/matmul/index.js';
 export { fixedSubgroupSize, isCpuAdapter } from './ops/adapter.js';
 export { linear, matmul } from './nn/matmul.js';
 export { ATTENTION_KERNELS, type AttentionKernel, type AttentionOptions, MAX_HEAD_DIM, attentionKernel } from './ops/attention/index.js';

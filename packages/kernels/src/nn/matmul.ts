@@ -5,7 +5,7 @@
 // an unfused bias + activation would hold anyway); recomputing z in backward would cost a second
 // full matmul.
 import { launchBinary, launchCopy } from '../ops/elementwise.js';
-import { type MatmulActivation, type MatmulOptions, launchMatmul, launchMatmulWithPre } from '../ops/matmul.js';
+import { type MatmulActivation, type MatmulOptions, launchMatmul, launchMatmulWithPre } from '../ops/matmul/index.js';
 import { type Tensor, isGradEnabled, record } from '../tensor.js';
 import { reshape } from '../functional.js';
 

@@ -17,7 +17,7 @@ import { type KernelSpec, WORKGROUP_REDUCE_WGSL } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { fixedSubgroupSize } from './adapter.js';
 import { launchCopy } from './elementwise.js';
-import { launchMatmul } from './matmul.js';
+import { launchMatmul } from './matmul/index.js';
 
 const WG = 256;
 /** Widest embedding: the query row lives in workgroup memory. */

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, backward, f32ToF16, linear, matmul, scope, tensor, transpose } from '../index.js';
-import { launchMatmul } from '../raw.js';
-import { type ActivationRef, type F64, Rng, assertClose, dot, f64, matmulBackwardRef, matmulRef, numericGrad, testDevice } from '../testing/index.js';
+import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, backward, f32ToF16, linear, matmul, scope, tensor, transpose } from '../../index.js';
+import { launchMatmul } from '../../raw.js';
+import { type ActivationRef, type F64, Rng, assertClose, dot, f64, matmulBackwardRef, matmulRef, numericGrad, testDevice } from '../../testing/index.js';
 
 let dev: Device;
 beforeAll(async () => {
