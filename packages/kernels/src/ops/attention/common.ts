@@ -26,7 +26,7 @@ export function rowFn(n: string): string {
   return `fn ${n}_at(b: u32, h: u32, i: u32) -> u32 { return p.${n}_off + b * p.${n}_sb + h * p.${n}_sh + i * p.${n}_sn; }`;
 }
 
-export const COMMON_PARAMS: [string, 'u32' | 'f32'][] = [
+const COMMON_PARAMS: [string, 'u32' | 'f32'][] = [
   ['d4', 'u32'],
   ['heads', 'u32'],
   ['nq', 'u32'],
@@ -35,6 +35,18 @@ export const COMMON_PARAMS: [string, 'u32' | 'f32'][] = [
   ['causal', 'u32'],
   ['scale_log2', 'f32'],
 ];
+
+/**
+ * The params of an attention pass that addresses `operands` (lower-case names): shape and mask,
+ * the backward's scale, each operand's offset and strides, the offset of the log-sum-exp rows.
+ */
+export function passParams(operands: string[], backward: boolean): KernelSpec['params'] {
+  return [...COMMON_PARAMS, ...(backward ? [['scale', 'f32'] as [string, 'f32']] : []), ...operands.flatMap(OPERAND_PARAMS), ['lse_off', 'u32']];
+}
+
+/** The operands of the forward, and of a backward pass that binds every gradient. */
+export const FORWARD_OPERANDS = ['q', 'k', 'v', 'o'];
+export const BACKWARD_OPERANDS = ['q', 'k', 'v', 'o', 'do', 'dq', 'dk', 'dv'];
 
 export const range = (n: number) => [...Array(n).keys()];
 

@@ -11,7 +11,7 @@
 // per-row state sized for 64-wide heads: on lavapipe at 17-65 tokens and 16-wide heads they ran at
 // 0.5-3 GFLOP/s. Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
 import type { KernelSpec } from '../../kernel.js';
-import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, memoSpecs, rowFn } from './common.js';
+import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, memoSpecs, passParams, rowFn } from './common.js';
 
 /**
  * Longest key sequence the lane kernels take by default, and at all (the forward keeps one score
@@ -43,7 +43,7 @@ const forwardSpec = memoSpecs((slots: number): KernelSpec => {
       { name: 'O', access: 'read_write', type: 'array<vec4<f32>>' },
       { name: 'Lse', access: 'read_write', type: 'array<f32>' },
     ],
-    params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
+    params: passParams(FORWARD_OPERANDS, false),
     workgroupSize: [8],
     code: `
 ${header(['q', 'k', 'v', 'o'])}
@@ -95,11 +95,6 @@ export function laneForwardSpec(nk: number): KernelSpec {
   return forwardSpec(scoreSlots(nk));
 }
 
-const BACKWARD_OPERANDS = ['q', 'k', 'v', 'o', 'do', 'dq', 'dk', 'dv'];
-
-function backwardParams(): [string, 'u32' | 'f32'][] {
-  return [...COMMON_PARAMS, ['scale', 'f32'], ...BACKWARD_OPERANDS.flatMap(OPERAND_PARAMS), ['lse_off', 'u32']];
-}
 
 const BACKWARD_STORAGE: KernelSpec['storage'] = [
   { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
@@ -115,7 +110,7 @@ export const laneBackwardQuerySpec = memoSpecs((): KernelSpec => {
   return {
     name: 'attention_backward_q_lanes',
     storage: [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }],
-    params: backwardParams(),
+    params: passParams(BACKWARD_OPERANDS, true),
     workgroupSize: [8],
     code: `
 ${header(BACKWARD_OPERANDS)}
@@ -185,7 +180,7 @@ export const laneBackwardKeySpec = memoSpecs((shared: boolean): KernelSpec => {
       { name: 'DK', access: 'read_write', type: 'array<vec4<f32>>' },
       ...(shared ? [] : [{ name: 'DV', access: 'read_write' as const, type: 'array<vec4<f32>>' }]),
     ],
-    params: backwardParams(),
+    params: passParams(BACKWARD_OPERANDS, true),
     workgroupSize: [8],
     code: `
 ${header(BACKWARD_OPERANDS)}

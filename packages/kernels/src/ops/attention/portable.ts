@@ -5,7 +5,7 @@
 // loops with no cross-lane reduction, and the tile in workgroup memory is read by all rows of the
 // block. Operands are bound as f32 arrays, so any head dim up to MAX_HEAD_DIM and any alignment.
 import type { KernelSpec } from '../../kernel.js';
-import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, eachRow, memoSpecs, range, rowFn } from './common.js';
+import { LOG2E, MASKED, eachRow, memoSpecs, passParams, range, rowFn } from './common.js';
 
 /** Rows per tile in workgroup memory: a multiple of the 8-row step; two tiles stay within 16 KiB. */
 function tileRows(d: number): number {
@@ -76,49 +76,36 @@ function headerConsts(d: number, tile: number): string {
   return `const D: u32 = ${d}u;\nconst D4: u32 = ${Math.ceil(d / 4)}u;\nconst BT: u32 = ${tile}u;`;
 }
 
-function forwardSpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
-  const d4 = Math.ceil(d / 4);
-  const each = eachRow(rpl);
-  return {
-    name: 'attention_forward',
-    variant: `d${d}_bc${bc}_r${rpl}`,
-    storage: [
-      { name: 'Q', access: 'read', type: 'array<f32>' },
-      { name: 'K', access: 'read', type: 'array<f32>' },
-      { name: 'V', access: 'read', type: 'array<f32>' },
-      { name: 'O', access: 'read_write', type: 'array<f32>' },
-      { name: 'Lse', access: 'read_write', type: 'array<f32>' },
-    ],
-    params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
-    workgroupSize: [br],
-    code: `
-${headerConsts(d, bc)}
-const RPL: u32 = ${rpl}u;
-var<workgroup> Ks: array<vec4<f32>, ${bc * d4}>;
-var<workgroup> Vs: array<vec4<f32>, ${bc * d4}>;
-${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('o')}
-${loader('Q', d)}
-${loader('K', d)}
-${loader('V', d)}
-@compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let b = wid.y / p.heads;
-  let h = wid.y % p.heads;
-  // Each invocation owns RPL query rows, WG_X apart: the key tile's loads are shared by all.
-  let row0 = wid.x * WG_X * RPL;
-  var q: array<vec4<f32>, ${rpl * d4}>;
-  var o: array<vec4<f32>, ${rpl * d4}>;
-${each((r) => `  let i${r} = row0 + ${r}u * WG_X + lid.x;
-  let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u));
-  for (var c = 0u; c < p.d4; c++) { q[${r}u * D4 + c] = ld_Q(qa${r} + 4u * c, 4u * c) * p.scale_log2; o[${r}u * D4 + c] = vec4<f32>(0.0); }
-  var m${r} = ${MASKED};
-  var l${r} = 0.0;
-  var lim${r} = p.key_len;`)}
-  // Keys row i may see: j < lim_i. The block's loop bound is the largest lim of its rows.
-  var kend = p.key_len;
+/**
+ * A kernel's buffers: the operands it reads and writes (rows addressed through their strides in
+ * the params), then the per-row scalars (log-sum-exp, D) it reads and writes.
+ */
+interface Buffers {
+  read: string[];
+  written: string[];
+  rowsRead: string[];
+  rowsWritten: string[];
+}
+
+function bindings(b: Buffers): KernelSpec['storage'] {
+  const bind = (access: 'read' | 'read_write') => (name: string) => ({ name, access, type: 'array<f32>' });
+  return [...[...b.read, ...b.rowsRead].map(bind('read')), ...[...b.written, ...b.rowsWritten].map(bind('read_write'))];
+}
+
+/** Lower-case names of the operands a kernel addresses, as its params and row functions name them. */
+const operands = (b: Buffers) => [...b.read, ...b.written].map((n) => n.toLowerCase());
+
+/** WGSL: each operand's row address function, and a loader for each operand read. */
+function operandFns(b: Buffers, d: number): string {
+  return [...operands(b).map(rowFn), ...b.read.map((n) => loader(n, d))].join('\n');
+}
+
+/**
+ * WGSL: the loop over key tiles (rows j0.. of K and V in Ks and Vs) in steps of 8 keys g, for the
+ * query rows i<r> an invocation owns; the causal mask lowers their key limits lim<r>.
+ */
+function overKeyTiles(each: ReturnType<typeof eachRow>, step: string): string {
+  return `  var kend = p.key_len;
   if (p.causal != 0u) {
     kend = min(kend, min(row0 + WG_X * RPL, p.nq));
 ${each((r) => `    lim${r} = min(lim${r}, i${r} + 1u);`)}
@@ -130,7 +117,60 @@ ${loadTile('Ks', 'K', 'k_at', 'BT', 'nj')}
 ${loadTile('Vs', 'V', 'v_at', 'BT', 'nj')}
     workgroupBarrier();
     for (var g = 0u; g < nj; g += 8u) {
-${each((r) => `      var sa${r} = vec4<f32>(0.0);\n      var sb${r} = vec4<f32>(0.0);`)}
+${step}
+    }
+    workgroupBarrier();
+  }`;
+}
+
+/**
+ * A pass over query rows (the forward, the dQ pass): each invocation owns RPL rows, and K and V
+ * pass through the workgroup tiles Ks and Vs; `main` is the entry point's body after b and h.
+ */
+function queryRowsPass(name: string, buffers: Buffers, scale: boolean, d: number, bc: number, br: number, rpl: number, main: string): KernelSpec {
+  const d4 = Math.ceil(d / 4);
+  return {
+    name,
+    variant: `d${d}_bc${bc}_r${rpl}`,
+    storage: bindings(buffers),
+    params: passParams(operands(buffers), scale),
+    workgroupSize: [br],
+    code: `
+${headerConsts(d, bc)}
+const RPL: u32 = ${rpl}u;
+var<workgroup> Ks: array<vec4<f32>, ${bc * d4}>;
+var<workgroup> Vs: array<vec4<f32>, ${bc * d4}>;
+${operandFns(buffers, d)}
+@compute @workgroup_size(WG_X)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+${main}
+}`,
+  };
+}
+
+const FORWARD_BUFFERS: Buffers = { read: ['Q', 'K', 'V'], written: ['O'], rowsRead: [], rowsWritten: ['Lse'] };
+const DQ_BUFFERS: Buffers = { read: ['Q', 'K', 'V', 'O', 'DO'], written: ['DQ'], rowsRead: ['Lse'], rowsWritten: ['Delta'] };
+const DKV_BUFFERS: Buffers = { read: ['Q', 'K', 'V', 'DO'], written: ['DK', 'DV'], rowsRead: ['Lse', 'Delta'], rowsWritten: [] };
+
+function forwardSpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
+  const d4 = Math.ceil(d / 4);
+  const each = eachRow(rpl);
+  return queryRowsPass('attention_forward', FORWARD_BUFFERS, false, d, bc, br, rpl, `  // Each invocation owns RPL query rows, WG_X apart: the key tile's loads are shared by all.
+  let row0 = wid.x * WG_X * RPL;
+  var q: array<vec4<f32>, ${rpl * d4}>;
+  var o: array<vec4<f32>, ${rpl * d4}>;
+${each((r) => `  let i${r} = row0 + ${r}u * WG_X + lid.x;
+  let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u));
+  for (var c = 0u; c < p.d4; c++) { q[${r}u * D4 + c] = ld_Q(qa${r} + 4u * c, 4u * c) * p.scale_log2; o[${r}u * D4 + c] = vec4<f32>(0.0); }
+  var m${r} = ${MASKED};
+  var l${r} = 0.0;
+  var lim${r} = p.key_len;`)}
+  // Keys row i may see: j < lim_i. The block's loop bound is the largest lim of its rows.
+${overKeyTiles(
+  each,
+  `${each((r) => `      var sa${r} = vec4<f32>(0.0);\n      var sb${r} = vec4<f32>(0.0);`)}
       for (var c = 0u; c < p.d4; c++) {
 ${tileRows8('Ks', 'k')}
 ${each((r) => `          let qr${r} = q[${r}u * D4 + c];\n          sa${r} += ${dots(`qr${r}`, 'k', 0)};\n          sb${r} += ${dots(`qr${r}`, 'k', 4)};`)}
@@ -155,10 +195,8 @@ ${each(
       .map((t) => `p${t < 4 ? 'a' : 'b'}${r}.${'xyzw'[t % 4]} * v${t}`)
       .join(' + ')};`,
 )}
-      }
-    }
-    workgroupBarrier();
-  }
+      }`,
+)}
 ${each(
   (r) => `  if (i${r} < p.nq) {
     let oa = o_at(b, h, i${r});
@@ -166,60 +204,13 @@ ${each(
 ${storeRow('O', 'oa', `o[${r}u * D4 + c] * inv`, d)}
     Lse[p.lse_off + (b * p.heads + h) * p.nq + i${r}] = (m${r} + log2(l${r})) * ${Math.LN2};
   }`,
-)}
-}`,
-  };
+)}`);
 }
 
 function backwardQuerySpec(d: number, bc: number, br: number, rpl: number): KernelSpec {
   const d4 = Math.ceil(d / 4);
   const each = eachRow(rpl);
-  return {
-    name: 'attention_backward_dq',
-    variant: `d${d}_bc${bc}_r${rpl}`,
-    storage: [
-      { name: 'Q', access: 'read', type: 'array<f32>' },
-      { name: 'K', access: 'read', type: 'array<f32>' },
-      { name: 'V', access: 'read', type: 'array<f32>' },
-      { name: 'O', access: 'read', type: 'array<f32>' },
-      { name: 'DO', access: 'read', type: 'array<f32>' },
-      { name: 'Lse', access: 'read', type: 'array<f32>' },
-      { name: 'DQ', access: 'read_write', type: 'array<f32>' },
-      { name: 'Delta', access: 'read_write', type: 'array<f32>' },
-    ],
-    params: [
-      ...COMMON_PARAMS,
-      ['scale', 'f32'],
-      ...OPERAND_PARAMS('q'),
-      ...OPERAND_PARAMS('k'),
-      ...OPERAND_PARAMS('v'),
-      ...OPERAND_PARAMS('o'),
-      ...OPERAND_PARAMS('do'),
-      ...OPERAND_PARAMS('dq'),
-      ['lse_off', 'u32'],
-    ],
-    workgroupSize: [br],
-    code: `
-${headerConsts(d, bc)}
-const RPL: u32 = ${rpl}u;
-var<workgroup> Ks: array<vec4<f32>, ${bc * d4}>;
-var<workgroup> Vs: array<vec4<f32>, ${bc * d4}>;
-${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('o')}
-${rowFn('do')}
-${rowFn('dq')}
-${loader('Q', d)}
-${loader('K', d)}
-${loader('V', d)}
-${loader('O', d)}
-${loader('DO', d)}
-@compute @workgroup_size(WG_X)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let b = wid.y / p.heads;
-  let h = wid.y % p.heads;
-  let row0 = wid.x * WG_X * RPL;
+  return queryRowsPass('attention_backward_dq', DQ_BUFFERS, true, d, bc, br, rpl, `  let row0 = wid.x * WG_X * RPL;
   let rows = (b * p.heads + h) * p.nq;
   var q: array<vec4<f32>, ${rpl * d4}>;
   var gr: array<vec4<f32>, ${rpl * d4}>;
@@ -238,19 +229,9 @@ ${each((r) => `  let i${r} = row0 + ${r}u * WG_X + lid.x;
   }
   let lse${r} = vec4<f32>(Lse[p.lse_off + rows + ic${r}] * ${LOG2E});
   var lim${r} = p.key_len;`)}
-  var kend = p.key_len;
-  if (p.causal != 0u) {
-    kend = min(kend, min(row0 + WG_X * RPL, p.nq));
-${each((r) => `    lim${r} = min(lim${r}, i${r} + 1u);`)}
-  }
-  for (var j0 = 0u; j0 < kend; j0 += BT) {
-    let nj = min(BT, kend - j0);
-    let r0 = j0;
-${loadTile('Ks', 'K', 'k_at', 'BT', 'nj')}
-${loadTile('Vs', 'V', 'v_at', 'BT', 'nj')}
-    workgroupBarrier();
-    for (var g = 0u; g < nj; g += 8u) {
-${each((r) => `      var sa${r} = vec4<f32>(0.0);\n      var sb${r} = vec4<f32>(0.0);\n      var ta${r} = vec4<f32>(0.0);\n      var tb${r} = vec4<f32>(0.0);`)}
+${overKeyTiles(
+  each,
+  `${each((r) => `      var sa${r} = vec4<f32>(0.0);\n      var sb${r} = vec4<f32>(0.0);\n      var ta${r} = vec4<f32>(0.0);\n      var tb${r} = vec4<f32>(0.0);`)}
       for (var c = 0u; c < p.d4; c++) {
 ${tileRows8('Ks', 'k')}
 ${tileRows8('Vs', 'v')}
@@ -277,19 +258,15 @@ ${each(
       .map((t) => `w${t < 4 ? 'a' : 'b'}${r}.${'xyzw'[t % 4]} * k${t}`)
       .join(' + ')};`,
 )}
-      }
-    }
-    workgroupBarrier();
-  }
+      }`,
+)}
 ${each(
   (r) => `  if (i${r} < p.nq) {
     let da = dq_at(b, h, i${r});
 ${storeRow('DQ', 'da', `dq[${r}u * D4 + c] * p.scale`, d)}
     Delta[rows + i${r}] = delta${r};
   }`,
-)}
-}`,
-  };
+)}`);
 }
 
 function backwardKeySpec(d: number, bq: number, br: number, rpl: number): KernelSpec {
@@ -298,27 +275,8 @@ function backwardKeySpec(d: number, bq: number, br: number, rpl: number): Kernel
   return {
     name: 'attention_backward_dkv',
     variant: `d${d}_bq${bq}_r${rpl}`,
-    storage: [
-      { name: 'Q', access: 'read', type: 'array<f32>' },
-      { name: 'K', access: 'read', type: 'array<f32>' },
-      { name: 'V', access: 'read', type: 'array<f32>' },
-      { name: 'DO', access: 'read', type: 'array<f32>' },
-      { name: 'Lse', access: 'read', type: 'array<f32>' },
-      { name: 'Delta', access: 'read', type: 'array<f32>' },
-      { name: 'DK', access: 'read_write', type: 'array<f32>' },
-      { name: 'DV', access: 'read_write', type: 'array<f32>' },
-    ],
-    params: [
-      ...COMMON_PARAMS,
-      ['scale', 'f32'],
-      ...OPERAND_PARAMS('q'),
-      ...OPERAND_PARAMS('k'),
-      ...OPERAND_PARAMS('v'),
-      ...OPERAND_PARAMS('do'),
-      ...OPERAND_PARAMS('dk'),
-      ...OPERAND_PARAMS('dv'),
-      ['lse_off', 'u32'],
-    ],
+    storage: bindings(DKV_BUFFERS),
+    params: passParams(operands(DKV_BUFFERS), true),
     workgroupSize: [br],
     code: `
 ${headerConsts(d, bq)}
@@ -327,16 +285,7 @@ var<workgroup> Qs: array<vec4<f32>, ${bq * d4}>;
 var<workgroup> Gs: array<vec4<f32>, ${bq * d4}>;
 var<workgroup> Ls: array<f32, ${bq}>;
 var<workgroup> Ds: array<f32, ${bq}>;
-${rowFn('q')}
-${rowFn('k')}
-${rowFn('v')}
-${rowFn('do')}
-${rowFn('dk')}
-${rowFn('dv')}
-${loader('Q', d)}
-${loader('K', d)}
-${loader('V', d)}
-${loader('DO', d)}
+${operandFns(DKV_BUFFERS, d)}
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let b = wid.y / p.heads;

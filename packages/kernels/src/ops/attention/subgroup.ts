@@ -20,7 +20,7 @@
 // - one backward kernel (dQ from the dS that the dK/dV pass computes anyway) instead of a second
 //   pass over query rows that recomputes P and dP: 1.15×.
 import type { KernelSpec } from '../../kernel.js';
-import { COMMON_PARAMS, LOG2E, MASKED, OPERAND_PARAMS, eachRow, memoSpecs, range, rowFn } from './common.js';
+import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, eachRow, memoSpecs, passParams, range, rowFn } from './common.js';
 
 /** Rows a lane owns (queries in the forward, keys in the backward): 8 lanes cover 32. */
 export const SG_ROWS = 4;
@@ -92,7 +92,7 @@ function forwardSpec(): KernelSpec {
       { name: 'O', access: 'read_write', type: 'array<f32>' },
       { name: 'Lse', access: 'read_write', type: 'array<f32>' },
     ],
-    params: [...COMMON_PARAMS, ...OPERAND_PARAMS('q'), ...OPERAND_PARAMS('k'), ...OPERAND_PARAMS('v'), ...OPERAND_PARAMS('o'), ['lse_off', 'u32']],
+    params: passParams(FORWARD_OPERANDS, false),
     workgroupSize: [8],
     enable: ['subgroups'],
     code: `
@@ -200,19 +200,7 @@ function backwardSpec(shared: boolean): KernelSpec {
             { name: 'DV', access: 'read_write' as const, type: 'array<f32>' },
           ]),
     ],
-    params: [
-      ...COMMON_PARAMS,
-      ['scale', 'f32'],
-      ...OPERAND_PARAMS('q'),
-      ...OPERAND_PARAMS('k'),
-      ...OPERAND_PARAMS('v'),
-      ...OPERAND_PARAMS('o'),
-      ...OPERAND_PARAMS('do'),
-      ...OPERAND_PARAMS('dq'),
-      ...OPERAND_PARAMS('dk'),
-      ...OPERAND_PARAMS('dv'),
-      ['lse_off', 'u32'],
-    ],
+    params: passParams(BACKWARD_OPERANDS, true),
     workgroupSize: [8],
     enable: ['subgroups'],
     code: `
