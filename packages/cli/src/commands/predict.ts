@@ -36,11 +36,11 @@ export interface ImageFailure {
  */
 export async function* classifyImages(classifier: Classifier<NodeImage>, items: readonly InputItem[], topK: number, failed: ImageFailure[]): AsyncGenerator<ImageRun & { index: number }> {
   for (let b = 0; b < items.length; b += classifier.batch) {
-    const crops: { rgb: Uint8Array; chw: Float32Array }[] = [];
+    const crops: { rgb: Uint8Array; chw: Float32Array; name: string }[] = [];
     const read: InputItem[] = [];
     for (const item of items.slice(b, b + classifier.batch)) {
       try {
-        crops.push(await classifier.crop(item.path));
+        crops.push({ ...(await classifier.crop(item.path)), name: item.path });
         read.push(item);
       } catch (e) {
         if (!(e instanceof ImageInputError)) throw e;

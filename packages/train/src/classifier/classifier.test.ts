@@ -81,6 +81,11 @@ describe('loadClassifier', () => {
     expect((missing as ImageInputError).missing).toBe(true);
     await expect(c.classify([new Uint8Array([1, 2, 3])])).rejects.toThrow(/cannot read it/);
     await expect(c.classify([{ data: new Uint8Array(10), width: 2, height: 2 }])).rejects.toThrow(/expected RGB \(12\) or RGBA \(16\)/);
+    // A crop that gives non-finite outputs is named by its path, else by its position.
+    const nan = new Float32Array(3 * c.imageSize * c.imageSize).fill(Number.NaN);
+    const fine = (await c.crop(join(dir, 'bird.png'))).chw;
+    await expect(c.classifyCrops([{ chw: fine }, { chw: nan, name: 'odd.png' }], 1)).rejects.toThrow(/non-finite outputs for odd\.png;/);
+    await expect(c.classifyCrops([{ chw: fine }, { chw: nan }], 1, 4)).rejects.toThrow(/non-finite outputs for input 6;/);
     c.dispose();
   });
 });

@@ -209,8 +209,11 @@ export class Classifier<I = RawImage> {
     this.onDispose();
   }
 
-  /** Classifications of crops already prepared at the model's input size (`first`: the first one's position, for messages). */
-  async classifyCrops(crops: readonly { chw: Float32Array }[], k: number, first = 0): Promise<Classification[]> {
+  /**
+   * Classifications of crops already prepared at the model's input size. Messages name a crop by
+   * its `name` when it has one (a file path), else by its position counted from `first`.
+   */
+  async classifyCrops(crops: readonly { chw: Float32Array; name?: string }[], k: number, first = 0): Promise<Classification[]> {
     this.check();
     const C = this.model.config.numClasses;
     const text = this.textFeatures();
@@ -223,7 +226,7 @@ export class Classifier<I = RawImage> {
       const selected = out.selected ? await out.selected.read() : undefined;
       const K = out.selected?.shape[1] ?? 0;
       for (const t of [x, out.vision, out.text, out.vlfm, out.ensemble, out.selected]) t?.dispose();
-      chunk.forEach((_, i) => {
+      chunk.forEach((crop, i) => {
         const probs: Partial<Record<Head, number[]>> = {};
         const heads: Partial<Record<Head, Ranked[]>> = {};
         this.heads.forEach((h, j) => {
@@ -231,7 +234,7 @@ export class Classifier<I = RawImage> {
           // The ensemble is already a probability; the other heads are logits.
           const p = h === 'ensemble' ? Array.from(row) : softmaxRow(row);
           // A probability that is not a number is never returned as a result.
-          if (p.some((v) => !Number.isFinite(v))) throw new ClassifierError(`the ${h} head gave non-finite outputs for input ${first + b + i + 1}; the model's weights or inputs are damaged`);
+          if (p.some((v) => !Number.isFinite(v))) throw new ClassifierError(`the ${h} head gave non-finite outputs for ${crop.name ?? `input ${first + b + i + 1}`}; the model's weights or inputs are damaged`);
           probs[h] = p;
           heads[h] = topK(p, Math.min(k, C)).map(({ index, p }) => ({ class: index, name: this.classes[index]!, p }));
         });
