@@ -2,7 +2,7 @@
 // compile), then repeats of `inner` calls each; the median wins. With 'timestamp-query' the GPU's
 // own timestamps bracket the work (no submit or read-back latency in the number); otherwise the
 // wall clock from the first recorded call to completion.
-import type { Device } from '@mpfgvc/kernels';
+import type { Device, KernelTime, Profile } from '@mpfgvc/kernels';
 import type { Row } from './report.js';
 
 export interface TimingOptions {
@@ -120,4 +120,29 @@ export function costRows(suite: string, name: string, shape: string, c: StepCost
       note: Number.isFinite(c.gpuMs) ? 'between timestamps around the step' : 'missing: no timestamp queries on this adapter',
     },
   ];
+}
+
+/** Kernels (by name, over their variants) that take the most of a profiled step's GPU time. */
+export function profileRows(suite: string, name: string, shape: string, p: Profile, top = 5): Row[] {
+  const byName = new Map<string, { ms: number; dispatches: number; variants: KernelTime[] }>();
+  for (const k of p.kernels) {
+    const kernel = k.kernel.split(/[:@[]/)[0]!;
+    const e = byName.get(kernel) ?? { ms: 0, dispatches: 0, variants: [] };
+    e.ms += k.ms;
+    e.dispatches += k.dispatches;
+    e.variants.push(k);
+    byName.set(kernel, e);
+  }
+  return [...byName.entries()]
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .slice(0, top)
+    .map(([kernel, e]) => ({
+      suite,
+      name: `${name}: ${kernel}`,
+      shape,
+      metric: 'GPU time (profiled)',
+      value: e.ms,
+      unit: 'ms per step',
+      note: `${((100 * e.ms) / p.totalMs).toFixed(0)}% of ${p.totalMs.toFixed(1)} ms over ${e.dispatches} dispatches, each timed alone; slowest variant ${e.variants[0]!.kernel} ${e.variants[0]!.ms.toFixed(1)} ms`,
+    }));
 }

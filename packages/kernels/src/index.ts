@@ -3,7 +3,7 @@
 export { type AdapterInfo, AdapterError, type DeviceOptions, DeviceLostError, GPUValidationError, OPTIONAL_FEATURES, dawnInstance, listAdapters } from './device.js';
 export { type KernelSpec, type ScalarType, type StorageBinding, LINEAR_INDEX, grid1d, kernelKey, kernelSource } from './kernel.js';
 export { BufferPool, type PoolStats, sizeClass } from './pool.js';
-export { Device, requestDevice } from './runtime.js';
+export { Device, type KernelTime, type Profile, requestDevice } from './runtime.js';
 export {
   type DType,
   type HostData,

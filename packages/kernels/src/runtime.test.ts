@@ -104,6 +104,38 @@ describe('dispatch', () => {
   });
 });
 
+describe('profile', () => {
+  it('times each kernel over the dispatches of a call, and the results are the untimed ones', async () => {
+    if (!dev.has('timestamp-query')) return;
+    const a = empty(dev, [1 << 16], 'u32');
+    const b = empty(dev, [64], 'u32');
+    const prof = await dev.profile(() => {
+      for (let i = 0; i < 3; i++) dev.dispatch(IOTA, [a.buffer], [1 << 16], grid1d(1 << 16, 1));
+      dev.dispatch({ ...IOTA, variant: 'small' }, [b.buffer], [64], [64]);
+    });
+    expect(prof.kernels.map((k) => [k.kernel, k.dispatches])).toEqual(
+      expect.arrayContaining([
+        ['test_iota@1', 3],
+        ['test_iota:small@1', 1],
+      ]),
+    );
+    expect(prof.kernels).toHaveLength(2);
+    for (const k of prof.kernels) expect(k.ms).toBeGreaterThan(0);
+    expect(prof.totalMs).toBeCloseTo(prof.kernels[0]!.ms + prof.kernels[1]!.ms, 9);
+    expect(prof.untimed).toBe(0);
+    const out = await a.read();
+    expect([out[0], out[12345], out[65535]]).toEqual([0, 3 * 12345, 3 * 65535]);
+    // Past the capacity, dispatches run untimed; after the call, dispatches are shared again.
+    const over = await dev.profile(() => {
+      for (let i = 0; i < 3; i++) dev.dispatch(IOTA, [b.buffer], [64], [64]);
+    }, 2);
+    expect(over.kernels[0]!.dispatches).toBe(2);
+    expect(over.untimed).toBe(1);
+    a.dispose();
+    b.dispose();
+  });
+});
+
 describe('read-back', () => {
   it('reads strided views exactly, gathered on the host without a kernel', async () => {
     const values = Array.from({ length: 24 }, (_, i) => i * 1.5 - 7); // exact in f16 too

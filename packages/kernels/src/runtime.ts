@@ -82,6 +82,29 @@ export interface DispatchCounts {
   bufferBytes: number;
 }
 
+/** GPU time of one kernel (name and variant) over the dispatches of a profiled call. */
+export interface KernelTime {
+  kernel: string;
+  dispatches: number;
+  ms: number;
+}
+
+/** What a profiled call returns: per-kernel GPU time, slowest first. */
+export interface Profile {
+  kernels: KernelTime[];
+  /** Sum of the kernels' times (each dispatch timed alone, so no overlap is counted). */
+  totalMs: number;
+  /** Dispatches past the query set's capacity, recorded but not timed. */
+  untimed: number;
+}
+
+interface Profiling {
+  querySet: GPUQuerySet;
+  capacity: number;
+  labels: string[];
+  untimed: number;
+}
+
 export class Device {
   readonly gpu: GPUDevice;
   readonly pool: BufferPool;
@@ -95,6 +118,7 @@ export class Device {
   private readonly printWgsl = envFlag('MPFGVC_PRINT_WGSL');
   private readonly debug = envFlag('MPFGVC_DEBUG') === '1';
   readonly counts: DispatchCounts = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, buffers: 0, bufferBytes: 0 };
+  private profiling: Profiling | null = null;
 
   constructor(readonly ctx: GPUContext) {
     this.gpu = ctx.device;
@@ -209,10 +233,13 @@ export class Device {
       this.counts.bindGroups++;
     }
     if (this.debug) this.gpu.pushErrorScope('validation');
-    const pass = this.computePass();
+    const timed = this.profiling && this.profiling.labels.length < this.profiling.capacity ? this.profiling : null;
+    if (this.profiling && !timed) this.profiling.untimed++;
+    const pass = timed ? this.timedPass(timed, pl.key) : this.computePass();
     pass.setPipeline(pl.pipeline);
     pass.setBindGroup(0, bg, [u.offset]);
     pass.dispatchWorkgroups(x, y, z);
+    if (timed) pass.end();
     this.counts.dispatches++;
     if (this.debug) {
       // One submit per dispatch, so that an error names the kernel that caused it.
@@ -223,6 +250,45 @@ export class Device {
       check.catch(() => undefined);
       this.pendingChecks.push(check);
     }
+  }
+
+  /** A compute pass of its own for one profiled dispatch, with timestamps at its beginning and end. */
+  private timedPass(p: Profiling, label: string): GPUComputePassEncoder {
+    const i = p.labels.push(label) - 1;
+    return this.commandEncoder().beginComputePass({
+      label: `profile:${label}`,
+      timestampWrites: { querySet: p.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 },
+    });
+  }
+
+  /**
+   * Runs `fn` with every dispatch it records in a timed pass of its own, and returns the GPU time
+   * per kernel (name and variant). The passes serialise what the shared pass may overlap, so the
+   * sum is an upper bound of the untimed run; it says where the time goes. Needs 'timestamp-query'.
+   */
+  async profile(fn: () => void | Promise<void>, capacity = 2048): Promise<Profile> {
+    if (!this.has('timestamp-query')) throw new Error("profile: this adapter has no 'timestamp-query' feature");
+    if (this.profiling) throw new Error('profile: already profiling (profiles do not nest)');
+    await this.sync();
+    const querySet = this.gpu.createQuerySet({ type: 'timestamp', count: 2 * capacity, label: 'profile' });
+    const p: Profiling = { querySet, capacity, labels: [], untimed: 0 };
+    this.profiling = p;
+    try {
+      await fn();
+    } finally {
+      this.profiling = null;
+    }
+    const stamps = p.labels.length > 0 ? await this.readTimestamps(querySet, 2 * p.labels.length) : new BigInt64Array(0);
+    querySet.destroy();
+    const byKernel = new Map<string, KernelTime>();
+    p.labels.forEach((kernel, i) => {
+      const t = byKernel.get(kernel) ?? { kernel, dispatches: 0, ms: 0 };
+      t.dispatches++;
+      t.ms += Number(stamps[2 * i + 1]! - stamps[2 * i]!) / 1e6;
+      byKernel.set(kernel, t);
+    });
+    const kernels = [...byKernel.values()].sort((a, b) => b.ms - a.ms);
+    return { kernels, totalMs: kernels.reduce((a, k) => a + k.ms, 0), untimed: p.untimed };
   }
 
   /** Records a buffer-to-buffer copy, ordered with the dispatches around it. */

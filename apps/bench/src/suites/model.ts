@@ -2,7 +2,7 @@
 // memory for named configs, and the DaTP text pass with and without the exact EOT truncation.
 import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, concat, keep, noGrad, reshape, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
 import { DEMO_MODEL, MPFGVC, type MPFGVCConfig, type ModelPreset, TINY_MODEL, VIT_B16_MODEL, VIT_TINY_224_MODEL } from '@mpfgvc/model';
-import { costRows, stepCost, timeGpu } from '../measure.js';
+import { costRows, profileRows, stepCost, timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import type { SuiteOptions } from './options.js';
 import { synthRows } from './synth.js';
@@ -74,6 +74,7 @@ export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<
       rows.push({ suite: 'train', name, shape, metric: 'throughput', value: cfg.batch / sec, unit: 'images/s' });
       rows.push({ suite: 'train', name, shape, metric: 'peak GPU memory', value: peak / MiB, unit: 'MiB', note: `${(resident / MiB).toFixed(1)} MiB resident (weights, optimiser state, inputs)` });
       rows.push(...costRows('train', name, shape, cost));
+      if (dev.has('timestamp-query')) rows.push(...profileRows('train', name, shape, await dev.profile(step)));
       opt.dispose();
       text?.dispose();
     }
