@@ -197,6 +197,7 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
       lb: ob.layout,
       layoutParam: tiling === null,
       vec: tiling !== null && aligned,
+      vout: tiling !== null && N % 4 === 0,
       fa: oa.t.dtype === 'f16',
       fb: ob.t.dtype === 'f16',
       pre: savePre,

@@ -74,9 +74,11 @@ describe('matmul forward against the float64 reference', () => {
       await check({ a: [2, 1, 5, 8], b: [1, 3, 8, 6] }, kernel);
       await check({ a: [2, 1, 2, 5, 8], b: [3, 1, 8, 6] }, kernel);
     });
-    it(`${kernel} bias, alpha and each activation`, async () => {
-      for (const activation of [undefined, 'gelu', 'quick_gelu', 'relu'] as const) {
-        await check(shapes(19, 20, 23, false, true), kernel, { bias: true, activation, alpha: 0.75 });
+    it(`${kernel} bias, alpha and each activation, in the scalar and the vec4 epilogue (N a multiple of 4)`, async () => {
+      for (const N of [23, 24]) {
+        for (const activation of [undefined, 'gelu', 'quick_gelu', 'relu'] as const) {
+          await check(shapes(19, 20, N, false, true), kernel, { bias: true, activation, alpha: 0.75 });
+        }
       }
     });
   }

@@ -22,6 +22,12 @@ export interface Variant {
   layoutParam: boolean;
   /** vec4 loads (every offset, ld and batch stride a multiple of 4 elements). */
   vec: boolean;
+  /**
+   * vec4 stores of Out (and Pre): N a multiple of 4, so each row starts on a vec4. The epilogue
+   * then runs once per 4 outputs: on a CPU adapter a store whose address differs per lane is a
+   * scalar store per lane, and per output it cost as much as the K = 64 products before it.
+   */
+  vout: boolean;
   /** A / B stored as f16 (accumulation is f32 either way). */
   fa: boolean;
   fb: boolean;
@@ -76,16 +82,15 @@ function storage(v: Variant): KernelSpec['storage'] {
     { name: 'B', access: 'read', type: ty(v.fb) },
     { name: 'Bias', access: 'read', type: 'array<f32>' },
     { name: 'Res', access: 'read', type: 'array<f32>' },
-    { name: 'Out', access: 'read_write', type: 'array<f32>' },
+    { name: 'Out', access: 'read_write', type: v.vout ? 'array<vec4<f32>>' : 'array<f32>' },
   ];
-  if (v.pre) s.push({ name: 'Pre', access: 'read_write', type: 'array<f32>' });
+  if (v.pre) s.push({ name: 'Pre', access: 'read_write', type: v.vout ? 'array<vec4<f32>>' : 'array<f32>' });
   return s;
 }
 
 /** WGSL shared by every family: batch bases, scalar loads, the epilogue. */
 function common(v: Variant): string {
   const rd = (arr: string, idx: string) => (v.vec ? `f32(${arr}[(${idx}) >> 2u][(${idx}) & 3u])` : `f32(${arr}[${idx}])`);
-  const acts = ACTIVATIONS.map((a, i) => `case ${i + 1}u: { y = ${UNARY[a]}; }`).join('\n    ');
   return `${ERF_WGSL}
 fn batch_bases(z: u32) -> vec2<u32> {
   let z0 = z / p.bd1;
@@ -93,7 +98,13 @@ fn batch_bases(z: u32) -> vec2<u32> {
   return vec2<u32>(p.off_a + z0 * p.sa0 + z1 * p.sa1, p.off_b + z0 * p.sb0 + z1 * p.sb1);
 }
 fn load_a(base_a: u32, m: u32, k: u32) -> f32 { return ${rd('A', indexA(v, 'm', 'k'))}; }
-fn load_b(base_b: u32, k: u32, n: u32) -> f32 { return ${rd('B', indexB(v, 'k', 'n'))}; }
+fn load_b(base_b: u32, k: u32, n: u32) -> f32 { return ${rd('B', indexB(v, 'k', 'n'))}; }${v.vout ? store4(v) : scalarStore(v)}`;
+}
+
+/** WGSL of the scalar epilogue: output n of row m. */
+function scalarStore(v: Variant): string {
+  const acts = ACTIVATIONS.map((a, i) => `case ${i + 1}u: { y = ${UNARY[a]}; }`).join('\n    ');
+  return `
 fn store(z: u32, m: u32, n: u32, acc: f32) {
   let row = z * p.M + m;
   let o = row * p.N + n;
@@ -106,6 +117,33 @@ fn store(z: u32, m: u32, n: u32, acc: f32) {
     default: {}
   }
   if (p.has_res != 0u) { y += Res[p.off_res + row * p.res_rs + n]; }
+  Out[o] = y;
+}`;
+}
+
+/** WGSL of the vec4 epilogue: outputs n..n+3 of row m (n a multiple of 4, N too). */
+function store4(v: Variant): string {
+  const acts = ACTIVATIONS.map((a, i) => `case ${i + 1}u: { return ${UNARY[a]}; }`).join('\n    ');
+  const four = (f: (t: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(f).join(', ')})`;
+  return `
+fn activate(x: f32) -> f32 {
+  switch p.act {
+    ${acts}
+    default: { return x; }
+  }
+}
+fn store4(z: u32, m: u32, n: u32, acc: vec4<f32>) {
+  let row = z * p.M + m;
+  let o = (row * p.N + n) >> 2u;
+  var x = acc * p.alpha;
+  if (p.has_bias != 0u) { x += ${four((t) => `Bias[p.off_bias + n + ${t}u]`)}; }
+  ${v.pre ? 'Pre[o] = x;' : ''}
+  var y = x;
+  if (p.act != 0u) { y = ${four((t) => `activate(x[${t}])`)}; }
+  if (p.has_res != 0u) {
+    let r = p.off_res + row * p.res_rs + n;
+    y += ${four((t) => `Res[r + ${t}u]`)};
+  }
   Out[o] = y;
 }`;
 }
@@ -189,7 +227,8 @@ function rowsCode(v: Variant, t: Tiling, sg = 0): string {
   // One store site in a loop: the epilogue (with every activation) is emitted once, not per output.
   L.push(`  let res = array<vec4<f32>, ${tm * jn}>(${rng(tm).flatMap((i) => rng(jn).map((j) => `acc${i}_${j}`)).join(', ')});`);
   L.push(`  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`);
-  L.push(`    for (var j = 0u; j < ${tn}u && n0 + j < p.N; j++) { store(z, m0 + i, n0 + j, res[i * ${jn}u + j / 4u][j % 4u]); }`);
+  if (v.vout) L.push(`    for (var j = 0u; j < ${jn}u && n0 + 4u * j < p.N; j++) { store4(z, m0 + i, n0 + 4u * j, res[i * ${jn}u + j]); }`);
+  else L.push(`    for (var j = 0u; j < ${tn}u && n0 + j < p.N; j++) { store(z, m0 + i, n0 + j, res[i * ${jn}u + j / 4u][j % 4u]); }`);
   L.push(`  }`);
   return `${common(v)}
 @compute @workgroup_size(WG_X)
@@ -263,7 +302,7 @@ ${L.join('\n')}
 }
 
 function variantKey(v: Variant): string {
-  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.layoutParam ? 'any' : v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : ''].filter(Boolean).join('-');
+  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.layoutParam ? 'any' : v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : '', v.vout ? 'vout' : ''].filter(Boolean).join('-');
 }
 
 const specs = new Map<string, KernelSpec>();
