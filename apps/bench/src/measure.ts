@@ -143,6 +143,8 @@ export function profileRows(suite: string, name: string, shape: string, p: Profi
       metric: 'GPU time (profiled)',
       value: e.ms,
       unit: 'ms per step',
-      note: `${((100 * e.ms) / p.totalMs).toFixed(0)}% of ${p.totalMs.toFixed(1)} ms over ${e.dispatches} dispatches, each timed alone; slowest variant ${e.variants[0]!.kernel} ${e.variants[0]!.ms.toFixed(1)} ms`,
+      note:
+        `${((100 * e.ms) / p.totalMs).toFixed(0)}% of ${p.totalMs.toFixed(1)} ms over ${e.dispatches} dispatches, each timed alone; ` +
+        `slowest variant ${e.variants[0]!.kernel} ${e.variants[0]!.ms.toFixed(1)} ms${p.untimed ? `; ${p.untimed} dispatches past the profiler's capacity not timed` : ''}`,
     }));
 }
