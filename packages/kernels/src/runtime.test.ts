@@ -131,6 +131,17 @@ describe('profile', () => {
     }, 2);
     expect(over.kernels[0]!.dispatches).toBe(2);
     expect(over.untimed).toBe(1);
+    // A call that throws leaves the device unprofiled and working.
+    await expect(
+      dev.profile(() => {
+        dev.dispatch(IOTA, [b.buffer], [64], [64]);
+        throw new Error('inside');
+      }),
+    ).rejects.toThrow('inside');
+    await expect(dev.profile(() => undefined, 4096)).rejects.toThrow(/capacity 4096 must be an integer in \[1, 2048\]/);
+    dev.dispatch(IOTA, [b.buffer], [64], [64]);
+    await dev.sync();
+    expect((await b.read())[63]).toBe(3 * 63);
     a.dispose();
     b.dispose();
   });

@@ -264,10 +264,12 @@ export class Device {
   /**
    * Runs `fn` with every dispatch it records in a timed pass of its own, and returns the GPU time
    * per kernel (name and variant). The passes serialise what the shared pass may overlap, so the
-   * sum is an upper bound of the untimed run; it says where the time goes. Needs 'timestamp-query'.
+   * sum need not equal the untimed run's GPU time; it says where the time goes. At most `capacity`
+   * dispatches are timed (WebGPU caps a query set at 4096 timestamps). Needs 'timestamp-query'.
    */
   async profile(fn: () => void | Promise<void>, capacity = 2048): Promise<Profile> {
     if (!this.has('timestamp-query')) throw new Error("profile: this adapter has no 'timestamp-query' feature");
+    if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= 2048)) throw new Error(`profile: capacity ${capacity} must be an integer in [1, 2048]`);
     if (this.profiling) throw new Error('profile: already profiling (profiles do not nest)');
     await this.sync();
     const querySet = this.gpu.createQuerySet({ type: 'timestamp', count: 2 * capacity, label: 'profile' });
@@ -275,6 +277,10 @@ export class Device {
     this.profiling = p;
     try {
       await fn();
+    } catch (e) {
+      // What fn recorded still writes into the query set: it goes once that is submitted.
+      this.afterSubmit.push(() => querySet.destroy());
+      throw e;
     } finally {
       this.profiling = null;
     }

@@ -95,7 +95,6 @@ export function laneForwardSpec(nk: number): KernelSpec {
   return forwardSpec(scoreSlots(nk));
 }
 
-
 const BACKWARD_STORAGE: KernelSpec['storage'] = [
   { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
   { name: 'K', access: 'read', type: 'array<vec4<f32>>' },

@@ -44,6 +44,7 @@ export interface MatmulOptions {
   kernel?: MatmulKernel;
 }
 
+// ---- operands ----
 
 /** One operand as the kernel reads it. */
 interface Operand {
@@ -54,8 +55,6 @@ interface Operand {
   rows: number;
   cols: number;
 }
-
-// ---- operands ----
 
 /** How the kernel reads `x` as the logical matrix op(x) (rows × cols), or null if it cannot in place. */
 function operandOf(x: Tensor, trans: boolean): Operand | null {

@@ -34,9 +34,9 @@ export interface Variant {
   pre: boolean;
 }
 
-
-// The epilogue is chosen by uniform parameters, not by variant: it runs once per output, and every
-// variant costs a driver compile (seconds on lavapipe for the unrolled 'rows' kernels).
+// The epilogue is chosen by uniform parameters, not by variant: it runs once per output (or per
+// four with vout), and every variant costs a driver compile (seconds on lavapipe for the unrolled
+// 'rows' kernels).
 export const ACTIVATIONS: MatmulActivation[] = ['gelu', 'quick_gelu', 'relu'];
 
 const PARAMS: [string, 'u32' | 'f32'][] = [
