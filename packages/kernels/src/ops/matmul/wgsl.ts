@@ -98,33 +98,17 @@ fn batch_bases(z: u32) -> vec2<u32> {
   return vec2<u32>(p.off_a + z0 * p.sa0 + z1 * p.sa1, p.off_b + z0 * p.sb0 + z1 * p.sb1);
 }
 fn load_a(base_a: u32, m: u32, k: u32) -> f32 { return ${rd('A', indexA(v, 'm', 'k'))}; }
-fn load_b(base_b: u32, k: u32, n: u32) -> f32 { return ${rd('B', indexB(v, 'k', 'n'))}; }${v.vout ? store4(v) : scalarStore(v)}`;
+fn load_b(base_b: u32, k: u32, n: u32) -> f32 { return ${rd('B', indexB(v, 'k', 'n'))}; }${epilogue(v)}`;
 }
 
-/** WGSL of the scalar epilogue: output n of row m. */
-function scalarStore(v: Variant): string {
-  const acts = ACTIVATIONS.map((a, i) => `case ${i + 1}u: { y = ${UNARY[a]}; }`).join('\n    ');
-  return `
-fn store(z: u32, m: u32, n: u32, acc: f32) {
-  let row = z * p.M + m;
-  let o = row * p.N + n;
-  var x = acc * p.alpha;
-  if (p.has_bias != 0u) { x += Bias[p.off_bias + n]; }
-  ${v.pre ? 'Pre[o] = x;' : ''}
-  var y = x;
-  switch p.act {
-    ${acts}
-    default: {}
-  }
-  if (p.has_res != 0u) { y += Res[p.off_res + row * p.res_rs + n]; }
-  Out[o] = y;
-}`;
-}
-
-/** WGSL of the vec4 epilogue: outputs n..n+3 of row m (n a multiple of 4, N too). */
-function store4(v: Variant): string {
+/**
+ * WGSL of the epilogue, `fn store(z, m, n, acc)`: output n of row m, or with vout outputs n..n+3
+ * (n a multiple of 4, N too) from a vec4 `acc`.
+ */
+function epilogue(v: Variant): string {
   const acts = ACTIVATIONS.map((a, i) => `case ${i + 1}u: { return ${UNARY[a]}; }`).join('\n    ');
-  const four = (f: (t: number) => string) => `vec4<f32>(${[0, 1, 2, 3].map(f).join(', ')})`;
+  const lanes = v.vout ? [0, 1, 2, 3] : [0];
+  const each = (f: (t: number) => string) => (v.vout ? `vec4<f32>(${lanes.map(f).join(', ')})` : f(0));
   return `
 fn activate(x: f32) -> f32 {
   switch p.act {
@@ -132,17 +116,17 @@ fn activate(x: f32) -> f32 {
     default: { return x; }
   }
 }
-fn store4(z: u32, m: u32, n: u32, acc: vec4<f32>) {
+fn store(z: u32, m: u32, n: u32, acc: ${v.vout ? 'vec4<f32>' : 'f32'}) {
   let row = z * p.M + m;
-  let o = (row * p.N + n) >> 2u;
+  let o = ${v.vout ? '(row * p.N + n) >> 2u' : 'row * p.N + n'};
   var x = acc * p.alpha;
-  if (p.has_bias != 0u) { x += ${four((t) => `Bias[p.off_bias + n + ${t}u]`)}; }
+  if (p.has_bias != 0u) { x += ${each((t) => `Bias[p.off_bias + n + ${t}u]`)}; }
   ${v.pre ? 'Pre[o] = x;' : ''}
   var y = x;
-  if (p.act != 0u) { y = ${four((t) => `activate(x[${t}])`)}; }
+  if (p.act != 0u) { y = ${each((t) => `activate(x${v.vout ? `[${t}]` : ''})`)}; }
   if (p.has_res != 0u) {
     let r = p.off_res + row * p.res_rs + n;
-    y += ${four((t) => `Res[r + ${t}u]`)};
+    y += ${each((t) => `Res[r + ${t}u]`)};
   }
   Out[o] = y;
 }`;
@@ -227,7 +211,7 @@ function rowsCode(v: Variant, t: Tiling, sg = 0): string {
   // One store site in a loop: the epilogue (with every activation) is emitted once, not per output.
   L.push(`  let res = array<vec4<f32>, ${tm * jn}>(${rng(tm).flatMap((i) => rng(jn).map((j) => `acc${i}_${j}`)).join(', ')});`);
   L.push(`  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`);
-  if (v.vout) L.push(`    for (var j = 0u; j < ${jn}u && n0 + 4u * j < p.N; j++) { store4(z, m0 + i, n0 + 4u * j, res[i * ${jn}u + j]); }`);
+  if (v.vout) L.push(`    for (var j = 0u; j < ${jn}u && n0 + 4u * j < p.N; j++) { store(z, m0 + i, n0 + 4u * j, res[i * ${jn}u + j]); }`);
   else L.push(`    for (var j = 0u; j < ${tn}u && n0 + j < p.N; j++) { store(z, m0 + i, n0 + j, res[i * ${jn}u + j / 4u][j % 4u]); }`);
   L.push(`  }`);
   return `${common(v)}
