@@ -7,6 +7,7 @@ import {
   type BrowserImage,
   Classifier,
   ClassifierError,
+  EVAL_CROP_RATIO,
   EpochOrder,
   type EvalResult,
   IMAGENET_NORMALIZATION,
@@ -195,7 +196,7 @@ export async function trainInTab(dev: Device, opts: TabTrainOptions, onProgress:
   const base = makeSynthBirds({ ...synth, normalize: norm });
   const config: MPFGVCConfig = { ...DEMO_MODEL, numClasses: opts.numClasses, superCategory: 'bird' };
   const model = new MPFGVC(dev, new Rng(opts.seed), config, { classIds: [0], sot: 1, eot: 2 });
-  model.info = { classes: base.classes, normalization: norm, cropRatio: 0.875, dataset: 'synthetic birds, trained in the browser' };
+  model.info = { classes: base.classes, normalization: norm, cropRatio: EVAL_CROP_RATIO, dataset: 'synthetic birds, trained in the browser' };
   const rowSize = 3 * S * S;
   const history: TrainProgress[] = [];
   const stages: TabTrainResult['stages'] = [];

@@ -5,7 +5,7 @@
 export { type BirdClass, MAX_BIRD_CLASSES, birdClasses, generateBird, renderBird } from './synth/birds.js';
 export { type Normalization, type SynthBirds, type SynthBirdsOptions, type SynthSplit, freshEpochFirstIndex, makeSynthBirds, renderSynthSplit, resolveSynthOptions, rgbToChw } from './synth/dataset.js';
 export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, INCEPTION_NORMALIZATION, type InputNormalization, NORMALIZATION_NAMES, type Rgb, normalizationStats, normalizeInto, parseNormalization } from './images/normalize.js';
-export { centerCropPlan } from './images/transforms.js';
+export { EVAL_CROP_RATIO, centerCropPlan } from './images/transforms.js';
 export { type EpochPosition, EpochOrder } from './images/epoch-order.js';
 export { orderRng, sampleRng } from './images/streams.js';
 export { type Schedule, learningRate, validateSchedule } from './schedule.js';

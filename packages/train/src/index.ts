@@ -32,7 +32,7 @@ export { type CubLayoutOptions, type CubLayoutSummary, cubImageName, writeCubLay
 export { type ContactSheet, contactSheet } from './synth/contact-sheet.js';
 export { encodePng } from './synth/png.js';
 export { type RgbImage, decodeRgb } from './images/decode.js';
-export { type Box, DEFAULT_RRC, type RandomResizedCropOptions, centerCropPlan, randomResizedCropBox, roundHalfEven } from './images/transforms.js';
+export { type Box, DEFAULT_RRC, EVAL_CROP_RATIO, type RandomResizedCropOptions, centerCropPlan, randomResizedCropBox, roundHalfEven } from './images/transforms.js';
 export { orderRng, sampleRng } from './images/streams.js';
 export { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, INCEPTION_NORMALIZATION, type InputNormalization, NORMALIZATION_NAMES, type Rgb, normalizationStats, normalizeInto, parseNormalization } from './images/normalize.js';
 export {

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { Head } from '@mpfgvc/model';
-import { type Classification, type Classifier, ImageInputError, type InputNormalization, type NodeImage } from '@mpfgvc/train';
+import { type Classification, type Classifier, EVAL_CROP_RATIO, ImageInputError, type InputNormalization, type NodeImage } from '@mpfgvc/train';
 import { CliError, ExitCode, printable } from '../errors.js';
 import { withDeviceOptions } from './device-options.js';
 import { type InputItem, type Shard, expandInputs, withInputFlags } from './inputs.js';
@@ -69,7 +69,7 @@ export function withPredictFlags(cmd: Command): Command {
   return withDeviceOptions(withConfig(cmd))
     .requiredOption('--checkpoint <path>', 'MP-FGVC checkpoint (.safetensors), or a run folder (its newest checkpoint)')
     .addOption(normalizeOption("the model file's, else clip for a CLIP vision tower, else imagenet"))
-    .option('--crop-ratio <r>', "evaluation crop: shorter side resized to size / r, then centre-cropped (default: the model file's, else 0.875)", floatArg(0.01, 1))
+    .option('--crop-ratio <r>', `evaluation crop: shorter side resized to size / r, then centre-cropped (default: the model file's, else ${EVAL_CROP_RATIO})`, floatArg(0.01, 1))
     .option('--batch <n>', 'images per forward pass', intArg(1, 4096), 8);
 }
 

@@ -5,6 +5,7 @@
 import { type Device, type Tensor, keep, noGrad, scope, tensor } from '@mpfgvc/kernels';
 import { type Head, MPFGVC, WeightsError } from '@mpfgvc/model';
 import { CLIP_NORMALIZATION, IMAGENET_NORMALIZATION, type Rgb, normalizeInto } from '../images/normalize.js';
+import { EVAL_CROP_RATIO } from '../images/transforms.js';
 
 /** Pixels in memory, as an `ImageData` holds them: RGBA (4 channels) or RGB (3), row-major, 8 bits. */
 export interface RawImage {
@@ -27,7 +28,7 @@ export interface ClassifierOptions {
   classes?: string[];
   /** Input normalisation (default: the model file's, else CLIP's for a CLIP vision tower, else ImageNet's). */
   normalization?: { mean: Rgb; std: Rgb };
-  /** Evaluation crop (default: the model file's, else 0.875). */
+  /** Evaluation crop (default: the model file's, else EVAL_CROP_RATIO, 0.875). */
   cropRatio?: number;
   /** Images per forward pass (default 8). */
   batch?: number;
@@ -112,7 +113,7 @@ export class Classifier<I = RawImage> {
     this.classes = opts.classes ?? info.classes ?? Array.from({ length: C }, (_, c) => `class ${c}`);
     if (this.classes.length !== C) throw new ClassifierError(`classes: ${this.classes.length} names for a model of ${C} classes`);
     this.normalization = opts.normalization ?? info.normalization ?? (model.config.vision.preNorm ? CLIP_NORMALIZATION : IMAGENET_NORMALIZATION);
-    this.cropRatio = opts.cropRatio ?? info.cropRatio ?? 0.875;
+    this.cropRatio = opts.cropRatio ?? info.cropRatio ?? EVAL_CROP_RATIO;
     this.batch = opts.batch ?? 8;
     const size = model.config.vision.imageSize ** 2 * 3 * 4 * this.batch;
     if (size > model.device.limits.maxStorageBufferBindingSize) throw new ClassifierError(`a batch of ${this.batch} images needs ${size} bytes, beyond this adapter's storage binding limit; use a smaller batch`);

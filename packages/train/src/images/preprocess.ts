@@ -6,7 +6,7 @@ import { insideFolderAsync, readRegularFileAsync } from '../safe-files.js';
 import { type RgbImage, decodeRgb } from './decode.js';
 import { IMAGENET_NORMALIZATION, type Rgb, normalizeInto } from './normalize.js';
 import { sampleRng } from './streams.js';
-import { type Box, DEFAULT_RRC, centerCropPlan, randomResizedCropBox } from './transforms.js';
+import { type Box, DEFAULT_RRC, EVAL_CROP_RATIO, centerCropPlan, randomResizedCropBox } from './transforms.js';
 
 export interface ImageConfig {
   /** Output side S: images are (3, S, S). */
@@ -33,7 +33,7 @@ export function imageConfig(opts: Partial<ImageConfig> & { size: number; train: 
     scale: DEFAULT_RRC.scale,
     ratio: DEFAULT_RRC.ratio,
     flipProbability: 0.5,
-    cropRatio: 0.875,
+    cropRatio: EVAL_CROP_RATIO,
     interpolation: 'bilinear',
     ...opts,
   };

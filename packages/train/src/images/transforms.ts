@@ -16,6 +16,9 @@ export function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/** The evaluation crop's share of the shorter side (torchvision's 224 of 256). */
+export const EVAL_CROP_RATIO = 0.875;
+
 /**
  * Evaluation geometry: resize so the shorter side is floor(size / cropRatio) (torchvision's
  * Resize(int): the longer side truncated), then a centred size x size crop (CenterCrop).

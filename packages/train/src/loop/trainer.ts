@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../atomic.js';
 import { type CheckpointRecord, type LoadedCheckpoint, CHECKPOINT_FILE, CheckpointError } from '../checkpoint.js';
 import { RunFolderError, TrainingInterrupted } from '../errors.js';
 import { normalizationStats } from '../images/normalize.js';
+import { EVAL_CROP_RATIO } from '../images/transforms.js';
 import { type ModelCardInput, writeModelCard } from '../model-card.js';
 import { MAX_JSON_BYTES, type Pretrained, loadPretrained, resolvePretrained } from '../pretrained.js';
 import { fillPrompt } from '../prompts.js';
@@ -224,7 +225,7 @@ function openModel(dev: Device, cfg: TrainConfig, data: RunData, ckpt: LoadedChe
     model.info = {
       classes: data.classes,
       normalization: normalizationStats(cfg.normalization),
-      cropRatio: 0.875,
+      cropRatio: EVAL_CROP_RATIO,
       ...(cfg.model.prompts === 'fixed' ? { promptTemplate: cfg.promptTemplate } : {}),
       dataset: cfg.data.kind === 'synth' ? 'synthetic birds' : cfg.data.root,
     };
