@@ -4,6 +4,7 @@
 import { DeviceLostError, type DeviceOptions, type GPUContext, GPUValidationError, openGPU } from './device.js';
 import { type KernelSpec, kernelKey, kernelSource, packParams, paramBytes } from './kernel.js';
 import { BufferPool, bufferId } from './pool.js';
+import { WaitPacer } from './wait.js';
 
 const UNIFORM_CHUNK = 64 * 1024;
 
@@ -119,12 +120,26 @@ export class Device {
   private readonly debug = envFlag('MPFGVC_DEBUG') === '1';
   readonly counts: DispatchCounts = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, buffers: 0, bufferBytes: 0 };
   private profiling: Profiling | null = null;
+  private readonly pacer: WaitPacer;
+  private flushedDispatches = 0;
 
   constructor(readonly ctx: GPUContext) {
     this.gpu = ctx.device;
     const maxBinding = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
     this.pool = new BufferPool(ctx.device, maxBinding, () => this.bindGroups.clear(), (bytes) => this.created(bytes));
     this.uniforms = new UniformArena(ctx.device, ctx.limits.minUniformBufferOffsetAlignment, (bytes) => this.created(bytes));
+    this.pacer = new WaitPacer(ctx.info.backend !== 'browser');
+  }
+
+  /**
+   * Whether waits on the GPU sleep before they ask (see wait.ts): on by default with Dawn in Node,
+   * whose bindings keep a core busy polling while a wait is pending; off in browsers.
+   */
+  get sleepWhileWaiting(): boolean {
+    return this.pacer.sleepFirst;
+  }
+  set sleepWhileWaiting(on: boolean) {
+    this.pacer.sleepFirst = on;
   }
 
   get info() {
@@ -352,13 +367,15 @@ export class Device {
     this.uniforms.flush(this.gpu.queue);
     this.gpu.queue.submit([cmd]);
     this.counts.submits++;
+    this.pacer.submitted(this.counts.dispatches - this.flushedDispatches);
+    this.flushedDispatches = this.counts.dispatches;
     for (const f of this.afterSubmit.splice(0)) f();
   }
 
   /** Flushes, waits for the GPU, and throws any error it reported. */
   async sync(): Promise<void> {
     this.flush();
-    await this.gpu.queue.onSubmittedWorkDone();
+    await this.pacer.wait(() => this.gpu.queue.onSubmittedWorkDone());
     await this.throwPending();
   }
 
@@ -383,7 +400,7 @@ export class Device {
     if (size > 0) this.commandEncoder().copyBufferToBuffer(src, offset, staging, 0, size);
     this.flush();
     try {
-      await staging.mapAsync(1 /* READ */);
+      await this.pacer.wait(() => staging.mapAsync(1 /* READ */));
     } catch (e) {
       await this.throwPending();
       // A lost (or destroyed) device rejects every map with a bare AbortError: name the cause.

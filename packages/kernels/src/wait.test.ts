@@ -1,0 +1,81 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Device, tensor } from './index.js';
+import { launchBinary } from './raw.js';
+import { testDevice } from './testing/index.js';
+import { WaitPacer } from './wait.js';
+
+const after = <T>(ms: number, value: T) => () => new Promise<T>((r) => setTimeout(() => r(value), ms));
+
+describe('WaitPacer', () => {
+  it('asks at once until it has seen a wait, and when nothing was submitted', async () => {
+    const p = new WaitPacer(true);
+    expect(p.plannedSleep()).toBe(0);
+    expect(await p.wait(after(0, 'x'))).toBe('x');
+    p.submitted(10);
+    expect(p.plannedSleep()).toBe(0);
+  });
+
+  it('learns the time per dispatch and sleeps most of the expected time before asking', async () => {
+    const p = new WaitPacer(true);
+    p.submitted(10);
+    const t0 = performance.now();
+    await p.wait(after(40, 0));
+    const took = performance.now() - t0;
+    p.submitted(10);
+    const now = performance.now();
+    // 10 dispatches took `took`: the next 10 sleep 0.85 of it, less what has passed since the submit.
+    expect(p.plannedSleep(now)).toBeGreaterThan(0.85 * took - 3);
+    expect(p.plannedSleep(now)).toBeLessThan(0.85 * took + 3);
+    expect(p.plannedSleep(now + 20)).toBeCloseTo(p.plannedSleep(now) - 20, 0);
+    // Twice the dispatches, about twice the sleep.
+    p.submitted(10);
+    expect(p.plannedSleep(now)).toBeGreaterThan(2 * 0.85 * took - 6);
+  });
+
+  it('after sleeping past the end of the work, falls to half of what it slept', async () => {
+    const p = new WaitPacer(true);
+    p.submitted(10);
+    await p.wait(after(40, 0));
+    p.submitted(10);
+    const planned = p.plannedSleep();
+    const t0 = performance.now();
+    await p.wait(() => Promise.resolve(0)); // done when asked
+    const slept = performance.now() - t0;
+    expect(slept).toBeGreaterThanOrEqual(planned - 2);
+    p.submitted(10);
+    expect(p.plannedSleep()).toBeLessThan(0.85 * ((slept + 2) / 2) + 1);
+  });
+
+  it('never sleeps when told not to (browsers)', async () => {
+    const p = new WaitPacer(false);
+    p.submitted(10);
+    await p.wait(after(30, 0));
+    p.submitted(10);
+    expect(p.plannedSleep()).toBe(0);
+  });
+});
+
+describe('Device waits', () => {
+  let dev: Device;
+  beforeAll(async () => {
+    dev = await testDevice();
+  });
+
+  it('sleep before asking under Dawn, and give the same results either way', async () => {
+    expect(dev.sleepWhileWaiting).toBe(dev.info.backend !== 'browser');
+    const before = dev.sleepWhileWaiting;
+    try {
+      for (const sleep of [true, false, true]) {
+        dev.sleepWhileWaiting = sleep;
+        const a = tensor(dev, [1, 2, 3, 4], [4]);
+        const b = tensor(dev, [10, 20, 30, 40], [4]);
+        const c = launchBinary('add', a, b);
+        await dev.sync();
+        expect(Array.from(await c.read())).toEqual([11, 22, 33, 44]);
+        for (const t of [a, b, c]) t.dispose();
+      }
+    } finally {
+      dev.sleepWhileWaiting = before;
+    }
+  });
+});
