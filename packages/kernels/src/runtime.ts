@@ -5,6 +5,7 @@ import { DeviceLostError, type DeviceOptions, type GPUContext, GPUValidationErro
 import { type KernelSpec, kernelKey, kernelSource, packParams, paramBytes } from './kernel.js';
 import { BufferPool, bufferId } from './pool.js';
 import { WaitPacer } from './wait.js';
+import { isCpuAdapter } from './ops/adapter.js';
 
 const UNIFORM_CHUNK = 64 * 1024;
 
@@ -128,12 +129,14 @@ export class Device {
     const maxBinding = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
     this.pool = new BufferPool(ctx.device, maxBinding, () => this.bindGroups.clear(), (bytes) => this.created(bytes));
     this.uniforms = new UniformArena(ctx.device, ctx.limits.minUniformBufferOffsetAlignment, (bytes) => this.created(bytes));
-    this.pacer = new WaitPacer(ctx.info.backend !== 'browser');
+    this.pacer = new WaitPacer(ctx.info.backend !== 'browser' && isCpuAdapter(this));
   }
 
   /**
-   * Whether waits on the GPU sleep before they ask (see wait.ts): on by default with Dawn in Node,
-   * whose bindings keep a core busy polling while a wait is pending; off in browsers.
+   * Whether waits on the GPU sleep before they ask (see wait.ts). On by default with Dawn in Node
+   * on a CPU adapter, whose threads want the core that Dawn's bindings keep busy polling while a
+   * wait is pending; off in browsers (which do not poll) and on GPUs (where a polling core costs
+   * the GPU nothing and a sleep that overshoots would).
    */
   get sleepWhileWaiting(): boolean {
     return this.pacer.sleepFirst;

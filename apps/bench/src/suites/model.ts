@@ -2,7 +2,7 @@
 // memory for named configs, and the DaTP text pass with and without the exact EOT truncation.
 import { AdamW, type Device, Rng, type Tensor, backward, clipGradNorm, concat, keep, noGrad, reshape, scope, sum, tensor, zeros } from '@mpfgvc/kernels';
 import { DEMO_MODEL, MPFGVC, type MPFGVCConfig, type ModelPreset, TINY_MODEL, VIT_B16_MODEL, VIT_TINY_224_MODEL } from '@mpfgvc/model';
-import { costRows, profileRows, stepCost, timeGpu } from '../measure.js';
+import { costRows, median, profileRows, stepCost, timeGpu } from '../measure.js';
 import type { Row } from '../report.js';
 import type { SuiteOptions } from './options.js';
 import { synthRows } from './synth.js';
@@ -42,6 +42,39 @@ function build(dev: Device, cfg: NamedConfig): { model: MPFGVC; images: Tensor; 
 
 const MiB = 1024 * 1024;
 
+/**
+ * The same step with waits that poll at once, as Dawn's Node bindings do by default (see the
+ * kernels' wait.ts), against sleeping first: what the pacing buys on this adapter. The two
+ * alternate in blocks of steps (the first step of a block settles the pacer and is not counted),
+ * so that a machine whose speed drifts during the run favours neither.
+ */
+async function pollingRows(dev: Device, step: () => void, name: string, shape: string, batch: number, opts: SuiteOptions): Promise<Row[]> {
+  const times: Record<'sleeping' | 'polling', number[]> = { sleeping: [], polling: [] };
+  const blocks = opts.quick ? 1 : 2;
+  const perBlock = opts.quick ? 2 : 3;
+  try {
+    for (let b = 0; b < 2 * blocks; b++) {
+      const mode = b % 2 === 0 ? 'sleeping' : 'polling';
+      dev.sleepWhileWaiting = mode === 'sleeping';
+      for (let i = 0; i < perBlock; i++) {
+        const t0 = performance.now();
+        step();
+        await dev.sync();
+        if (i > 0) times[mode].push((performance.now() - t0) / 1000);
+      }
+    }
+  } finally {
+    dev.sleepWhileWaiting = true;
+  }
+  const [sleeping, polling] = [median(times.sleeping), median(times.polling)];
+  const note = `median of ${times.sleeping.length} steps each, alternating in blocks`;
+  return [
+    { suite: 'train', name: `${name}, waits polling`, shape, metric: 'throughput', value: batch / polling, unit: 'images/s', note },
+    { suite: 'train', name: `${name}, waits sleeping first`, shape, metric: 'throughput', value: batch / sleeping, unit: 'images/s', note },
+    { suite: 'train', name: `${name}: sleeping / polling waits`, shape, metric: 'ratio', value: polling / sleeping, unit: '×', note },
+  ];
+}
+
 export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
   const rows: Row[] = [];
   for (const cfg of chosen(dev, opts)) {
@@ -72,6 +105,7 @@ export async function trainSuite(dev: Device, opts: SuiteOptions = {}): Promise<
       const peak = dev.pool.stats().peakInUse - base;
       const name = `${cfg.name} stage ${stage} step`;
       rows.push({ suite: 'train', name, shape, metric: 'throughput', value: cfg.batch / sec, unit: 'images/s' });
+      if (stage === 1 && dev.sleepWhileWaiting) rows.push(...(await pollingRows(dev, step, name, shape, cfg.batch, opts)));
       rows.push({ suite: 'train', name, shape, metric: 'peak GPU memory', value: peak / MiB, unit: 'MiB', note: `${(resident / MiB).toFixed(1)} MiB resident (weights, optimiser state, inputs)` });
       rows.push(...costRows('train', name, shape, cost));
       if (dev.has('timestamp-query')) rows.push(...profileRows('train', name, shape, await dev.profile(step)));

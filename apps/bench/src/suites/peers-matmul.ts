@@ -2,7 +2,7 @@
 // and jax-js — on the adapter our Device uses, at the kernels suite's shapes. Each peer gets the
 // same inputs, its result is checked against float64 at sampled entries, and it is timed from the
 // call to its queue's completion (no read-back). A peer that cannot run is a 'missing: …' row.
-import { type Device, Rng, dawnInstance, defaultKernel } from '@mpfgvc/kernels';
+import { type Device, Rng, WaitPacer, dawnInstance, defaultKernel } from '@mpfgvc/kernels';
 import { median } from '../measure.js';
 import type { Row } from '../report.js';
 import { type MatmulShape, cpuNote, defaultMatmulTiming, flops, matmulShapes } from './kernels-matmul.js';
@@ -10,8 +10,8 @@ import type { SuiteOptions } from './options.js';
 
 /** One peer's matmul at one shape, inputs uploaded. */
 interface Prepared {
-  /** Runs C = A·B (or A·Bᵀ) and resolves when the GPU has finished it. */
-  run(): Promise<void>;
+  /** Runs C = A·B (or A·Bᵀ) and resolves when the GPU has finished it, waiting as `pacer` paces. */
+  run(pacer: WaitPacer): Promise<void>;
   /** Runs once more and reads C back (row-major M×N). */
   result(): Promise<Float32Array>;
   dispose(): void;
@@ -77,10 +77,11 @@ const TFJS: Peer = {
       const ta = tf.tensor2d(a, [s.M, s.K]);
       const tb = tf.tensor2d(b, s.transB ? [s.N, s.K] : [s.K, s.N]);
       return {
-        async run() {
+        async run(pacer) {
           const c = tf.matMul(ta, tb, false, s.transB);
           submit();
-          await backend.device.queue.onSubmittedWorkDone();
+          pacer.submitted(1);
+          await pacer.wait(() => backend.device.queue.onSubmittedWorkDone());
           c.dispose();
         },
         async result() {
@@ -113,9 +114,10 @@ const JAX: Peer = {
       // jax-js arrays are consumed by every call they are passed to: `.ref` keeps the inputs alive.
       const matmul = () => np.matmul(ja.ref, s.transB ? jb.ref.transpose() : jb.ref);
       return {
-        async run() {
+        async run(pacer) {
           const c = matmul();
-          await c.blockUntilReady();
+          pacer.submitted(1);
+          await pacer.wait(() => c.blockUntilReady());
           c.dispose();
         },
         async result() {
@@ -171,9 +173,12 @@ async function peerRows(dev: Device, peer: Peer, list: MatmulShape[], inputs: Ma
       }
       const cpu0 = process.cpuUsage();
       const times: number[] = [];
+      // The peer's wait paced as ours is (the kernels' wait.ts), so that the rows compare kernels,
+      // not how the harness waits for them.
+      const pacer = new WaitPacer(dev.sleepWhileWaiting);
       for (let r = 0; r < repeats; r++) {
         const t0 = performance.now();
-        await p.run();
+        await p.run(pacer);
         times.push((performance.now() - t0) / 1000);
       }
       const cpu = process.cpuUsage(cpu0);
