@@ -4,7 +4,7 @@
 import { DeviceLostError, type DeviceOptions, type GPUContext, GPUValidationError, openGPU } from './device.js';
 import { type KernelSpec, kernelKey, kernelSource, packParams, paramBytes } from './kernel.js';
 import { BufferPool, bufferId } from './pool.js';
-import { WaitPacer } from './wait.js';
+import { WaitPacer, signDispatch } from './wait.js';
 import { isCpuAdapter } from './ops/adapter.js';
 
 const UNIFORM_CHUNK = 64 * 1024;
@@ -15,6 +15,8 @@ interface CachedPipeline {
   layout: GPUBindGroupLayout;
   spec: KernelSpec;
   paramBytes: number;
+  /** Order of compilation: names the pipeline in a submit's signature (wait.ts). */
+  id: number;
 }
 
 /** A buffer binding: the whole buffer. Kernels address views through element offsets in their params. */
@@ -122,7 +124,8 @@ export class Device {
   readonly counts: DispatchCounts = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0, buffers: 0, bufferBytes: 0 };
   private profiling: Profiling | null = null;
   private readonly pacer: WaitPacer;
-  private flushedDispatches = 0;
+  /** Signature of the dispatches recorded since the last submit (see wait.ts). */
+  private signature = 0;
 
   constructor(readonly ctx: GPUContext) {
     this.gpu = ctx.device;
@@ -202,7 +205,7 @@ export class Device {
     });
     this.pendingChecks.push(check);
     check.catch(() => undefined);
-    const entry: CachedPipeline = { key, pipeline, layout, spec, paramBytes: bytes };
+    const entry: CachedPipeline = { key, pipeline, layout, spec, paramBytes: bytes, id: this.pipelines.size };
     this.pipelines.set(key, entry);
     this.counts.pipelines++;
     return entry;
@@ -259,6 +262,7 @@ export class Device {
     pass.dispatchWorkgroups(x, y, z);
     if (timed) pass.end();
     this.counts.dispatches++;
+    this.signature = signDispatch(this.signature, pl.id, x, y, z);
     if (this.debug) {
       // One submit per dispatch, so that an error names the kernel that caused it.
       this.flush();
@@ -370,8 +374,8 @@ export class Device {
     this.uniforms.flush(this.gpu.queue);
     this.gpu.queue.submit([cmd]);
     this.counts.submits++;
-    this.pacer.submitted(this.counts.dispatches - this.flushedDispatches);
-    this.flushedDispatches = this.counts.dispatches;
+    this.pacer.submitted(this.signature);
+    this.signature = 0;
     for (const f of this.afterSubmit.splice(0)) f();
   }
 

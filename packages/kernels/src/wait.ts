@@ -5,30 +5,48 @@
 // `await buffer.mapAsync()` keeps a CPU core busy until the GPU is done. On a software adapter that
 // core is one the driver's threads need: on 2 cores (lavapipe) a compute-bound dispatch ran 1.5×
 // slower beside the polling thread than with that thread asleep. So the Device sleeps first, for
-// most of the time until the work it waits for should be done, and only then asks. The expected
-// end comes from the submits not yet known to be done (the queue runs them in order, each from
-// when it was submitted or the one before it ended) and a GPU time per dispatch learned from
-// earlier waits. Browsers wait without polling, and on a GPU the polling core costs the GPU
-// nothing: there the Device asks at once.
+// most of the time until the work it waits for should be done, and only then asks.
+//
+// The expected end comes from the submits not yet known to be done: the queue runs them in order,
+// each from its submit or the end of the one before, and each takes what the same work took the
+// last times it was waited for. "The same work" is a submit's signature (its kernels and
+// workgroup counts, in order): a training or inference loop repeats one. Work never seen before
+// is expected to take no time, so the wait asks at once and polls, as without pacing; a sleep can
+// only overshoot when known work suddenly runs faster, and then it learns that at once. Browsers
+// wait without polling, and on a GPU the polling core costs the GPU nothing: there the Device
+// asks at once.
 
 /** Share of the expected remaining time slept before asking; the rest is polled. */
 const SLEEP_SHARE = 0.85;
-/** Shorter expected waits are not worth a timer. */
-const MIN_SLEEP_MS = 1;
-/** An answer within this of asking means the work was already done when asked. */
-const AT_ONCE_MS = 0.5;
-/** Weight of a new observation in the running time per dispatch. */
+/** At least this much of an expected wait is polled, not slept. */
+const MIN_POLL_MS = 8;
+/**
+ * An answer within this of asking means the work was done before it was asked about (Dawn
+ * answers a finished onSubmittedWorkDone in ~0.2 ms, a read's map in ~0.3-2.5 ms).
+ */
+const AT_ONCE_MS = 3;
+/** Weight of a new observation in a signature's running time. */
 const LEARN = 0.3;
+/** Signatures remembered at most (a loop has a handful). */
+const MAX_SIGNATURES = 512;
 
 interface Submit {
   seq: number;
   at: number;
-  dispatches: number;
+  signature: number;
+}
+
+/** Folds one dispatch (pipeline id, workgroups) into a submit's running signature. */
+export function signDispatch(signature: number, pipeline: number, x: number, y: number, z: number): number {
+  let h = signature ^ Math.imul(pipeline + 1, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 15), 0x85ebca6b) ^ Math.imul(x, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 13), 0x27d4eb2f) ^ Math.imul(y * 65599 + z, 0x165667b1);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 export class WaitPacer {
-  /** Learned GPU milliseconds per dispatch (0 until the first wait). */
-  private msPerDispatch = 0;
+  /** GPU milliseconds each signature took, learned from waits. */
+  private took = new Map<number, number>();
   /** Submits not yet known to be done, oldest first. */
   private inFlight: Submit[] = [];
   private seq = 0;
@@ -38,23 +56,24 @@ export class WaitPacer {
   /** Sleep before asking; false: ask at once. */
   constructor(public sleepFirst: boolean) {}
 
-  /** Notes a submit of `dispatches` dispatches. */
-  submitted(dispatches: number, now = performance.now()): void {
-    this.inFlight.push({ seq: ++this.seq, at: now, dispatches });
+  /** Notes a submit whose work has `signature` (see signDispatch). */
+  submitted(signature: number, now = performance.now()): void {
+    this.inFlight.push({ seq: ++this.seq, at: now, signature });
   }
 
   /** When the submits so far should be done: each starts at its submit or the end of the one before. */
   expectedEnd(): number {
     let t = this.doneAt;
-    for (const s of this.inFlight) t = Math.max(t, s.at) + s.dispatches * this.msPerDispatch;
+    for (const s of this.inFlight) t = Math.max(t, s.at) + (this.took.get(s.signature) ?? 0);
     return t;
   }
 
   /** How long a wait that starts at `now` sleeps before asking, in ms (0: it asks at once). */
   plannedSleep(now = performance.now()): number {
-    if (!this.sleepFirst || this.msPerDispatch === 0) return 0;
-    const ms = SLEEP_SHARE * (this.expectedEnd() - now);
-    return ms >= MIN_SLEEP_MS ? ms : 0;
+    if (!this.sleepFirst) return 0;
+    const left = this.expectedEnd() - now;
+    const ms = left - Math.max(MIN_POLL_MS, (1 - SLEEP_SHARE) * left);
+    return ms > 0 ? ms : 0;
   }
 
   /**
@@ -74,26 +93,34 @@ export class WaitPacer {
   /**
    * The submits up to `covered` are done: asked at `asked`, answered at `done`. Their GPU time ran
    * from the first one's start (its submit, or the end of what an earlier wait saw done) to `done`,
-   * or, answered at once, to no later than `asked`.
+   * or, answered at once, to no later than `asked`. A wait that covered one submit teaches its
+   * signature; one that covered several scales the known ones and gives the unknown ones the rest.
    */
   private settled(covered: number, asked: number, done: number): void {
     const mine = this.inFlight.filter((s) => s.seq <= covered);
     if (mine.length === 0) return;
     this.inFlight = this.inFlight.filter((s) => s.seq > covered);
     const start = Math.max(mine[0]!.at, this.doneAt);
-    const n = mine.reduce((a, s) => a + s.dispatches, 0);
     const atOnce = done - asked <= AT_ONCE_MS;
     this.doneAt = atOnce ? asked : done;
-    if (n > 0) this.learn((atOnce ? -(asked - start) : done - start) / n);
-  }
-
-  /**
-   * A time per dispatch observed (positive) or an upper bound of one (negative: the work was done
-   * before the wait asked). Slept too long: fall at once to half the bound, so that a cheaper
-   * workload after a dear one costs one long sleep, not many; otherwise follow the observations.
-   */
-  private learn(sample: number): void {
-    if (sample < 0) this.msPerDispatch = Math.min(this.msPerDispatch, -sample / 2);
-    else this.msPerDispatch = this.msPerDispatch > 0 ? (1 - LEARN) * this.msPerDispatch + LEARN * sample : sample;
+    const span = (atOnce ? asked : done) - start;
+    const known = mine.filter((s) => this.took.has(s.signature));
+    const expected = known.reduce((a, s) => a + this.took.get(s.signature)!, 0);
+    const unknown = mine.length - known.length;
+    if (this.took.size + unknown > MAX_SIGNATURES) this.took.clear();
+    for (const s of mine) {
+      const was = this.took.get(s.signature);
+      if (was === undefined) {
+        // Unknown work: its share of what the known work left, or (answered at once) nothing
+        // learned beyond an upper bound, which is no reason to sleep.
+        if (!atOnce) this.took.set(s.signature, Math.max(0, span - expected) / unknown);
+      } else if (atOnce) {
+        // Done before asked: it ran faster than expected; take no more than the bound now.
+        this.took.set(s.signature, Math.min(was, (was / Math.max(expected, 1e-9)) * span * 0.9));
+      } else {
+        const share = unknown > 0 ? was : (was / Math.max(expected, 1e-9)) * span;
+        this.took.set(s.signature, (1 - LEARN) * was + LEARN * share);
+      }
+    }
   }
 }
