@@ -68,6 +68,17 @@ describe('WaitPacer', () => {
     expect(p.expectedEnd() - performance.now()).toBeLessThanOrEqual(0.9 * bound + 1);
   });
 
+  it('forgets the work a failed wait covered', async () => {
+    const p = new WaitPacer(true);
+    p.submitted(STEP);
+    await p.wait(after(40, 0));
+    p.submitted(STEP);
+    expect(p.expectedEnd() - performance.now()).toBeGreaterThan(20);
+    await expect(p.wait(() => Promise.reject(new Error('lost')))).rejects.toThrow('lost');
+    expect(p.plannedSleep()).toBe(0);
+    expect(p.expectedEnd()).toBeLessThan(performance.now());
+  });
+
   it('never sleeps when told not to (browsers, GPUs)', async () => {
     const p = new WaitPacer(false);
     p.submitted(STEP);

@@ -85,7 +85,15 @@ export class WaitPacer {
     const sleep = this.plannedSleep();
     if (sleep > 0) await new Promise((r) => setTimeout(r, sleep));
     const asked = performance.now();
-    const out = await ask();
+    let out: T;
+    try {
+      out = await ask();
+    } catch (e) {
+      // A failed wait (a lost device, a destroyed buffer) says nothing about the time: forget the
+      // work it covered, so that no later wait expects it.
+      this.inFlight = this.inFlight.filter((s) => s.seq > covered);
+      throw e;
+    }
     this.settled(covered, asked, performance.now());
     return out;
   }

@@ -8,6 +8,9 @@ import type { Row } from '../report.js';
 import { type MatmulShape, cpuNote, defaultMatmulTiming, flops, matmulShapes } from './kernels-matmul.js';
 import type { SuiteOptions } from './options.js';
 
+/** The pacer's signature of a peer's submit: every run of a shape is the same matmul (wait.ts). */
+const SAME_MATMUL = 0;
+
 /** One peer's matmul at one shape, inputs uploaded. */
 interface Prepared {
   /** Runs C = A·B (or A·Bᵀ) and resolves when the GPU has finished it, waiting as `pacer` paces. */
@@ -80,7 +83,7 @@ const TFJS: Peer = {
         async run(pacer) {
           const c = tf.matMul(ta, tb, false, s.transB);
           submit();
-          pacer.submitted(1);
+          pacer.submitted(SAME_MATMUL);
           await pacer.wait(() => backend.device.queue.onSubmittedWorkDone());
           c.dispose();
         },
@@ -116,7 +119,7 @@ const JAX: Peer = {
       return {
         async run(pacer) {
           const c = matmul();
-          pacer.submitted(1);
+          pacer.submitted(SAME_MATMUL);
           await pacer.wait(() => c.blockUntilReady());
           c.dispose();
         },
