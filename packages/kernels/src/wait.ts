@@ -91,11 +91,18 @@ export class WaitPacer {
     } catch (e) {
       // A failed wait (a lost device, a destroyed buffer) says nothing about the time: forget the
       // work it covered, so that no later wait expects it.
-      this.inFlight = this.inFlight.filter((s) => s.seq > covered);
+      this.takeCovered(covered);
       throw e;
     }
     this.settled(covered, asked, performance.now());
     return out;
+  }
+
+  /** Removes the submits up to `covered` from those in flight and returns them. */
+  private takeCovered(covered: number): Submit[] {
+    const mine = this.inFlight.filter((s) => s.seq <= covered);
+    this.inFlight = this.inFlight.filter((s) => s.seq > covered);
+    return mine;
   }
 
   /**
@@ -105,9 +112,10 @@ export class WaitPacer {
    * signature; one that covered several scales the known ones and gives the unknown ones the rest.
    */
   private settled(covered: number, asked: number, done: number): void {
-    const mine = this.inFlight.filter((s) => s.seq <= covered);
+    const mine = this.takeCovered(covered);
     if (mine.length === 0) return;
-    this.inFlight = this.inFlight.filter((s) => s.seq > covered);
+    // Forget everything before reading what is known, so that the counts below stay true.
+    if (this.took.size + mine.length > MAX_SIGNATURES) this.took.clear();
     const start = Math.max(mine[0]!.at, this.doneAt);
     const atOnce = done - asked <= AT_ONCE_MS;
     this.doneAt = atOnce ? asked : done;
@@ -115,7 +123,6 @@ export class WaitPacer {
     const known = mine.filter((s) => this.took.has(s.signature));
     const expected = known.reduce((a, s) => a + this.took.get(s.signature)!, 0);
     const unknown = mine.length - known.length;
-    if (this.took.size + unknown > MAX_SIGNATURES) this.took.clear();
     for (const s of mine) {
       const was = this.took.get(s.signature);
       if (was === undefined) {
