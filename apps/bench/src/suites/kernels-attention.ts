@@ -4,14 +4,18 @@
 // - attention at ViT-B/16@448 per image (12 heads, N = 785, d = 64; one image, not a batch of
 //   16: the unfused backward alone takes seconds per image on a software adapter) vs
 //   matmul(q, kᵀ) → softmax → matmul(·, v); and CLIP's causal text attention at CUB's C = 200
-//   prompts (fused only);
+//   prompts (fused only); and the attention kernel families side by side at the demo's and
+//   ViT-Ti/16@224's shapes (which one runs by default is noted);
 // - SsVP selection (B = 16, N = 784, K = 12, D = 768) vs topk ids + gatherRows + concat with CLS;
 // - VLFM at D = 512, B = 16, C = 200 and 555 vs matmul / softmax / matmul with the image's own key.
 import {
+  ATTENTION_KERNELS,
+  type AttentionOptions,
   type Device,
   type Tensor,
   add,
   attention,
+  attentionKernel,
   backward,
   concat,
   fixedSubgroupSize,
@@ -124,6 +128,37 @@ export async function attentionRows(dev: Device, opts: SuiteOptions = {}): Promi
     // to 64) recomputes Q·Kᵀ and dO·Vᵀ once, 10·N²·d in all; the portable one in both passes, 14.
     const bwd = (fixedSubgroupSize(dev) === 8 && d % 4 === 0 && d <= 64 ? 10 : 14) * B * H * N * N * d;
     pair('attention forward+backward', shape, fusedStep, unfusedStep, fwd + bwd, 'matmul·softmax·matmul and their backwards');
+  }
+
+  // ---- the kernel families side by side: forward + backward at a training step's shapes ----
+  const familyShapes = opts.quick
+    ? [['quick', 2, 2, 17, 16] as const]
+    : [['demo', 32, 4, 65, 16] as const, ['ViT-Ti/16@224', 8, 3, 197, 64] as const];
+  for (const [what, B, H, N, d] of familyShapes) {
+    const [q, k, v] = [0, 1, 2].map(() => make([B, H, N, d], true)) as [Tensor, Tensor, Tensor];
+    const g = make([B, H, N, d]);
+    const shape = `B${B} H${H} N${N} d${d} (${what})`;
+    const chosen = attentionKernel(q, k);
+    const forms: [string, AttentionOptions][] = [
+      ...ATTENTION_KERNELS.map((kernel): [string, AttentionOptions] => [`${kernel} kernels`, { kernel }]),
+      ['lanes kernels without subgroups', { kernel: 'lanes', subgroups: false }],
+    ];
+    for (const [name, o] of forms) {
+      let ok = true;
+      try {
+        scope(() => void attention(q, k, v, o));
+      } catch {
+        ok = false; // not on this adapter (subgroups) or not at this length
+      }
+      if (!ok) continue;
+      const step = () => {
+        backward(attention(q, k, v, o), g);
+        clearGrads([q, k, v]);
+      };
+      const m = await measure(dev, step, repeats);
+      const isDefault = o.kernel === chosen && o.subgroups === undefined;
+      rows.push({ suite: 'kernels', name: `attention forward+backward, ${name}`, shape, metric: 'time', value: m.sec * 1e3, unit: 'ms', note: `${isDefault ? 'the default here; ' : ''}peak ${m.peakMB.toFixed(1)} MB` });
+    }
   }
 
   // ---- CLIP text attention: causal, run up to EOT ----

@@ -13,7 +13,8 @@ import {
   numericGrad,
   testDevice,
 } from '../../testing/index.js';
-import { ATTENTION_KERNELS, type AttentionOptions, launchAttention, launchAttentionBackward } from './index.js';
+import { fixedSubgroupSize, isCpuAdapter } from '../adapter.js';
+import { ATTENTION_KERNELS, type AttentionOptions, attentionKernel, launchAttention, launchAttentionBackward } from './index.js';
 
 let dev: Device;
 beforeAll(async () => {
@@ -83,9 +84,17 @@ describe('attention forward', () => {
     { B: 2, H: 1, Nq: 70, d: 16, opts: { causal: true } },
     { B: 1, H: 2, Nq: 41, Nk: 70, d: 8, opts: { keyLength: 45 } },
     { B: 1, H: 2, Nq: 785, d: 64 },
-    // Both score-array sizes of the lane kernels, and their limit.
+    // The lane kernels with 8-lane subgroups (the default up to d 32 at any length; every compiled
+    // head dim, queries and keys not a multiple of 8), and without: both score-array sizes, and
+    // their limit.
     { B: 2, H: 2, Nq: 65, d: 16 },
-    { B: 1, H: 1, Nq: 3, Nk: 256, d: 4, opts: { keyLength: 250, kernel: 'lanes' } },
+    { B: 1, H: 2, Nq: 13, Nk: 300, d: 4, opts: { keyLength: 290, kernel: 'lanes' } },
+    { B: 2, H: 1, Nq: 33, d: 32, opts: { causal: true, kernel: 'lanes' } },
+    { B: 1, H: 2, Nq: 9, Nk: 21, d: 12, opts: { scale: 0.3, kernel: 'lanes' } },
+    { B: 2, H: 2, Nq: 30, d: 64, opts: { keyLength: 27, kernel: 'lanes' } },
+    { B: 2, H: 2, Nq: 17, d: 16, opts: { causal: true, kernel: 'lanes', subgroups: false } },
+    { B: 2, H: 2, Nq: 65, d: 16, opts: { kernel: 'lanes', subgroups: false } },
+    { B: 1, H: 1, Nq: 3, Nk: 256, d: 4, opts: { keyLength: 250, kernel: 'lanes', subgroups: false } },
     // The subgroup kernels, which CPU adapters take beyond 256 keys.
     { B: 2, H: 2, Nq: 17, d: 16, opts: { causal: true, kernel: 'subgroup' } },
     { B: 3, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 13, kernel: 'subgroup' } },
@@ -193,12 +202,18 @@ describe('attention backward (GPU vs float64 reference)', () => {
     { B: 1, H: 2, Nq: 6, Nk: 41, d: 8, opts: { scale: 0.4 } },
     { B: 1, H: 2, Nq: 97, d: 64 },
     // Several 128-key steps of the subgroup backward, a partial last one, keys cut mid-step.
-    { B: 1, H: 1, Nq: 70, Nk: 300, d: 16 },
+    { B: 1, H: 1, Nq: 70, Nk: 300, d: 16, opts: { kernel: 'subgroup' } },
     { B: 2, H: 1, Nq: 150, d: 8, opts: { causal: true } },
     { B: 1, H: 2, Nq: 201, d: 8, opts: { keyLength: 140 } },
     { B: 1, H: 1, Nq: 785, d: 64 },
-    // The lane kernels at their limit; the subgroup kernels on what the lane kernels take by default.
-    { B: 1, H: 1, Nq: 256, d: 4, opts: { causal: true, keyLength: 200, kernel: 'lanes' } },
+    // The lane kernels: with subgroups beyond what they take without (every compiled head dim);
+    // without, at their limit. The subgroup kernels on what the lane kernels take by default.
+    { B: 1, H: 1, Nq: 70, Nk: 300, d: 16, opts: { keyLength: 280 } },
+    { B: 2, H: 1, Nq: 33, d: 32, opts: { causal: true, kernel: 'lanes' } },
+    { B: 1, H: 2, Nq: 9, Nk: 21, d: 12, opts: { scale: 0.3, kernel: 'lanes' } },
+    { B: 2, H: 2, Nq: 30, d: 64, opts: { keyLength: 27, kernel: 'lanes' } },
+    { B: 2, H: 2, Nq: 17, d: 16, opts: { causal: true, kernel: 'lanes', subgroups: false } },
+    { B: 1, H: 1, Nq: 256, d: 4, opts: { causal: true, keyLength: 200, kernel: 'lanes', subgroups: false } },
     { B: 2, H: 2, Nq: 20, d: 64, opts: { causal: true, keyLength: 14, kernel: 'subgroup' } },
     { B: 2, H: 1, Nq: 150, d: 8, opts: { causal: true, kernel: 'subgroup' } },
     { B: 1, H: 2, Nq: 201, d: 8, opts: { keyLength: 140, kernel: 'subgroup' } },
@@ -218,11 +233,34 @@ describe('attention backward (GPU vs float64 reference)', () => {
   }
 });
 
+describe('attentionKernel', () => {
+  const pick = (B: number, H: number, N: number, d: number, opts: AttentionOptions = {}) =>
+    scope(() => {
+      const q = tensor(dev, new Float32Array(B * H * N * d), [B, H, N, d]);
+      return attentionKernel(q, q, opts);
+    });
+
+  it('takes the lane kernels where they are the faster on a CPU adapter with 8-lane subgroups', (ctx) => {
+    if (!isCpuAdapter(dev) || fixedSubgroupSize(dev) !== 8) ctx.skip();
+    expect(pick(32, 4, 65, 16)).toBe('lanes');
+    expect(pick(2, 4, 785, 16)).toBe('lanes');
+    expect(pick(8, 2, 197, 32)).toBe('lanes');
+    expect(pick(8, 4, 33, 64)).toBe('lanes');
+    expect(pick(8, 12, 65, 64)).toBe('subgroup');
+    expect(pick(1, 12, 785, 64)).toBe('subgroup');
+    expect(pick(2, 2, 65, 16, { subgroups: false })).toBe('portable');
+    expect(pick(1, 1, 300, 16, { kernel: 'lanes' })).toBe('lanes');
+    expect(() => pick(1, 1, 300, 16, { kernel: 'lanes', subgroups: false })).toThrow(/at most 256 keys/);
+  });
+});
+
 describe('attention backward into views of one projection gradient', () => {
   // q, k, v read from one (B, T, 3, H, d) projection and dq, dk, dv written back into one: every
   // family, the portable one through copies (it binds its outputs apart).
-  for (const kernel of ATTENTION_KERNELS) {
-    it(kernel, async () => {
+  const forms: AttentionOptions[] = [...ATTENTION_KERNELS.map((kernel) => ({ kernel })), { kernel: 'lanes', subgroups: false }];
+  for (const opts of forms) {
+    const kernel = opts.kernel!;
+    it(JSON.stringify(opts), async () => {
       const [B, H, T, d] = [2, 2, 19, 8];
       const D = H * d;
       const qkv = tensor(dev, rng.normal(B * T * 3 * D), [B, T, 3 * D]);
@@ -230,7 +268,6 @@ describe('attention backward into views of one projection gradient', () => {
       const strides = [T * 3 * D, d, 3 * D, 1];
       const part = (t: typeof qkv, i: number) => t.view([B, H, T, d], strides, t.offset + i * D);
       const [q, k, v] = [0, 1, 2].map((i) => part(qkv, i)) as [typeof qkv, typeof qkv, typeof qkv];
-      const opts = { kernel };
       const { out, lse } = launchAttention(q, k, v, opts);
       const apart = launchAttentionBackward(q, k, v, out, lse, g, opts);
       const dqkv = tensor(dev, new Float32Array(B * T * 3 * D).fill(7), [B, T, 3 * D]);

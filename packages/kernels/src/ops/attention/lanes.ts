@@ -1,26 +1,39 @@
-// Attention for short sequences (up to LANE_MAX_KEYS keys; the demo's 65 tokens, ViT-Ti/16@224's
-// 197, CLIP text prompts): each lane of a workgroup of 8 owns one row (a query in the forward and
-// the dQ pass, a key in the dK/dV pass) and walks the other operand's rows in order, so every row
-// of it is one load shared by the 8 lanes (a uniform address: a CPU adapter loads it once and
-// broadcasts) and nothing is padded to a tile. The forward keeps the row's scores (at most
-// LANE_MAX_KEYS) and takes two passes over the keys, max then softmax·V, so no running rescale of
-// the output is needed; the backward recomputes the probabilities from Q, K and the forward's LSE
-// in two kernels, dQ (which also writes D = rowsum(dO ⊙ O)) then dK and dV (14·N²·d flops).
+// Attention lane by lane (CPU adapters: short sequences, and with 8-lane subgroups narrow heads at
+// any length): each lane of a workgroup of 8 owns one row (a query in the forward and the dQ pass,
+// a key in the dK/dV pass) and walks the other operand's rows in order, nothing padded to a tile.
+// The backward recomputes the probabilities from Q, K and the forward's LSE in two kernels, dQ
+// (which also writes D = rowsum(dO ⊙ O)) then dK and dV (14·N²·d flops).
 //
-// The portable and subgroup kernels (portable.ts, subgroup.ts) pad queries and keys to tiles of 32 and carry
-// per-row state sized for 64-wide heads: on lavapipe at 17-65 tokens and 16-wide heads they ran at
-// 0.5-3 GFLOP/s. Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
+// Two forms:
+// - with subgroups fixed at 8 lanes (`laneSubgroupSpecs`): the lanes load 8 rows of the other
+//   operand at once, one each, and hand them round by subgroupBroadcast; the head dim is compiled
+//   in; the forward takes an online softmax over blocks of 8 keys, so any length fits;
+// - without: every lane reads each row of the other operand itself; the forward keeps the row's
+//   scores (at most LANE_MAX_KEYS) and takes two passes, max then softmax·V.
+// A CPU adapter (lavapipe) loads a storage address that differs per lane lane by lane, and one
+// that is the same in every lane the same way unless it is a constant: a row every lane reads
+// costs 8 loads without subgroups and one load and a shuffle with them. Measured on lavapipe,
+// forward + backward, lane / subgroup-tile kernels (att: B·H heads, N tokens, d head dim):
+// 16 × 4, 65, d16 (the demo) 2.4× faster; 32 × 4, 129-197, d16 1.3×; 2 × 4, 785, d16 1.07×;
+// 16 × 2, 65, d32 1.5×; 8 × 2, 197, d32 1.04×; 8 × 4, 33, d64 1.44×; 8 × 12, 65, d64 0.93×;
+// 8 × 3, 197, d64 0.84×. Hence the defaults below.
+//
+// Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
 import type { KernelSpec } from '../../kernel.js';
-import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, memoSpecs, passParams, rowFn } from './common.js';
+import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, memoSpecs, passParams, range, rowFn } from './common.js';
 
 /**
- * Longest key sequence the lane kernels take by default, and at all (the forward keeps one score
- * per key in each lane). Measured on lavapipe, forward + backward: CLIP prompts (24 × 2 heads, 6
- * tokens, d 64) 3.5 ms against the subgroup kernels' 17 ms; 17 tokens (d 16) on a par; from 65
- * tokens on the subgroup kernels are 3-4× faster (their broadcast tiles feed four rows per load).
+ * Without subgroups: the longest key sequence the lane kernels take by default, and at all (the
+ * forward keeps one score per key in each lane). Measured on lavapipe, forward + backward: CLIP
+ * prompts (24 × 2 heads, 6 tokens, d 64) 3.5 ms against the subgroup kernels' 17 ms; 17 tokens
+ * (d 16) on a par; from 65 tokens on the subgroup kernels are 3-4× faster.
  */
 export const LANE_DEFAULT_KEYS = 32;
 export const LANE_MAX_KEYS = 256;
+/** With 8-lane subgroups: heads up to this wide take the lane kernels at any length by default... */
+export const LANE_SG_WIDE_D = 32;
+/** ...wider ones up to this many keys (see the measurements above). */
+export const LANE_SG_DEFAULT_KEYS = 64;
 /** Widest head: a lane keeps two to three rows of the head dim. */
 export const LANE_MAX_D = 64;
 const D4M = LANE_MAX_D / 4;
@@ -234,3 +247,209 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`,
   };
 });
+
+// ---- With 8-lane subgroups: the other operand's rows by subgroupBroadcast ----
+//
+// The head dim is compiled in (one pipeline per d / 4), so a row's vec4 chunks (q, o, dq...) are
+// registers, not arrays indexed at run time (which a CPU adapter also reads lane by lane).
+
+/** WGSL: `let <v><c> = <arr>[<at> + c]` for the D4 chunks of a row. */
+function rowLoad(v: string, arr: string, at: string, d4: number, scale = ''): string {
+  return range(d4)
+    .map((c) => `let ${v}${c} = ${arr}[${at} + ${c}u]${scale};`)
+    .join(' ');
+}
+
+/** WGSL: the vec4 sum Σ_c a<c> · b<c>, reduced to a scalar. */
+function rowDot(a: string, b: (c: number) => string, d4: number): string {
+  const terms = range(d4).map((c) => `${a}${c} * ${b(c)}`);
+  return `dot(${terms.join(' + ')}, vec4<f32>(1.0))`;
+}
+
+const sgForwardSpec = memoSpecs((d4: number): KernelSpec => {
+  const ch = range(d4);
+  return {
+    name: 'attention_forward_lanes_sg',
+    variant: `d${4 * d4}`,
+    storage: [
+      { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'V', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'O', access: 'read_write', type: 'array<vec4<f32>>' },
+      { name: 'Lse', access: 'read_write', type: 'array<f32>' },
+    ],
+    params: passParams(FORWARD_OPERANDS, false),
+    workgroupSize: [8],
+    enable: ['subgroups'],
+    code: `
+${header(['q', 'k', 'v', 'o'])}
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let i = wid.x * 8u + lane;
+  let qa = q_at(b, h, min(i, p.nq - 1u)) >> 2u;
+  ${rowLoad('q', 'Q', 'qa', d4, ' * p.scale_log2')}
+  var lim = p.key_len;
+  var kend = p.key_len;
+  if (p.causal != 0u) {
+    lim = min(lim, i + 1u);
+    kend = min(kend, min(wid.x * 8u + 8u, p.nq));
+  }
+  var m = ${MASKED};
+  var l = 0.0;
+${ch.map((c) => `  var o${c} = vec4<f32>(0.0);`).join('\n')}
+  for (var j0 = 0u; j0 < kend; j0 += 8u) {
+    let jl = min(j0 + lane, p.nk - 1u);
+    let ka = k_at(b, h, jl) >> 2u;
+    let va = v_at(b, h, jl) >> 2u;
+    ${rowLoad('kl', 'K', 'ka', d4)}
+${range(8)
+  .map((t) => `    let s${t} = select(${MASKED}, ${rowDot('q', (c) => `subgroupBroadcast(kl${c}, ${t}u)`, d4)}, j0 + ${t}u < lim);`)
+  .join('\n')}
+    let mt = max(m, max(max(max(s0, s1), max(s2, s3)), max(max(s4, s5), max(s6, s7))));
+    let alpha = exp2(m - mt);
+${range(8)
+  .map((t) => `    let p${t} = exp2(s${t} - mt);`)
+  .join('\n')}
+    l = l * alpha + ${range(8).map((t) => `p${t}`).join(' + ')};
+    m = mt;
+    ${rowLoad('vl', 'V', 'va', d4)}
+${ch.map((c) => `    o${c} = o${c} * alpha + ${range(8).map((t) => `p${t} * subgroupBroadcast(vl${c}, ${t}u)`).join(' + ')};`).join('\n')}
+  }
+  if (i < p.nq) {
+    let oa = o_at(b, h, i) >> 2u;
+    let inv = 1.0 / l;
+${ch.map((c) => `    O[oa + ${c}u] = o${c} * inv;`).join('\n')}
+    Lse[p.lse_off + (b * p.heads + h) * p.nq + i] = (m + log2(l)) * ${Math.LN2};
+  }
+}`,
+  };
+});
+
+const sgBackwardQuerySpec = memoSpecs((d4: number): KernelSpec => {
+  const ch = range(d4);
+  return {
+    name: 'attention_backward_q_lanes_sg',
+    variant: `d${4 * d4}`,
+    storage: [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }],
+    params: passParams(BACKWARD_OPERANDS, true),
+    workgroupSize: [8],
+    enable: ['subgroups'],
+    code: `
+${header(BACKWARD_OPERANDS)}
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let rows = wid.y * p.nq;
+  let i = wid.x * 8u + lane;
+  let iq = min(i, p.nq - 1u);
+  let qa = q_at(b, h, iq) >> 2u;
+  let oa = o_at(b, h, iq) >> 2u;
+  let ga = do_at(b, h, iq) >> 2u;
+  ${rowLoad('q', 'Q', 'qa', d4, ' * p.scale_log2')}
+  ${rowLoad('g', 'DO', 'ga', d4)}
+  let delta = ${rowDot('g', (c) => `O[oa + ${c}u]`, d4)};
+  let lse = Lse[p.lse_off + rows + iq] * ${LOG2E};
+${ch.map((c) => `  var dq${c} = vec4<f32>(0.0);`).join('\n')}
+  var lim = p.key_len;
+  var kend = p.key_len;
+  if (p.causal != 0u) {
+    lim = min(lim, iq + 1u);
+    kend = min(kend, min(wid.x * 8u + 8u, p.nq));
+  }
+  for (var j0 = 0u; j0 < kend; j0 += 8u) {
+    let jl = min(j0 + lane, p.nk - 1u);
+    let ka = k_at(b, h, jl) >> 2u;
+    let va = v_at(b, h, jl) >> 2u;
+    ${rowLoad('kl', 'K', 'ka', d4)}
+    ${rowLoad('vl', 'V', 'va', d4)}
+${range(8)
+  .map(
+    (t) => `    {
+      ${ch.map((c) => `let k${c} = subgroupBroadcast(kl${c}, ${t}u);`).join(' ')}
+      let pt = select(0.0, exp2(${rowDot('q', (c) => `k${c}`, d4)} - lse), j0 + ${t}u < lim);
+      let ds = pt * (${rowDot('g', (c) => `subgroupBroadcast(vl${c}, ${t}u)`, d4)} - delta);
+${ch.map((c) => `      dq${c} += ds * k${c};`).join('\n')}
+    }`,
+  )
+  .join('\n')}
+  }
+  if (i < p.nq) {
+    Delta[rows + i] = delta;
+    let qd = dq_at(b, h, i) >> 2u;
+${ch.map((c) => `    DQ[qd + ${c}u] = dq${c} * p.scale;`).join('\n')}
+  }
+}`,
+  };
+});
+
+const sgBackwardKeySpec = memoSpecs((d4: number, shared: boolean): KernelSpec => {
+  const ch = range(d4);
+  const dvBuf = shared ? 'DK' : 'DV';
+  return {
+    name: 'attention_backward_kv_lanes_sg',
+    variant: `d${4 * d4}${shared ? '-shared' : ''}`,
+    storage: [
+      ...BACKWARD_STORAGE,
+      { name: 'Delta', access: 'read', type: 'array<f32>' },
+      { name: 'DK', access: 'read_write', type: 'array<vec4<f32>>' },
+      ...(shared ? [] : [{ name: 'DV', access: 'read_write' as const, type: 'array<vec4<f32>>' }]),
+    ],
+    params: passParams(BACKWARD_OPERANDS, true),
+    workgroupSize: [8],
+    enable: ['subgroups'],
+    code: `
+${header(BACKWARD_OPERANDS)}
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let rows = wid.y * p.nq;
+  let j = wid.x * 8u + lane;
+  let jk = min(j, p.nk - 1u);
+  let ka = k_at(b, h, jk) >> 2u;
+  let va = v_at(b, h, jk) >> 2u;
+  ${rowLoad('k', 'K', 'ka', d4, ' * p.scale_log2')}
+  ${rowLoad('v', 'V', 'va', d4)}
+${ch.map((c) => `  var dk${c} = vec4<f32>(0.0);\n  var dv${c} = vec4<f32>(0.0);`).join('\n')}
+  // Keys past key_len get no gradient; under the causal mask only queries i >= j see key j.
+  let live = j < p.key_len;
+  var i0 = 0u;
+  if (p.causal != 0u) { i0 = wid.x * 8u; }
+  for (var t0 = i0; t0 < p.nq; t0 += 8u) {
+    let il = min(t0 + lane, p.nq - 1u);
+    let qa = q_at(b, h, il) >> 2u;
+    let ga = do_at(b, h, il) >> 2u;
+    ${rowLoad('ql', 'Q', 'qa', d4)}
+    ${rowLoad('gl', 'DO', 'ga', d4)}
+    let lsel = Lse[p.lse_off + rows + il] * ${LOG2E};
+    let dl = Delta[rows + il];
+${range(8)
+  .map(
+    (t) => `    {
+      ${ch.map((c) => `let q${c} = subgroupBroadcast(ql${c}, ${t}u); let g${c} = subgroupBroadcast(gl${c}, ${t}u);`).join(' ')}
+      let it = t0 + ${t}u;
+      let ok = live && it < p.nq && (p.causal == 0u || j <= it);
+      let pt = select(0.0, exp2(${rowDot('k', (c) => `q${c}`, d4)} - subgroupBroadcast(lsel, ${t}u)), ok);
+      let ds = pt * (${rowDot('v', (c) => `g${c}`, d4)} - subgroupBroadcast(dl, ${t}u));
+${ch.map((c) => `      dv${c} += pt * g${c};\n      dk${c} += ds * q${c};`).join('\n')}
+    }`,
+  )
+  .join('\n')}
+  }
+  if (j < p.nk) {
+    let kd = dk_at(b, h, j) >> 2u;
+    let vd = dv_at(b, h, j) >> 2u;
+${ch.map((c) => `    DK[kd + ${c}u] = dk${c} * p.scale;\n    ${dvBuf}[vd + ${c}u] = dv${c};`).join('\n')}
+  }
+}`,
+  };
+});
+
+/** The subgroup lane kernels for head dim d (a multiple of 4 up to LANE_MAX_D). */
+export function laneSubgroupSpecs(d: number, shared: boolean): { forward: KernelSpec; query: KernelSpec; key: KernelSpec } {
+  const d4 = d / 4;
+  return { forward: sgForwardSpec(d4), query: sgBackwardQuerySpec(d4), key: sgBackwardKeySpec(d4, shared) };
+}

@@ -2,8 +2,9 @@
 // online softmax, so the N×N scores never reach global memory, and saves only the per-row
 // log-sum-exp; the backward recomputes the probabilities from Q, K and that LSE. Three kernel
 // families, chosen per call by attentionKernel:
-// - lanes (lanes.ts; CPU adapters, up to LANE_DEFAULT_KEYS keys): each lane owns one row and
-//   walks the other operand's rows, nothing padded to a tile;
+// - lanes (lanes.ts; CPU adapters: with 8-lane subgroups heads up to 32 wide at any length and
+//   wider ones up to 64 keys, without them up to 32 keys): each lane owns one row and walks the
+//   other operand's rows, nothing padded to a tile;
 // - subgroup (subgroup.ts; CPU adapters that fix subgroups at 8 lanes, head dim a multiple of 4
 //   up to 64): tiles go straight from storage to the lanes by subgroupBroadcast, and the backward
 //   is one kernel per head that also accumulates dQ (10·N²·d flops);
@@ -20,7 +21,7 @@ import { type Tensor, empty, shapeStr } from '../../tensor.js';
 import { launchAssign } from '../elementwise.js';
 import { fixedSubgroupSize, isCpuAdapter } from '../adapter.js';
 import { LOG2E, MAX_HEAD_DIM, layout, operand, release } from './common.js';
-import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec } from './lanes.js';
+import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, LANE_SG_DEFAULT_KEYS, LANE_SG_WIDE_D, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec, laneSubgroupSpecs } from './lanes.js';
 import { ROWS_PER_LANE, blockLanes, portableBackwardKeySpec, portableBackwardQuerySpec, portableForwardSpec } from './portable.js';
 import { SG_MAX_HEAD_DIM, SG_ROWS, subgroupBackwardSpec, subgroupForwardSpec } from './subgroup.js';
 
@@ -32,12 +33,13 @@ export interface AttentionOptions {
   /** Score scale. Default 1/√d. */
   scale?: number;
   /**
-   * Kernels that share tile rows by subgroupBroadcast; default: where the adapter fixes subgroups
-   * at 8 lanes and the head dim is a multiple of 4 up to 64. false forces the portable kernels
-   * (tests cover both).
+   * Kernels that share rows by subgroupBroadcast; default: where the adapter fixes subgroups at 8
+   * lanes and the head dim is a multiple of 4 up to 64. true asks for the subgroup family; false
+   * forces the portable kernels, or with `kernel: 'lanes'` the lane kernels' form without
+   * subgroups (tests cover each).
    */
   subgroups?: boolean;
-  /** Kernel family, overriding `subgroups`; default: see attentionKernel. */
+  /** Kernel family, overriding `subgroups` (but see there for 'lanes'); default: see attentionKernel. */
   kernel?: AttentionKernel;
 }
 
@@ -45,26 +47,38 @@ export interface AttentionOptions {
 export type AttentionKernel = 'lanes' | 'subgroup' | 'portable';
 export const ATTENTION_KERNELS: readonly AttentionKernel[] = ['lanes', 'subgroup', 'portable'];
 
+/** The lane kernels share rows by subgroupBroadcast where the adapter fixes subgroups at 8 lanes (unless told not to). */
+function laneSubgroups(q: Tensor, opts: AttentionOptions): boolean {
+  return fixedSubgroupSize(q.device) === 8 && opts.subgroups !== false;
+}
+
 function subgroupAble(d: number, q: Tensor): boolean {
   return fixedSubgroupSize(q.device) === 8 && d % 4 === 0 && d <= SG_MAX_HEAD_DIM;
 }
 
 /**
  * The family that runs this attention: the one asked for (checked), else on CPU adapters the lane
- * kernels up to LANE_DEFAULT_KEYS keys, the subgroup kernels beyond (on 8-lane subgroups), the
- * portable ones elsewhere.
+ * kernels where they are the faster (with 8-lane subgroups: heads up to LANE_SG_WIDE_D wide at
+ * any length, wider ones up to LANE_SG_DEFAULT_KEYS keys; without: up to LANE_DEFAULT_KEYS keys),
+ * the subgroup kernels beyond (on 8-lane subgroups), the portable ones elsewhere.
  */
 export function attentionKernel(q: Tensor, k: Tensor, opts: AttentionOptions = {}): AttentionKernel {
   const d = q.shape[3]!;
   const nk = k.shape[2]!;
-  const laneAble = d % 4 === 0 && d <= LANE_MAX_D && nk <= LANE_MAX_KEYS;
+  const sgLanes = laneSubgroups(q, opts);
+  const laneAble = d % 4 === 0 && d <= LANE_MAX_D && (nk <= LANE_MAX_KEYS || sgLanes);
   const want = opts.kernel ?? (opts.subgroups === true ? 'subgroup' : opts.subgroups === false ? 'portable' : undefined);
   if (want === 'subgroup' && !subgroupAble(d, q)) {
     throw new Error(`attention: the subgroup kernels need subgroups fixed at 8 lanes and a head dim that is a multiple of 4 up to ${SG_MAX_HEAD_DIM} (d = ${d})`);
   }
-  if (want === 'lanes' && !laneAble) throw new Error(`attention: the lane kernels need a head dim that is a multiple of 4 up to ${LANE_MAX_D} and at most ${LANE_MAX_KEYS} keys (d = ${d}, ${nk} keys)`);
+  if (want === 'lanes' && !laneAble) {
+    const keys = sgLanes ? '' : ` and, without 8-lane subgroups, at most ${LANE_MAX_KEYS} keys`;
+    throw new Error(`attention: the lane kernels need a head dim that is a multiple of 4 up to ${LANE_MAX_D}${keys} (d = ${d}, ${nk} keys)`);
+  }
   if (want) return want;
-  if (isCpuAdapter(q.device) && laneAble && nk <= LANE_DEFAULT_KEYS) return 'lanes';
+  if (isCpuAdapter(q.device) && laneAble) {
+    if (sgLanes ? d <= LANE_SG_WIDE_D || nk <= LANE_SG_DEFAULT_KEYS : nk <= LANE_DEFAULT_KEYS) return 'lanes';
+  }
   return subgroupAble(d, q) ? 'subgroup' : 'portable';
 }
 
@@ -128,7 +142,8 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const operands = [...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset];
   const buffers = [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer];
   if (family === 'lanes') {
-    q.device.dispatch(laneForwardSpec(r.Nk), buffers, [...common, ...operands], [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
+    const spec = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, false).forward : laneForwardSpec(r.Nk);
+    q.device.dispatch(spec, buffers, [...common, ...operands], [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(subgroupForwardSpec(), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
   } else {
@@ -197,8 +212,9 @@ export function launchAttentionBackward(
   if (family === 'lanes') {
     const params = [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset];
     const inputs = [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer];
-    q.device.dispatch(laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
-    q.device.dispatch(laneBackwardKeySpec(shared), [...inputs, delta.buffer, dk.buffer, ...(shared ? [] : [dv.buffer])], params, [Math.ceil(r.Nk / 8), r.B * r.H, 1]);
+    const sgs = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, shared) : null;
+    q.device.dispatch(sgs?.query ?? laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
+    q.device.dispatch(sgs?.key ?? laneBackwardKeySpec(shared), [...inputs, delta.buffer, dk.buffer, ...(shared ? [] : [dv.buffer])], params, [Math.ceil(r.Nk / 8), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(
       subgroupBackwardSpec(shared),
