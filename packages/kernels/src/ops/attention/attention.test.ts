@@ -246,7 +246,8 @@ describe('attentionKernel', () => {
     expect(pick(2, 4, 785, 16)).toBe('lanes');
     expect(pick(8, 2, 197, 32)).toBe('lanes');
     expect(pick(8, 4, 33, 64)).toBe('lanes');
-    expect(pick(8, 12, 65, 64)).toBe('subgroup');
+    expect(pick(8, 12, 65, 64)).toBe('lanes');
+    expect(pick(8, 3, 197, 64)).toBe('subgroup');
     expect(pick(1, 12, 785, 64)).toBe('subgroup');
     expect(pick(2, 2, 65, 16, { subgroups: false })).toBe('portable');
     expect(pick(1, 1, 300, 16, { kernel: 'lanes' })).toBe('lanes');

@@ -1,22 +1,24 @@
 // Attention lane by lane (CPU adapters: short sequences, and with 8-lane subgroups narrow heads at
-// any length): each lane of a workgroup of 8 owns one row (a query in the forward and the dQ pass,
-// a key in the dK/dV pass) and walks the other operand's rows in order, nothing padded to a tile.
-// The backward recomputes the probabilities from Q, K and the forward's LSE in two kernels, dQ
+// any length): each lane of a workgroup of 8 owns a row (a query in the forward and the dQ pass,
+// a key in the dK/dV pass; two rows in the subgroup form) and walks the other operand's rows in
+// order, nothing padded to a tile. The backward recomputes the probabilities from Q, K and the forward's LSE in two kernels, dQ
 // (which also writes D = rowsum(dO ⊙ O)) then dK and dV (14·N²·d flops).
 //
 // Two forms:
 // - with subgroups fixed at 8 lanes (`laneSubgroupSpecs`): the lanes load 8 rows of the other
-//   operand at once, one each, and hand them round by subgroupBroadcast; the head dim is compiled
-//   in; the forward takes an online softmax over blocks of 8 keys, so any length fits;
+//   operand at once, one each, and hand them round by subgroupBroadcast; each lane owns
+//   LANE_SG_ROWS rows, so each broadcast row feeds them all; the head dim is compiled in; the
+//   forward takes an online softmax over blocks of 8 keys, so any length fits;
 // - without: every lane reads each row of the other operand itself; the forward keeps the row's
 //   scores (at most LANE_MAX_KEYS) and takes two passes, max then softmax·V.
 // A CPU adapter (lavapipe) loads a storage address that differs per lane lane by lane, and one
 // that is the same in every lane the same way unless it is a constant: a row every lane reads
-// costs 8 loads without subgroups and one load and a shuffle with them. Measured on lavapipe,
-// forward + backward, lane / subgroup-tile kernels (att: B·H heads, N tokens, d head dim):
-// 16 × 4, 65, d16 (the demo) 2.4× faster; 32 × 4, 129-197, d16 1.3×; 2 × 4, 785, d16 1.07×;
-// 16 × 2, 65, d32 1.5×; 8 × 2, 197, d32 1.04×; 8 × 4, 33, d64 1.44×; 8 × 12, 65, d64 0.93×;
-// 8 × 3, 197, d64 0.84×. Hence the defaults below.
+// costs 8 loads without subgroups and one load and a shuffle with them. Measured on lavapipe in one
+// run, forward + backward, lane kernels (2 rows per lane) against the subgroup-tile kernels, as
+// B × H heads, N tokens, head dim d: 32 × 4, 65, d16 (the demo) 1.9× faster; 16 × 2, 65, d32
+// 1.55×; 2 × 4, 785, d16 1.74×; 8 × 2, 197, d32 1.0×; 8 × 12, 65, d64 1.09×; 8 × 3, 129, d64
+// 1.11×; 8 × 3, 197, d64 0.96×; 1 × 12, 785, d64 0.82×. One row per lane was 1.3× slower at the
+// demo's shape, four rows no faster than two. Hence the defaults below.
 //
 // Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
 import type { KernelSpec } from '../../kernel.js';
@@ -33,7 +35,7 @@ export const LANE_MAX_KEYS = 256;
 /** With 8-lane subgroups: heads up to this wide take the lane kernels at any length by default... */
 export const LANE_SG_WIDE_D = 32;
 /** ...wider ones up to this many keys (see the measurements above). */
-export const LANE_SG_DEFAULT_KEYS = 64;
+export const LANE_SG_DEFAULT_KEYS = 160;
 /** Widest head: a lane keeps two to three rows of the head dim. */
 export const LANE_MAX_D = 64;
 const D4M = LANE_MAX_D / 4;
@@ -266,11 +268,16 @@ function rowDot(a: string, b: (c: number) => string, d4: number): string {
   return `dot(${terms.join(' + ')}, vec4<f32>(1.0))`;
 }
 
-const sgForwardSpec = memoSpecs((d4: number): KernelSpec => {
+/** Rows a lane owns in the subgroup form: each broadcast row of the other operand feeds them all. */
+export const LANE_SG_ROWS = 2;
+
+const sgForwardSpec = memoSpecs((d4: number, R: number): KernelSpec => {
   const ch = range(d4);
+  const rs = range(R);
+  const each = (f: (r: number) => string) => rs.map(f).join('\n');
   return {
     name: 'attention_forward_lanes_sg',
-    variant: `d${4 * d4}`,
+    variant: `d${4 * d4}r${R}`,
     storage: [
       { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
       { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
@@ -287,51 +294,72 @@ ${header(['q', 'k', 'v', 'o'])}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
-  let i = wid.x * 8u + lane;
-  let qa = q_at(b, h, min(i, p.nq - 1u)) >> 2u;
-  ${rowLoad('q', 'Q', 'qa', d4, ' * p.scale_log2')}
-  var lim = p.key_len;
+  let row0 = wid.x * ${8 * R}u;
   var kend = p.key_len;
-  if (p.causal != 0u) {
-    lim = min(lim, i + 1u);
-    kend = min(kend, min(wid.x * 8u + 8u, p.nq));
-  }
-  var m = ${MASKED};
-  var l = 0.0;
-${ch.map((c) => `  var o${c} = vec4<f32>(0.0);`).join('\n')}
+  if (p.causal != 0u) { kend = min(kend, min(row0 + ${8 * R}u, p.nq)); }
+${each(
+  (r) => `  let i${r} = row0 + ${8 * r}u + lane;
+  let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u)) >> 2u;
+  ${rowLoad(`q${r}_`, 'Q', `qa${r}`, d4, ' * p.scale_log2')}
+  var lim${r} = p.key_len;
+  if (p.causal != 0u) { lim${r} = min(lim${r}, i${r} + 1u); }
+  var m${r} = ${MASKED};
+  var l${r} = 0.0;
+${ch.map((c) => `  var o${r}_${c} = vec4<f32>(0.0);`).join('\n')}`,
+)}
   for (var j0 = 0u; j0 < kend; j0 += 8u) {
     let jl = min(j0 + lane, p.nk - 1u);
     let ka = k_at(b, h, jl) >> 2u;
     let va = v_at(b, h, jl) >> 2u;
     ${rowLoad('kl', 'K', 'ka', d4)}
 ${range(8)
-  .map((t) => `    let s${t} = select(${MASKED}, ${rowDot('q', (c) => `subgroupBroadcast(kl${c}, ${t}u)`, d4)}, j0 + ${t}u < lim);`)
+  .map((t) => `    ${ch.map((c) => `let k${t}_${c} = subgroupBroadcast(kl${c}, ${t}u);`).join(' ')}`)
   .join('\n')}
-    let mt = max(m, max(max(max(s0, s1), max(s2, s3)), max(max(s4, s5), max(s6, s7))));
-    let alpha = exp2(m - mt);
+${each(
+  (r) => `${range(8)
+    .map((t) => `    let s${r}_${t} = select(${MASKED}, ${rowDot(`q${r}_`, (c) => `k${t}_${c}`, d4)}, j0 + ${t}u < lim${r});`)
+    .join('\n')}
+    let mt${r} = max(m${r}, max(max(max(s${r}_0, s${r}_1), max(s${r}_2, s${r}_3)), max(max(s${r}_4, s${r}_5), max(s${r}_6, s${r}_7))));
+    let alpha${r} = exp2(m${r} - mt${r});
 ${range(8)
-  .map((t) => `    let p${t} = exp2(s${t} - mt);`)
+  .map((t) => `    let p${r}_${t} = exp2(s${r}_${t} - mt${r});`)
   .join('\n')}
-    l = l * alpha + ${range(8).map((t) => `p${t}`).join(' + ')};
-    m = mt;
+    l${r} = l${r} * alpha${r} + ${range(8)
+      .map((t) => `p${r}_${t}`)
+      .join(' + ')};
+    m${r} = mt${r};`,
+)}
     ${rowLoad('vl', 'V', 'va', d4)}
-${ch.map((c) => `    o${c} = o${c} * alpha + ${range(8).map((t) => `p${t} * subgroupBroadcast(vl${c}, ${t}u)`).join(' + ')};`).join('\n')}
+${ch
+  .map(
+    (c) => `    {
+      ${range(8)
+        .map((t) => `let v${t} = subgroupBroadcast(vl${c}, ${t}u);`)
+        .join(' ')}
+${each((r) => `      o${r}_${c} = o${r}_${c} * alpha${r} + ${range(8).map((t) => `p${r}_${t} * v${t}`).join(' + ')};`)}
+    }`,
+  )
+  .join('\n')}
   }
-  if (i < p.nq) {
-    let oa = o_at(b, h, i) >> 2u;
-    let inv = 1.0 / l;
-${ch.map((c) => `    O[oa + ${c}u] = o${c} * inv;`).join('\n')}
-    Lse[p.lse_off + (b * p.heads + h) * p.nq + i] = (m + log2(l)) * ${Math.LN2};
-  }
+${each(
+  (r) => `  if (i${r} < p.nq) {
+    let oa = o_at(b, h, i${r}) >> 2u;
+    let inv = 1.0 / l${r};
+${ch.map((c) => `    O[oa + ${c}u] = o${r}_${c} * inv;`).join('\n')}
+    Lse[p.lse_off + (b * p.heads + h) * p.nq + i${r}] = (m${r} + log2(l${r})) * ${Math.LN2};
+  }`,
+)}
 }`,
   };
 });
 
-const sgBackwardQuerySpec = memoSpecs((d4: number): KernelSpec => {
+const sgBackwardQuerySpec = memoSpecs((d4: number, R: number): KernelSpec => {
   const ch = range(d4);
+  const rs = range(R);
+  const each = (f: (r: number) => string) => rs.map(f).join('\n');
   return {
     name: 'attention_backward_q_lanes_sg',
-    variant: `d${4 * d4}`,
+    variant: `d${4 * d4}r${R}`,
     storage: [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }],
     params: passParams(BACKWARD_OPERANDS, true),
     workgroupSize: [8],
@@ -343,22 +371,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   let rows = wid.y * p.nq;
-  let i = wid.x * 8u + lane;
-  let iq = min(i, p.nq - 1u);
-  let qa = q_at(b, h, iq) >> 2u;
-  let oa = o_at(b, h, iq) >> 2u;
-  let ga = do_at(b, h, iq) >> 2u;
-  ${rowLoad('q', 'Q', 'qa', d4, ' * p.scale_log2')}
-  ${rowLoad('g', 'DO', 'ga', d4)}
-  let delta = ${rowDot('g', (c) => `O[oa + ${c}u]`, d4)};
-  let lse = Lse[p.lse_off + rows + iq] * ${LOG2E};
-${ch.map((c) => `  var dq${c} = vec4<f32>(0.0);`).join('\n')}
-  var lim = p.key_len;
+  let row0 = wid.x * ${8 * R}u;
   var kend = p.key_len;
-  if (p.causal != 0u) {
-    lim = min(lim, iq + 1u);
-    kend = min(kend, min(wid.x * 8u + 8u, p.nq));
-  }
+  if (p.causal != 0u) { kend = min(kend, min(row0 + ${8 * R}u, p.nq)); }
+${each(
+  (r) => `  let i${r} = row0 + ${8 * r}u + lane;
+  let iq${r} = min(i${r}, p.nq - 1u);
+  let qa${r} = q_at(b, h, iq${r}) >> 2u;
+  let oa${r} = o_at(b, h, iq${r}) >> 2u;
+  let ga${r} = do_at(b, h, iq${r}) >> 2u;
+  ${rowLoad(`q${r}_`, 'Q', `qa${r}`, d4, ' * p.scale_log2')}
+  ${rowLoad(`g${r}_`, 'DO', `ga${r}`, d4)}
+  let delta${r} = ${rowDot(`g${r}_`, (c) => `O[oa${r} + ${c}u]`, d4)};
+  let lse${r} = Lse[p.lse_off + rows + iq${r}] * ${LOG2E};
+  var lim${r} = p.key_len;
+  if (p.causal != 0u) { lim${r} = min(lim${r}, iq${r} + 1u); }
+${ch.map((c) => `  var dq${r}_${c} = vec4<f32>(0.0);`).join('\n')}`,
+)}
   for (var j0 = 0u; j0 < kend; j0 += 8u) {
     let jl = min(j0 + lane, p.nk - 1u);
     let ka = k_at(b, h, jl) >> 2u;
@@ -368,29 +397,35 @@ ${ch.map((c) => `  var dq${c} = vec4<f32>(0.0);`).join('\n')}
 ${range(8)
   .map(
     (t) => `    {
-      ${ch.map((c) => `let k${c} = subgroupBroadcast(kl${c}, ${t}u);`).join(' ')}
-      let pt = select(0.0, exp2(${rowDot('q', (c) => `k${c}`, d4)} - lse), j0 + ${t}u < lim);
-      let ds = pt * (${rowDot('g', (c) => `subgroupBroadcast(vl${c}, ${t}u)`, d4)} - delta);
-${ch.map((c) => `      dq${c} += ds * k${c};`).join('\n')}
+      ${ch.map((c) => `let k${c} = subgroupBroadcast(kl${c}, ${t}u); let v${c} = subgroupBroadcast(vl${c}, ${t}u);`).join(' ')}
+${each(
+  (r) => `      let p${r} = select(0.0, exp2(${rowDot(`q${r}_`, (c) => `k${c}`, d4)} - lse${r}), j0 + ${t}u < lim${r});
+      let ds${r} = p${r} * (${rowDot(`g${r}_`, (c) => `v${c}`, d4)} - delta${r});
+${ch.map((c) => `      dq${r}_${c} += ds${r} * k${c};`).join('\n')}`,
+)}
     }`,
   )
   .join('\n')}
   }
-  if (i < p.nq) {
-    Delta[rows + i] = delta;
-    let qd = dq_at(b, h, i) >> 2u;
-${ch.map((c) => `    DQ[qd + ${c}u] = dq${c} * p.scale;`).join('\n')}
-  }
+${each(
+  (r) => `  if (i${r} < p.nq) {
+    Delta[rows + i${r}] = delta${r};
+    let qd = dq_at(b, h, i${r}) >> 2u;
+${ch.map((c) => `    DQ[qd + ${c}u] = dq${r}_${c} * p.scale;`).join('\n')}
+  }`,
+)}
 }`,
   };
 });
 
-const sgBackwardKeySpec = memoSpecs((d4: number, shared: boolean): KernelSpec => {
+const sgBackwardKeySpec = memoSpecs((d4: number, R: number, shared: boolean): KernelSpec => {
   const ch = range(d4);
+  const rs = range(R);
+  const each = (f: (r: number) => string) => rs.map(f).join('\n');
   const dvBuf = shared ? 'DK' : 'DV';
   return {
     name: 'attention_backward_kv_lanes_sg',
-    variant: `d${4 * d4}${shared ? '-shared' : ''}`,
+    variant: `d${4 * d4}r${R}${shared ? '-shared' : ''}`,
     storage: [
       ...BACKWARD_STORAGE,
       { name: 'Delta', access: 'read', type: 'array<f32>' },
@@ -407,17 +442,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) 
   let b = wid.y / p.heads;
   let h = wid.y % p.heads;
   let rows = wid.y * p.nq;
-  let j = wid.x * 8u + lane;
-  let jk = min(j, p.nk - 1u);
-  let ka = k_at(b, h, jk) >> 2u;
-  let va = v_at(b, h, jk) >> 2u;
-  ${rowLoad('k', 'K', 'ka', d4, ' * p.scale_log2')}
-  ${rowLoad('v', 'V', 'va', d4)}
-${ch.map((c) => `  var dk${c} = vec4<f32>(0.0);\n  var dv${c} = vec4<f32>(0.0);`).join('\n')}
+  let row0 = wid.x * ${8 * R}u;
   // Keys past key_len get no gradient; under the causal mask only queries i >= j see key j.
-  let live = j < p.key_len;
   var i0 = 0u;
-  if (p.causal != 0u) { i0 = wid.x * 8u; }
+  if (p.causal != 0u) { i0 = row0; }
+${each(
+  (r) => `  let j${r} = row0 + ${8 * r}u + lane;
+  let jk${r} = min(j${r}, p.nk - 1u);
+  let ka${r} = k_at(b, h, jk${r}) >> 2u;
+  let va${r} = v_at(b, h, jk${r}) >> 2u;
+  ${rowLoad(`k${r}_`, 'K', `ka${r}`, d4, ' * p.scale_log2')}
+  ${rowLoad(`v${r}_`, 'V', `va${r}`, d4)}
+  let live${r} = j${r} < p.key_len;
+${ch.map((c) => `  var dk${r}_${c} = vec4<f32>(0.0);\n  var dv${r}_${c} = vec4<f32>(0.0);`).join('\n')}`,
+)}
   for (var t0 = i0; t0 < p.nq; t0 += 8u) {
     let il = min(t0 + lane, p.nq - 1u);
     let qa = q_at(b, h, il) >> 2u;
@@ -431,25 +469,32 @@ ${range(8)
     (t) => `    {
       ${ch.map((c) => `let q${c} = subgroupBroadcast(ql${c}, ${t}u); let g${c} = subgroupBroadcast(gl${c}, ${t}u);`).join(' ')}
       let it = t0 + ${t}u;
-      let ok = live && it < p.nq && (p.causal == 0u || j <= it);
-      let pt = select(0.0, exp2(${rowDot('k', (c) => `q${c}`, d4)} - subgroupBroadcast(lsel, ${t}u)), ok);
-      let ds = pt * (${rowDot('v', (c) => `g${c}`, d4)} - subgroupBroadcast(dl, ${t}u));
-${ch.map((c) => `      dv${c} += pt * g${c};\n      dk${c} += ds * q${c};`).join('\n')}
+      let ls = subgroupBroadcast(lsel, ${t}u);
+      let dt = subgroupBroadcast(dl, ${t}u);
+${each(
+  (r) => `      let ok${r} = live${r} && it < p.nq && (p.causal == 0u || j${r} <= it);
+      let p${r} = select(0.0, exp2(${rowDot(`k${r}_`, (c) => `q${c}`, d4)} - ls), ok${r});
+      let ds${r} = p${r} * (${rowDot(`v${r}_`, (c) => `g${c}`, d4)} - dt);
+${ch.map((c) => `      dv${r}_${c} += p${r} * g${c};\n      dk${r}_${c} += ds${r} * q${c};`).join('\n')}`,
+)}
     }`,
   )
   .join('\n')}
   }
-  if (j < p.nk) {
-    let kd = dk_at(b, h, j) >> 2u;
-    let vd = dv_at(b, h, j) >> 2u;
-${ch.map((c) => `    DK[kd + ${c}u] = dk${c} * p.scale;\n    ${dvBuf}[vd + ${c}u] = dv${c};`).join('\n')}
-  }
+${each(
+  (r) => `  if (j${r} < p.nk) {
+    let kd = dk_at(b, h, j${r}) >> 2u;
+    let vd = dv_at(b, h, j${r}) >> 2u;
+${ch.map((c) => `    DK[kd + ${c}u] = dk${r}_${c} * p.scale;\n    ${dvBuf}[vd + ${c}u] = dv${r}_${c};`).join('\n')}
+  }`,
+)}
 }`,
   };
 });
 
-/** The subgroup lane kernels for head dim d (a multiple of 4 up to LANE_MAX_D). */
+/** The subgroup lane kernels for head dim d (a multiple of 4 up to LANE_MAX_D), LANE_SG_ROWS rows per lane. */
 export function laneSubgroupSpecs(d: number, shared: boolean): { forward: KernelSpec; query: KernelSpec; key: KernelSpec } {
   const d4 = d / 4;
-  return { forward: sgForwardSpec(d4), query: sgBackwardQuerySpec(d4), key: sgBackwardKeySpec(d4, shared) };
+  const R = LANE_SG_ROWS;
+  return { forward: sgForwardSpec(d4, R), query: sgBackwardQuerySpec(d4, R), key: sgBackwardKeySpec(d4, R, shared) };
 }

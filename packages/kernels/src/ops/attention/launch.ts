@@ -3,8 +3,8 @@
 // log-sum-exp; the backward recomputes the probabilities from Q, K and that LSE. Three kernel
 // families, chosen per call by attentionKernel:
 // - lanes (lanes.ts; CPU adapters: with 8-lane subgroups heads up to 32 wide at any length and
-//   wider ones up to 64 keys, without them up to 32 keys): each lane owns one row and walks the
-//   other operand's rows, nothing padded to a tile;
+//   wider ones up to 160 keys, without them up to 32 keys): each lane owns a row (or two) and
+//   walks the other operand's rows, nothing padded to a tile;
 // - subgroup (subgroup.ts; CPU adapters that fix subgroups at 8 lanes, head dim a multiple of 4
 //   up to 64): tiles go straight from storage to the lanes by subgroupBroadcast, and the backward
 //   is one kernel per head that also accumulates dQ (10·N²·d flops);
@@ -21,7 +21,7 @@ import { type Tensor, empty, shapeStr } from '../../tensor.js';
 import { launchAssign } from '../elementwise.js';
 import { fixedSubgroupSize, isCpuAdapter } from '../adapter.js';
 import { LOG2E, MAX_HEAD_DIM, layout, operand, release } from './common.js';
-import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, LANE_SG_DEFAULT_KEYS, LANE_SG_WIDE_D, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec, laneSubgroupSpecs } from './lanes.js';
+import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, LANE_SG_DEFAULT_KEYS, LANE_SG_WIDE_D, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec, LANE_SG_ROWS, laneSubgroupSpecs } from './lanes.js';
 import { ROWS_PER_LANE, blockLanes, portableBackwardKeySpec, portableBackwardQuerySpec, portableForwardSpec } from './portable.js';
 import { SG_MAX_HEAD_DIM, SG_ROWS, subgroupBackwardSpec, subgroupForwardSpec } from './subgroup.js';
 
@@ -143,7 +143,8 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const buffers = [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer];
   if (family === 'lanes') {
     const spec = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, false).forward : laneForwardSpec(r.Nk);
-    q.device.dispatch(spec, buffers, [...common, ...operands], [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
+    const rowsPerGroup = laneSubgroups(q, opts) ? 8 * LANE_SG_ROWS : 8;
+    q.device.dispatch(spec, buffers, [...common, ...operands], [Math.ceil(r.Nq / rowsPerGroup), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(subgroupForwardSpec(), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
   } else {
@@ -213,8 +214,9 @@ export function launchAttentionBackward(
     const params = [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset];
     const inputs = [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer];
     const sgs = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, shared) : null;
-    q.device.dispatch(sgs?.query ?? laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / 8), r.B * r.H, 1]);
-    q.device.dispatch(sgs?.key ?? laneBackwardKeySpec(shared), [...inputs, delta.buffer, dk.buffer, ...(shared ? [] : [dv.buffer])], params, [Math.ceil(r.Nk / 8), r.B * r.H, 1]);
+    const rowsPerGroup = sgs ? 8 * LANE_SG_ROWS : 8;
+    q.device.dispatch(sgs?.query ?? laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / rowsPerGroup), r.B * r.H, 1]);
+    q.device.dispatch(sgs?.key ?? laneBackwardKeySpec(shared), [...inputs, delta.buffer, dk.buffer, ...(shared ? [] : [dv.buffer])], params, [Math.ceil(r.Nk / rowsPerGroup), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(
       subgroupBackwardSpec(shared),
