@@ -1,8 +1,9 @@
 // Attention lane by lane (CPU adapters: short sequences, and with 8-lane subgroups narrow heads at
 // any length): each lane of a workgroup of 8 owns a row (a query in the forward and the dQ pass,
 // a key in the dK/dV pass; two rows in the subgroup form) and walks the other operand's rows in
-// order, nothing padded to a tile. The backward recomputes the probabilities from Q, K and the forward's LSE in two kernels, dQ
-// (which also writes D = rowsum(dO ⊙ O)) then dK and dV (14·N²·d flops).
+// order, nothing padded to a tile. The backward recomputes the probabilities from Q, K and the
+// forward's LSE in two kernels, dQ (which also writes D = rowsum(dO ⊙ O)) then dK and dV
+// (14·N²·d flops).
 //
 // Two forms:
 // - with subgroups fixed at 8 lanes (`laneSubgroupSpecs`): the lanes load 8 rows of the other
