@@ -136,10 +136,11 @@ export class Device {
   }
 
   /**
-   * Whether waits on the GPU sleep before they ask (see wait.ts). On by default with Dawn in Node
-   * on a CPU adapter, whose threads want the core that Dawn's bindings keep busy polling while a
-   * wait is pending; off in browsers (which do not poll) and on GPUs (where a polling core costs
-   * the GPU nothing and a sleep that overshoots would).
+   * Whether waits on the GPU are paced: they sleep before they ask, and Dawn polls gently while
+   * they ask (see wait.ts). On by default with Dawn in Node on a CPU adapter, whose threads want
+   * the core that Dawn's bindings keep busy polling while a wait is pending; off in browsers
+   * (which do not poll) and on GPUs (where a polling core costs the GPU nothing and a sleep that
+   * overshoots would).
    */
   get sleepWhileWaiting(): boolean {
     return this.pacer.sleepFirst;

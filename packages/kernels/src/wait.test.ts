@@ -3,7 +3,7 @@ import { type Device, tensor } from './index.js';
 import { launchBinary } from './raw.js';
 import { isCpuAdapter } from './ops/adapter.js';
 import { testDevice } from './testing/index.js';
-import { WaitPacer, signDispatch } from './wait.js';
+import { WaitPacer, pollGently, signDispatch } from './wait.js';
 
 const after = <T>(ms: number, value: T) => () => new Promise<T>((r) => setTimeout(() => r(value), ms));
 
@@ -94,6 +94,45 @@ describe('WaitPacer', () => {
     for (const other of [[[1, 16, 2, 1], [0, 4, 1, 1]], [[0, 4, 1, 1], [1, 16, 1, 2]], [[0, 4, 1, 1], [2, 16, 2, 1]], [[0, 4, 1, 1]]]) {
       expect(sign(other)).not.toBe(a);
     }
+  });
+});
+
+describe('pollGently', () => {
+  type Immediate = (cb: (...args: unknown[]) => void, ...args: unknown[]) => unknown;
+  const g = globalThis as unknown as { setImmediate: Immediate };
+  // An anonymous native function, as Dawn's tick is.
+  const nativeTick = Function.prototype as unknown as () => void;
+
+  it("spaces native ticks by a timer while it asks, passes JavaScript callbacks through, and puts setImmediate back", async () => {
+    const original = g.setImmediate;
+    let inside: { tick: unknown; js: unknown; bound: unknown } | undefined;
+    const ran: string[] = [];
+    await pollGently(async () => {
+      inside = {
+        tick: g.setImmediate(nativeTick),
+        js: g.setImmediate(() => ran.push('js')),
+        bound: g.setImmediate(function named() {}.bind(null)),
+      };
+      await new Promise((r) => setTimeout(r, 5));
+    });
+    expect(inside!.tick!.constructor.name).toBe('Timeout');
+    expect(inside!.js!.constructor.name).toBe('Immediate');
+    expect(inside!.bound!.constructor.name).toBe('Immediate');
+    expect(ran).toEqual(['js']);
+    expect(g.setImmediate).toBe(original);
+    expect((g.setImmediate(nativeTick) as { constructor: { name: string } }).constructor.name).toBe('Immediate');
+  });
+
+  it('keeps ticks spaced until the last of overlapping asks settles, also when one fails', async () => {
+    const original = g.setImmediate;
+    let release!: () => void;
+    const long = pollGently(() => new Promise<void>((r) => (release = r)));
+    await expect(pollGently(() => Promise.reject(new Error('lost')))).rejects.toThrow('lost');
+    expect(g.setImmediate).not.toBe(original);
+    expect((g.setImmediate(nativeTick) as { constructor: { name: string } }).constructor.name).toBe('Timeout');
+    release();
+    await long;
+    expect(g.setImmediate).toBe(original);
   });
 });
 
