@@ -21,7 +21,18 @@ import { type Tensor, empty, shapeStr } from '../../tensor.js';
 import { launchAssign } from '../elementwise.js';
 import { fixedSubgroupSize, isCpuAdapter } from '../adapter.js';
 import { LOG2E, MAX_HEAD_DIM, layout, operand, release } from './common.js';
-import { LANE_DEFAULT_KEYS, LANE_MAX_D, LANE_MAX_KEYS, LANE_SG_DEFAULT_KEYS, LANE_SG_WIDE_D, laneBackwardKeySpec, laneBackwardQuerySpec, laneForwardSpec, LANE_SG_ROWS, laneSubgroupSpecs } from './lanes.js';
+import {
+  LANE_DEFAULT_KEYS,
+  LANE_MAX_D,
+  LANE_MAX_KEYS,
+  LANE_SG_DEFAULT_KEYS,
+  LANE_SG_ROWS,
+  LANE_SG_WIDE_D,
+  laneBackwardKeySpec,
+  laneBackwardQuerySpec,
+  laneForwardSpec,
+  laneSubgroupSpecs,
+} from './lanes.js';
 import { ROWS_PER_LANE, blockLanes, portableBackwardKeySpec, portableBackwardQuerySpec, portableForwardSpec } from './portable.js';
 import { SG_MAX_HEAD_DIM, SG_ROWS, subgroupBackwardSpec, subgroupForwardSpec } from './subgroup.js';
 
@@ -142,8 +153,9 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   const operands = [...layout(Q.t), ...layout(K.t), ...layout(V.t), ...layout(out), lse.offset];
   const buffers = [Q.t.buffer, K.t.buffer, V.t.buffer, out.buffer, lse.buffer];
   if (family === 'lanes') {
-    const spec = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, false).forward : laneForwardSpec(r.Nk);
-    const rowsPerGroup = laneSubgroups(q, opts) ? 8 * LANE_SG_ROWS : 8;
+    const sgs = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, false) : null;
+    const spec = sgs?.forward ?? laneForwardSpec(r.Nk);
+    const rowsPerGroup = sgs ? 8 * LANE_SG_ROWS : 8;
     q.device.dispatch(spec, buffers, [...common, ...operands], [Math.ceil(r.Nq / rowsPerGroup), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(subgroupForwardSpec(), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
