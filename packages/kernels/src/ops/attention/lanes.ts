@@ -46,19 +46,21 @@ function scoreSlots(nk: number): number {
   return nk <= 64 ? 64 : LANE_MAX_KEYS;
 }
 
+const FORWARD_STORAGE: KernelSpec['storage'] = [
+  { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
+  { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
+  { name: 'V', access: 'read', type: 'array<vec4<f32>>' },
+  { name: 'O', access: 'read_write', type: 'array<vec4<f32>>' },
+  { name: 'Lse', access: 'read_write', type: 'array<f32>' },
+];
+
 const header = (names: string[]) => `const D4M: u32 = ${D4M}u;\n${names.map(rowFn).join('\n')}`;
 
 const forwardSpec = memoSpecs((slots: number): KernelSpec => {
   return {
     name: 'attention_forward_lanes',
     variant: `n${slots}`,
-    storage: [
-      { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'V', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'O', access: 'read_write', type: 'array<vec4<f32>>' },
-      { name: 'Lse', access: 'read_write', type: 'array<f32>' },
-    ],
+    storage: FORWARD_STORAGE,
     params: passParams(FORWARD_OPERANDS, false),
     workgroupSize: [8],
     code: `
@@ -269,35 +271,50 @@ function rowDot(a: string, b: (c: number) => string, d4: number): string {
   return `dot(${terms.join(' + ')}, vec4<f32>(1.0))`;
 }
 
+/** WGSL: `kend`, past the last key any of the workgroup's 8·R query rows sees. */
+const sgKeyEnd = (R: number) => `  var kend = p.key_len;
+  if (p.causal != 0u) { kend = min(kend, min(row0 + ${8 * R}u, p.nq)); }`;
+
+/** WGSL: the loop over blocks of 8 keys, lane l at key j0 + l (ka, va: its K and V rows). */
+const SG_KEY_BLOCKS = `  for (var j0 = 0u; j0 < kend; j0 += 8u) {
+    let jl = min(j0 + lane, p.nk - 1u);
+    let ka = k_at(b, h, jl) >> 2u;
+    let va = v_at(b, h, jl) >> 2u;`;
+
 /** Rows a lane owns in the subgroup form: each broadcast row of the other operand feeds them all. */
 export const LANE_SG_ROWS = 2;
+
+/**
+ * A subgroup lane kernel: its spec, with `body` run by every lane of a workgroup of 8 after the
+ * head (b, h), the first row of its LSE and D vectors (`rows`) and the first of the workgroup's
+ * 8·R own rows (`row0`) are known.
+ */
+function sgLaneSpec(name: string, variant: string, storage: KernelSpec['storage'], operands: string[], backward: boolean, R: number, body: string): KernelSpec {
+  return {
+    name,
+    variant,
+    storage,
+    params: passParams(backward ? BACKWARD_OPERANDS : FORWARD_OPERANDS, backward),
+    workgroupSize: [8],
+    enable: ['subgroups'],
+    code: `
+${header(operands)}
+@compute @workgroup_size(8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let b = wid.y / p.heads;
+  let h = wid.y % p.heads;
+  let rows = wid.y * p.nq;
+  let row0 = wid.x * ${8 * R}u;
+${body}
+}`,
+  };
+}
 
 const sgForwardSpec = memoSpecs((d4: number, R: number): KernelSpec => {
   const ch = range(d4);
   const rs = range(R);
   const each = (f: (r: number) => string) => rs.map(f).join('\n');
-  return {
-    name: 'attention_forward_lanes_sg',
-    variant: `d${4 * d4}r${R}`,
-    storage: [
-      { name: 'Q', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'K', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'V', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'O', access: 'read_write', type: 'array<vec4<f32>>' },
-      { name: 'Lse', access: 'read_write', type: 'array<f32>' },
-    ],
-    params: passParams(FORWARD_OPERANDS, false),
-    workgroupSize: [8],
-    enable: ['subgroups'],
-    code: `
-${header(['q', 'k', 'v', 'o'])}
-@compute @workgroup_size(8)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-  let b = wid.y / p.heads;
-  let h = wid.y % p.heads;
-  let row0 = wid.x * ${8 * R}u;
-  var kend = p.key_len;
-  if (p.causal != 0u) { kend = min(kend, min(row0 + ${8 * R}u, p.nq)); }
+  return sgLaneSpec('attention_forward_lanes_sg', `d${4 * d4}r${R}`, FORWARD_STORAGE, ['q', 'k', 'v', 'o'], false, R, `${sgKeyEnd(R)}
 ${each(
   (r) => `  let i${r} = row0 + ${8 * r}u + lane;
   let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u)) >> 2u;
@@ -308,10 +325,7 @@ ${each(
   var l${r} = 0.0;
 ${ch.map((c) => `  var o${r}_${c} = vec4<f32>(0.0);`).join('\n')}`,
 )}
-  for (var j0 = 0u; j0 < kend; j0 += 8u) {
-    let jl = min(j0 + lane, p.nk - 1u);
-    let ka = k_at(b, h, jl) >> 2u;
-    let va = v_at(b, h, jl) >> 2u;
+${SG_KEY_BLOCKS}
     ${rowLoad('kl', 'K', 'ka', d4)}
 ${range(8)
   .map((t) => `    ${ch.map((c) => `let k${t}_${c} = subgroupBroadcast(kl${c}, ${t}u);`).join(' ')}`)
@@ -347,34 +361,17 @@ ${each(
     let oa = o_at(b, h, i${r}) >> 2u;
     let inv = 1.0 / l${r};
 ${ch.map((c) => `    O[oa + ${c}u] = o${r}_${c} * inv;`).join('\n')}
-    Lse[p.lse_off + (b * p.heads + h) * p.nq + i${r}] = (m${r} + log2(l${r})) * ${Math.LN2};
+    Lse[p.lse_off + rows + i${r}] = (m${r} + log2(l${r})) * ${Math.LN2};
   }`,
-)}
-}`,
-  };
+)}`);
 });
 
 const sgBackwardQuerySpec = memoSpecs((d4: number, R: number): KernelSpec => {
   const ch = range(d4);
   const rs = range(R);
   const each = (f: (r: number) => string) => rs.map(f).join('\n');
-  return {
-    name: 'attention_backward_q_lanes_sg',
-    variant: `d${4 * d4}r${R}`,
-    storage: [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }],
-    params: passParams(BACKWARD_OPERANDS, true),
-    workgroupSize: [8],
-    enable: ['subgroups'],
-    code: `
-${header(BACKWARD_OPERANDS)}
-@compute @workgroup_size(8)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-  let b = wid.y / p.heads;
-  let h = wid.y % p.heads;
-  let rows = wid.y * p.nq;
-  let row0 = wid.x * ${8 * R}u;
-  var kend = p.key_len;
-  if (p.causal != 0u) { kend = min(kend, min(row0 + ${8 * R}u, p.nq)); }
+  const storage: KernelSpec['storage'] = [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }];
+  return sgLaneSpec('attention_backward_q_lanes_sg', `d${4 * d4}r${R}`, storage, BACKWARD_OPERANDS, true, R, `${sgKeyEnd(R)}
 ${each(
   (r) => `  let i${r} = row0 + ${8 * r}u + lane;
   let iq${r} = min(i${r}, p.nq - 1u);
@@ -389,10 +386,7 @@ ${each(
   if (p.causal != 0u) { lim${r} = min(lim${r}, iq${r} + 1u); }
 ${ch.map((c) => `  var dq${r}_${c} = vec4<f32>(0.0);`).join('\n')}`,
 )}
-  for (var j0 = 0u; j0 < kend; j0 += 8u) {
-    let jl = min(j0 + lane, p.nk - 1u);
-    let ka = k_at(b, h, jl) >> 2u;
-    let va = v_at(b, h, jl) >> 2u;
+${SG_KEY_BLOCKS}
     ${rowLoad('kl', 'K', 'ka', d4)}
     ${rowLoad('vl', 'V', 'va', d4)}
 ${range(8)
@@ -414,9 +408,7 @@ ${each(
     let qd = dq_at(b, h, i${r}) >> 2u;
 ${ch.map((c) => `    DQ[qd + ${c}u] = dq${r}_${c} * p.scale;`).join('\n')}
   }`,
-)}
-}`,
-  };
+)}`);
 });
 
 const sgBackwardKeySpec = memoSpecs((d4: number, R: number, shared: boolean): KernelSpec => {
@@ -424,27 +416,13 @@ const sgBackwardKeySpec = memoSpecs((d4: number, R: number, shared: boolean): Ke
   const rs = range(R);
   const each = (f: (r: number) => string) => rs.map(f).join('\n');
   const dvBuf = shared ? 'DK' : 'DV';
-  return {
-    name: 'attention_backward_kv_lanes_sg',
-    variant: `d${4 * d4}r${R}${shared ? '-shared' : ''}`,
-    storage: [
-      ...BACKWARD_STORAGE,
-      { name: 'Delta', access: 'read', type: 'array<f32>' },
-      { name: 'DK', access: 'read_write', type: 'array<vec4<f32>>' },
-      ...(shared ? [] : [{ name: 'DV', access: 'read_write' as const, type: 'array<vec4<f32>>' }]),
-    ],
-    params: passParams(BACKWARD_OPERANDS, true),
-    workgroupSize: [8],
-    enable: ['subgroups'],
-    code: `
-${header(BACKWARD_OPERANDS)}
-@compute @workgroup_size(8)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-  let b = wid.y / p.heads;
-  let h = wid.y % p.heads;
-  let rows = wid.y * p.nq;
-  let row0 = wid.x * ${8 * R}u;
-  // Keys past key_len get no gradient; under the causal mask only queries i >= j see key j.
+  const storage: KernelSpec['storage'] = [
+    ...BACKWARD_STORAGE,
+    { name: 'Delta', access: 'read', type: 'array<f32>' },
+    { name: 'DK', access: 'read_write', type: 'array<vec4<f32>>' },
+    ...(shared ? [] : [{ name: 'DV', access: 'read_write' as const, type: 'array<vec4<f32>>' }]),
+  ];
+  return sgLaneSpec('attention_backward_kv_lanes_sg', `d${4 * d4}r${R}${shared ? '-shared' : ''}`, storage, BACKWARD_OPERANDS, true, R, `  // Keys past key_len get no gradient; under the causal mask only queries i >= j see key j.
   var i0 = 0u;
   if (p.causal != 0u) { i0 = row0; }
 ${each(
@@ -488,9 +466,7 @@ ${each(
     let vd = dv_at(b, h, j${r}) >> 2u;
 ${ch.map((c) => `    DK[kd + ${c}u] = dk${r}_${c} * p.scale;\n    ${dvBuf}[vd + ${c}u] = dv${r}_${c};`).join('\n')}
   }`,
-)}
-}`,
-  };
+)}`);
 });
 
 /** The subgroup lane kernels for head dim d (a multiple of 4 up to LANE_MAX_D), LANE_SG_ROWS rows per lane. */
