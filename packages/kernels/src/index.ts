@@ -4,7 +4,7 @@ export { type AdapterInfo, AdapterError, type DeviceOptions, DeviceLostError, GP
 export { type KernelSpec, type ScalarType, type StorageBinding, LINEAR_INDEX, grid1d, kernelKey, kernelSource } from './kernel.js';
 export { BufferPool, type PoolStats, sizeClass } from './pool.js';
 export { Device, type KernelTime, type Profile, requestDevice } from './runtime.js';
-export { WaitPacer } from './wait.js';
+export { WaitPacer, pollGently } from './wait.js';
 export {
   type DType,
   type HostData,
