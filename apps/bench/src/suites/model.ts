@@ -45,14 +45,15 @@ const MiB = 1024 * 1024;
 /**
  * The same step with waits that poll at once and back to back, as Dawn's Node bindings do by
  * default (see the kernels' wait.ts), against paced waits (sleeping first, then polling gently):
- * what the pacing buys on this adapter. The two
- * alternate in blocks of steps (the first step of a block settles the pacer and is not counted),
- * so that a machine whose speed drifts during the run favours neither.
+ * what the pacing buys on this adapter. The two alternate in blocks of steps (the first step of a
+ * block settles the pacer and is not counted), so that a machine whose speed drifts during the
+ * run favours neither.
  */
 async function pollingRows(dev: Device, step: () => void, name: string, shape: string, batch: number, opts: SuiteOptions): Promise<Row[]> {
   const times: Record<'paced' | 'polling', number[]> = { paced: [], polling: [] };
   const blocks = opts.quick ? 1 : 2;
   const perBlock = opts.quick ? 2 : 3;
+  const before = dev.sleepWhileWaiting;
   try {
     for (let b = 0; b < 2 * blocks; b++) {
       const mode = b % 2 === 0 ? 'paced' : 'polling';
@@ -65,7 +66,7 @@ async function pollingRows(dev: Device, step: () => void, name: string, shape: s
       }
     }
   } finally {
-    dev.sleepWhileWaiting = true;
+    dev.sleepWhileWaiting = before;
   }
   const [paced, polling] = [median(times.paced), median(times.polling)];
   const note = `median of ${times.paced.length} steps each, alternating in blocks`;
