@@ -4,8 +4,8 @@
 // long as one of their promises is pending, so `await queue.onSubmittedWorkDone()` or
 // `await buffer.mapAsync()` keeps a CPU core busy until the GPU is done. On a software adapter that
 // core is one the driver's threads need: on 2 cores (lavapipe) a compute-bound dispatch ran 1.5×
-// slower beside the polling thread than with that thread asleep. Two remedies, both on where the
-// Device waits through a pacer that sleeps first (CPU adapters under Dawn):
+// slower beside the polling thread than with that thread asleep. Two remedies, both where the
+// Device's waits are paced (CPU adapters under Dawn):
 // - the Device sleeps first, for most of the time until the work it waits for should be done, and
 //   only then asks;
 // - while it asks, Dawn's ticks are spaced by a timer (`pollGently`): the bindings look up the

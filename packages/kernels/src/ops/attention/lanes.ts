@@ -23,7 +23,7 @@
 //
 // Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
 import type { KernelSpec } from '../../kernel.js';
-import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, memoSpecs, passParams, range, rowFn } from './common.js';
+import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, eachRow, memoSpecs, passParams, range, rowFn } from './common.js';
 
 /**
  * Without subgroups: the longest key sequence the lane kernels take by default, and at all (the
@@ -282,19 +282,20 @@ const SG_KEY_BLOCKS = `  for (var j0 = 0u; j0 < kend; j0 += 8u) {
     let va = v_at(b, h, jl) >> 2u;`;
 
 /** Rows a lane owns in the subgroup form: each broadcast row of the other operand feeds them all. */
-export const LANE_SG_ROWS = 2;
+const LANE_SG_ROWS = 2;
 
 /**
  * A subgroup lane kernel: its spec, with `body` run by every lane of a workgroup of 8 after the
  * head (b, h), the first row of its LSE and D vectors (`rows`) and the first of the workgroup's
  * 8·R own rows (`row0`) are known.
  */
-function sgLaneSpec(name: string, variant: string, storage: KernelSpec['storage'], operands: string[], backward: boolean, R: number, body: string): KernelSpec {
+function sgLaneSpec(name: string, variant: string, storage: KernelSpec['storage'], backward: boolean, R: number, body: string): KernelSpec {
+  const operands = backward ? BACKWARD_OPERANDS : FORWARD_OPERANDS;
   return {
     name,
     variant,
     storage,
-    params: passParams(backward ? BACKWARD_OPERANDS : FORWARD_OPERANDS, backward),
+    params: passParams(operands, backward),
     workgroupSize: [8],
     enable: ['subgroups'],
     code: `
@@ -312,9 +313,8 @@ ${body}
 
 const sgForwardSpec = memoSpecs((d4: number, R: number): KernelSpec => {
   const ch = range(d4);
-  const rs = range(R);
-  const each = (f: (r: number) => string) => rs.map(f).join('\n');
-  return sgLaneSpec('attention_forward_lanes_sg', `d${4 * d4}r${R}`, FORWARD_STORAGE, ['q', 'k', 'v', 'o'], false, R, `${sgKeyEnd(R)}
+  const each = eachRow(R);
+  return sgLaneSpec('attention_forward_lanes_sg', `d${4 * d4}r${R}`, FORWARD_STORAGE, false, R, `${sgKeyEnd(R)}
 ${each(
   (r) => `  let i${r} = row0 + ${8 * r}u + lane;
   let qa${r} = q_at(b, h, min(i${r}, p.nq - 1u)) >> 2u;
@@ -368,10 +368,9 @@ ${ch.map((c) => `    O[oa + ${c}u] = o${r}_${c} * inv;`).join('\n')}
 
 const sgBackwardQuerySpec = memoSpecs((d4: number, R: number): KernelSpec => {
   const ch = range(d4);
-  const rs = range(R);
-  const each = (f: (r: number) => string) => rs.map(f).join('\n');
+  const each = eachRow(R);
   const storage: KernelSpec['storage'] = [...BACKWARD_STORAGE, { name: 'Delta', access: 'read_write', type: 'array<f32>' }, { name: 'DQ', access: 'read_write', type: 'array<vec4<f32>>' }];
-  return sgLaneSpec('attention_backward_q_lanes_sg', `d${4 * d4}r${R}`, storage, BACKWARD_OPERANDS, true, R, `${sgKeyEnd(R)}
+  return sgLaneSpec('attention_backward_q_lanes_sg', `d${4 * d4}r${R}`, storage, true, R, `${sgKeyEnd(R)}
 ${each(
   (r) => `  let i${r} = row0 + ${8 * r}u + lane;
   let iq${r} = min(i${r}, p.nq - 1u);
@@ -413,8 +412,7 @@ ${ch.map((c) => `    DQ[qd + ${c}u] = dq${r}_${c} * p.scale;`).join('\n')}
 
 const sgBackwardKeySpec = memoSpecs((d4: number, R: number, shared: boolean): KernelSpec => {
   const ch = range(d4);
-  const rs = range(R);
-  const each = (f: (r: number) => string) => rs.map(f).join('\n');
+  const each = eachRow(R);
   const dvBuf = shared ? 'DK' : 'DV';
   const storage: KernelSpec['storage'] = [
     ...BACKWARD_STORAGE,
@@ -422,7 +420,7 @@ const sgBackwardKeySpec = memoSpecs((d4: number, R: number, shared: boolean): Ke
     { name: 'DK', access: 'read_write', type: 'array<vec4<f32>>' },
     ...(shared ? [] : [{ name: 'DV', access: 'read_write' as const, type: 'array<vec4<f32>>' }]),
   ];
-  return sgLaneSpec('attention_backward_kv_lanes_sg', `d${4 * d4}r${R}${shared ? '-shared' : ''}`, storage, BACKWARD_OPERANDS, true, R, `  // Keys past key_len get no gradient; under the causal mask only queries i >= j see key j.
+  return sgLaneSpec('attention_backward_kv_lanes_sg', `d${4 * d4}r${R}${shared ? '-shared' : ''}`, storage, true, R, `  // Keys past key_len get no gradient; under the causal mask only queries i >= j see key j.
   var i0 = 0u;
   if (p.causal != 0u) { i0 = row0; }
 ${each(
@@ -469,9 +467,12 @@ ${ch.map((c) => `    DK[kd + ${c}u] = dk${r}_${c} * p.scale;\n    ${dvBuf}[vd + 
 )}`);
 });
 
-/** The subgroup lane kernels for head dim d (a multiple of 4 up to LANE_MAX_D), LANE_SG_ROWS rows per lane. */
-export function laneSubgroupSpecs(d: number, shared: boolean): { forward: KernelSpec; query: KernelSpec; key: KernelSpec } {
+/**
+ * The subgroup lane kernels for head dim d (a multiple of 4 up to LANE_MAX_D), LANE_SG_ROWS rows
+ * per lane, and the rows each workgroup takes (the grid's x is the rows over that).
+ */
+export function laneSubgroupSpecs(d: number, shared: boolean): { forward: KernelSpec; query: KernelSpec; key: KernelSpec; rowsPerGroup: number } {
   const d4 = d / 4;
   const R = LANE_SG_ROWS;
-  return { forward: sgForwardSpec(d4, R), query: sgBackwardQuerySpec(d4, R), key: sgBackwardKeySpec(d4, R, shared) };
+  return { forward: sgForwardSpec(d4, R), query: sgBackwardQuerySpec(d4, R), key: sgBackwardKeySpec(d4, R, shared), rowsPerGroup: 8 * R };
 }

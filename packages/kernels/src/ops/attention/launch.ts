@@ -26,7 +26,6 @@ import {
   LANE_MAX_D,
   LANE_MAX_KEYS,
   LANE_SG_DEFAULT_KEYS,
-  LANE_SG_ROWS,
   LANE_SG_WIDE_D,
   laneBackwardKeySpec,
   laneBackwardQuerySpec,
@@ -155,7 +154,7 @@ export function launchAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   if (family === 'lanes') {
     const sgs = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, false) : null;
     const spec = sgs?.forward ?? laneForwardSpec(r.Nk);
-    const rowsPerGroup = sgs ? 8 * LANE_SG_ROWS : 8;
+    const rowsPerGroup = sgs?.rowsPerGroup ?? 8;
     q.device.dispatch(spec, buffers, [...common, ...operands], [Math.ceil(r.Nq / rowsPerGroup), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
     q.device.dispatch(subgroupForwardSpec(), buffers, [...common, ...operands], [Math.ceil(r.Nq / (8 * SG_ROWS)), r.B * r.H, 1]);
@@ -226,7 +225,7 @@ export function launchAttentionBackward(
     const params = [...common, r.scale, ...[Q, K, V, O, G].flatMap((x) => layout(x.t)), ...layout(dq), ...layout(dk), ...layout(dv), lse.offset];
     const inputs = [Q.t.buffer, K.t.buffer, V.t.buffer, O.t.buffer, G.t.buffer, lse.buffer];
     const sgs = laneSubgroups(q, opts) ? laneSubgroupSpecs(r.d, shared) : null;
-    const rowsPerGroup = sgs ? 8 * LANE_SG_ROWS : 8;
+    const rowsPerGroup = sgs?.rowsPerGroup ?? 8;
     q.device.dispatch(sgs?.query ?? laneBackwardQuerySpec(), [...inputs, delta.buffer, dq.buffer], params, [Math.ceil(r.Nq / rowsPerGroup), r.B * r.H, 1]);
     q.device.dispatch(sgs?.key ?? laneBackwardKeySpec(shared), [...inputs, delta.buffer, dk.buffer, ...(shared ? [] : [dv.buffer])], params, [Math.ceil(r.Nk / rowsPerGroup), r.B * r.H, 1]);
   } else if (family === 'subgroup') {
