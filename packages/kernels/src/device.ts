@@ -24,6 +24,13 @@ export interface AdapterInfo {
   isFallback: boolean;
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /**
+   * Vector registers of the CPU that runs this process, as a compiler targets them: 32 with
+   * AVX-512VL, 16 with AVX2 (Linux x86-64 in Node, from /proc/cpuinfo); 0 where unknown
+   * (browsers, other systems). A CPU adapter in this process (lavapipe) compiles for that CPU, and
+   * its matmul takes wider register blocks where there are more registers (matmul/kernels.ts).
+   */
+  hostVectorRegisters: number;
 }
 
 export class DeviceLostError extends Error {
@@ -172,7 +179,20 @@ async function requestAdapter(opts: DeviceOptions): Promise<{ adapter: GPUAdapte
   return { adapter, backend: backend ?? match?.backend ?? 'unknown', name: match?.name };
 }
 
-function adapterInfo(adapter: GPUAdapter, backend: string, name?: string): AdapterInfo {
+/** See AdapterInfo.hostVectorRegisters. */
+async function hostVectorRegisters(): Promise<number> {
+  const p = (globalThis as { process?: { platform?: string; arch?: string } }).process;
+  if (!isNode() || p?.platform !== 'linux' || p.arch !== 'x64') return 0;
+  try {
+    const { readFileSync } = await import('node:fs');
+    const flags = new Set(/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? []);
+    return flags.has('avx512vl') ? 32 : flags.has('avx2') ? 16 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function adapterInfo(adapter: GPUAdapter, backend: string, name?: string, vectorRegisters = 0): AdapterInfo {
   const i = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean };
   return {
     name: name || i.description || i.device || i.vendor || 'unknown adapter',
@@ -183,6 +203,7 @@ function adapterInfo(adapter: GPUAdapter, backend: string, name?: string): Adapt
     isFallback: Boolean(i.isFallbackAdapter),
     subgroupMinSize: i.subgroupMinSize ?? 0,
     subgroupMaxSize: i.subgroupMaxSize ?? 0,
+    hostVectorRegisters: vectorRegisters,
   };
 }
 
@@ -261,5 +282,5 @@ export async function openGPU(opts: DeviceOptions = {}): Promise<GPUContext> {
   const requiredFeatures = requested.filter((f) => available.has(f));
   const descriptor: GPUDeviceDescriptor = { label: 'mpfgvc', requiredFeatures, requiredLimits: maxLimits(adapter) };
   const device = await (isNode() ? quietly(() => adapter.requestDevice(descriptor)) : adapter.requestDevice(descriptor));
-  return new Context(device, adapter, adapterInfo(adapter, backend, name));
+  return new Context(device, adapter, adapterInfo(adapter, backend, name, await hostVectorRegisters()));
 }

@@ -31,6 +31,13 @@ describe('device', () => {
     expect(dev.limits.maxStorageBufferBindingSize).toBe(dev.ctx.adapter.limits.maxStorageBufferBindingSize);
   });
 
+  it("reports the host CPU's vector registers (Linux x86-64: 16 with AVX2, 32 with AVX-512VL)", async () => {
+    if (process.platform !== 'linux' || process.arch !== 'x64') return expect(dev.info.hostVectorRegisters).toBe(0);
+    const { readFileSync } = await import('node:fs');
+    const flags = readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)![1]!.split(/\s+/);
+    expect(dev.info.hostVectorRegisters).toBe(flags.includes('avx512vl') ? 32 : flags.includes('avx2') ? 16 : 0);
+  });
+
   it('names the available adapters when the one asked for does not exist', async () => {
     const err = await requestDevice({ adapter: 'no-such-gpu-xyz' }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { type Device, requestDevice, selfCheck } from '@mpfgvc/kernels';
+import { type Device, defaultKernel, requestDevice, selfCheck } from '@mpfgvc/kernels';
 import { CliError } from '../errors.js';
 import { deviceOptions, withDeviceOptions } from './device-options.js';
 import { resolveOptions, withConfig } from './options.js';
@@ -25,6 +25,8 @@ export function describeDevice(dev: Device) {
     architecture: dev.info.architecture,
     fallback: dev.info.isFallback,
     subgroupSize: dev.info.subgroupMinSize === dev.info.subgroupMaxSize ? dev.info.subgroupMinSize : [dev.info.subgroupMinSize, dev.info.subgroupMaxSize],
+    hostVectorRegisters: dev.info.hostVectorRegisters,
+    matmulKernel: defaultKernel(dev),
     features: [...dev.features].sort(),
     limits,
   };
@@ -36,6 +38,7 @@ export function printDevice(d: ReturnType<typeof describeDevice>): void {
     `backend       ${d.backend}`,
     `vendor        ${d.vendor || '-'}${d.architecture ? ` / ${d.architecture}` : ''}`,
     `subgroups     ${Array.isArray(d.subgroupSize) ? d.subgroupSize.join('-') : d.subgroupSize || '-'}`,
+    `matmul        ${d.matmulKernel}${d.hostVectorRegisters ? ` (host CPU: ${d.hostVectorRegisters} vector registers)` : ''}`,
     `features      ${d.features.join(', ')}`,
     ...Object.entries(d.limits).map(([k, v]) => `${k.padEnd(34)}${v}`),
   ];

@@ -5,6 +5,8 @@
 //   workgroup, each lane a 4-row × 2·SG-column block straight from storage; the lanes load B's
 //   chunk cooperatively (a vec4 each) and broadcast it to each other. Needs vec4-aligned operands
 //   and falls back to 'rows' otherwise.
+// - 'subgroup-wide': the same with 4·SG columns per lane, for CPUs with 32 vector registers
+//   (AVX-512VL): each row of A a lane loads then feeds twice the columns.
 // - 'rows': for CPU adapters without subgroups. Register blocking straight from storage, no
 //   workgroup memory; all invocations of a workgroup share the same output columns.
 // - 'tiled': for GPUs. Workgroup-memory tiles of A and B, each invocation a 4×4 block.
@@ -31,6 +33,14 @@ export interface Tiling {
 //   rows      4×16, workgroup 8 ........ 8.6       (64 accumulators: spills; as the first quick kernel)
 //   rows      8×8, 2×8, 2×4, 1×12, 1×8 . 5.7, 4.2, 9.6, 6.3, 4.1
 //   tiled     64×64 tile, 4×4 .......... 3.8 / 2.7 (workgroup memory buys nothing on a CPU)
+// On a 2-core AVX-512 host (Intel Xeon, AVX-512VL, so 32 vector registers), GFLOP/s at 1024³ /
+// 1576×192×576 Bᵀ / 1576×768×192 Bᵀ / 1576×192×768 / 192×1576×768 Aᵀ (the ViT-Ti/16@224 training
+// step's shapes at batch 8), one run each:
+//   subgroup-wide 4×32 ................. 45.5 / 40.0 / 41.4 / 38.2 / 42.9   <- default there
+//   subgroup  4×16 ..................... 39.2 / 36.8 / 39.0 / 35.0 / 39.3
+//   subgroup  8×16, 2×32 ............... 32.3 / 34.2 / 38.8 / 32.9 / 36.3, 35.1 / 33.0 / 35.7 / 32.4 / -
+// (the AVX2 host above, 16 vector registers, measured 4×32 at 22 against 4×16's 34-36.) Where N
+// fills the wide block poorly the default takes 'subgroup' instead (fitColumns).
 // On an NVIDIA H200 through Vulkan (subgroup size 32, so 'subgroup' runs as 'rows'), f32 TFLOP/s
 // at 1024³ / 2048³ / 4096³ / 785×768×2304 Bᵀ / 12560×3072×768 Bᵀ, one-off run of a timing loop:
 //   tiled     64×64 tile, 4×4 .......... 10.2 / 14.5 / 15.7 / 10.1 / 13.2   <- default on GPUs
@@ -47,10 +57,10 @@ export const ROWS_TILINGS = {
 } satisfies Record<string, Tiling>;
 export type RowsKernel = keyof typeof ROWS_TILINGS;
 /** Subgroup families: output rows per lane, and columns per workgroup in units of the subgroup size. */
-export const SUBGROUP_TILES = { subgroup: [4, 2] } as const;
+export const SUBGROUP_TILES = { subgroup: [4, 2], 'subgroup-wide': [4, 4] } as const;
 export type SubgroupKernel = keyof typeof SUBGROUP_TILES;
 export type MatmulKernel = RowsKernel | SubgroupKernel | TiledKernel;
-export const MATMUL_KERNELS: readonly MatmulKernel[] = ['subgroup', 'rows', 'tiled'];
+export const MATMUL_KERNELS: readonly MatmulKernel[] = ['subgroup', 'subgroup-wide', 'rows', 'tiled'];
 
 export interface WorkgroupTiling {
   wgX: number;
@@ -65,8 +75,17 @@ export const TILED_TILINGS = {
 } satisfies Record<string, WorkgroupTiling>;
 export type TiledKernel = keyof typeof TILED_TILINGS;
 
+/**
+ * 'subgroup' instead of the default 'subgroup-wide' where N fills the wide block poorly: the
+ * wide block then computes more padding columns than the narrow one (ceil(N / 2·SG) odd).
+ */
+export function fitColumns(kernel: MatmulKernel, N: number, sg: number): MatmulKernel {
+  return kernel === 'subgroup-wide' && sg > 0 && Math.ceil(N / (2 * sg)) % 2 === 1 ? 'subgroup' : kernel;
+}
+
 /** The kernel family used when none is asked for: see the table above. */
 export function defaultKernel(dev: Device): MatmulKernel {
   if (!isCpuAdapter(dev)) return 'tiled';
-  return fixedSubgroupSize(dev) ? 'subgroup' : 'rows';
+  if (!fixedSubgroupSize(dev)) return 'rows';
+  return dev.info.hostVectorRegisters >= 32 ? 'subgroup-wide' : 'subgroup';
 }

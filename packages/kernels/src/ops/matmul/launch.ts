@@ -21,6 +21,7 @@ import {
   SUBGROUP_TILES,
   TILED_TILINGS,
   defaultKernel,
+  fitColumns,
 } from './kernels.js';
 import { ACTIVATIONS, type Layout, type Variant, matmulSpec } from './wgsl.js';
 
@@ -184,6 +185,7 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
     const aligned = [oa.t.offset, ob.t.offset, oa.ld, ob.ld, ...levels.sa, ...levels.sb].every((x) => x % 4 === 0);
     let kernel = opts.kernel ?? defaultKernel(dev);
     const sg = kernel in SUBGROUP_TILES && aligned ? fixedSubgroupSize(dev) : 0;
+    if (!opts.kernel) kernel = fitColumns(kernel, N, sg);
     // Subgroup kernels read B with vec4 loads only; elsewhere their rows sibling does the work.
     if (kernel in SUBGROUP_TILES && !sg) kernel = 'rows';
     const st = SUBGROUP_TILES[kernel as SubgroupKernel];

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, backward, f32ToF16, linear, matmul, scope, tensor, transpose } from '../../index.js';
+import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, backward, defaultKernel, f32ToF16, linear, matmul, scope, tensor, transpose } from '../../index.js';
 import { launchMatmul } from '../../raw.js';
+import { fitColumns } from './kernels.js';
 import { type ActivationRef, type F64, Rng, assertClose, dot, f64, matmulBackwardRef, matmulRef, numericGrad, testDevice } from '../../testing/index.js';
 
 let dev: Device;
@@ -332,3 +333,29 @@ describe('matmul backward', () => {
   });
 });
 
+
+describe('default matmul kernel', () => {
+  /** A device that only answers what defaultKernel asks. */
+  const stub = (info: Partial<Device['info']>, features: string[]) =>
+    ({
+      info: { name: 'llvmpipe (LLVM 15.0.6, 256 bits)', architecture: 'software', isFallback: false, subgroupMinSize: 8, subgroupMaxSize: 8, hostVectorRegisters: 16, ...info },
+      has: (f: string) => features.includes(f),
+    }) as unknown as Device;
+
+  it('takes the wide subgroup block on a CPU adapter whose host has 32 vector registers', () => {
+    expect(defaultKernel(stub({}, ['subgroups']))).toBe('subgroup');
+    expect(defaultKernel(stub({ hostVectorRegisters: 32 }, ['subgroups']))).toBe('subgroup-wide');
+    expect(defaultKernel(stub({ hostVectorRegisters: 32 }, []))).toBe('rows');
+    expect(defaultKernel(stub({ hostVectorRegisters: 32, subgroupMinSize: 4, subgroupMaxSize: 32 }, ['subgroups']))).toBe('rows');
+    expect(defaultKernel(stub({ name: 'NVIDIA H200', architecture: 'hopper', hostVectorRegisters: 32 }, ['subgroups']))).toBe('tiled');
+  });
+
+  it('keeps the narrow block where N fills the wide one poorly', () => {
+    // Subgroup 8: narrow blocks of 16 columns, wide of 32.
+    const fit = (N: number) => fitColumns('subgroup-wide', N, 8);
+    expect([192, 576, 768, 64, 32, 17, 31].map(fit)).toEqual(Array(7).fill('subgroup-wide'));
+    expect([200, 16, 1, 48, 208].map(fit)).toEqual(Array(5).fill('subgroup'));
+    expect(fitColumns('subgroup', 192, 8)).toBe('subgroup');
+    expect(fitColumns('subgroup-wide', 200, 0)).toBe('subgroup-wide');
+  });
+});
