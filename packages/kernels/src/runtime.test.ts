@@ -109,6 +109,35 @@ describe('dispatch', () => {
     expect(dev.counts.submits).toBe(submits + 1);
     x.dispose();
   });
+
+  it('sends a long recording to the queue in pieces of 64 dispatches, in order', async () => {
+    const STEP: KernelSpec = {
+      name: 'test_step',
+      storage: [{ name: 'X', access: 'read_write', type: 'array<f32>' }],
+      params: [['k', 'f32']],
+      workgroupSize: [1],
+      code: `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  X[gid.x] = X[gid.x] * 0.5 + p.k;
+}`,
+    };
+    const x = tensor(dev, [1, 0]);
+    await dev.sync();
+    const submits = dev.counts.submits;
+    // x ← x/2 + k for k = 0..149: a piece run out of turn changes the result.
+    let want = [1, 0];
+    for (let k = 0; k < 150; k++) {
+      dev.dispatch(STEP, [x.buffer], [k], [2]);
+      want = want.map((v) => Math.fround(v * 0.5 + k));
+      if (k === 62) expect(dev.counts.submits).toBe(submits);
+      if (k === 63) expect(dev.counts.submits).toBe(submits + 1);
+    }
+    expect(dev.counts.submits).toBe(submits + 2);
+    expect(Array.from(await x.read())).toEqual(want);
+    expect(dev.counts.submits).toBe(submits + 3);
+    x.dispose();
+  });
 });
 
 describe('profile', () => {

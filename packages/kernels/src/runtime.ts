@@ -8,6 +8,12 @@ import { WaitPacer, signDispatch } from './wait.js';
 import { isCpuAdapter } from './ops/adapter.js';
 
 const UNIFORM_CHUNK = 64 * 1024;
+/**
+ * A long recording goes to the queue in pieces of this many dispatches, so that the GPU starts on
+ * the first while the host records the rest (a training step records hundreds). Every piece of a
+ * repeated step is the same work, so the wait pacer (wait.ts) learns each one.
+ */
+const SUBMIT_EVERY = 64;
 
 interface CachedPipeline {
   key: string;
@@ -126,6 +132,8 @@ export class Device {
   private readonly pacer: WaitPacer;
   /** Signature of the dispatches recorded since the last submit (see wait.ts). */
   private signature = 0;
+  /** Dispatches recorded since the last submit. */
+  private recorded = 0;
 
   constructor(readonly ctx: GPUContext) {
     this.gpu = ctx.device;
@@ -264,6 +272,7 @@ export class Device {
     if (timed) pass.end();
     this.counts.dispatches++;
     this.signature = signDispatch(this.signature, pl.id, x, y, z);
+    if (++this.recorded >= SUBMIT_EVERY) this.flush();
     if (this.debug) {
       // One submit per dispatch, so that an error names the kernel that caused it.
       this.flush();
@@ -377,6 +386,7 @@ export class Device {
     this.counts.submits++;
     this.pacer.submitted(this.signature);
     this.signature = 0;
+    this.recorded = 0;
     for (const f of this.afterSubmit.splice(0)) f();
   }
 
