@@ -18,6 +18,9 @@ const binaryCases: [number[], number[]][] = [
   [[2, 3, 4, 5], [5]],
   [[2, 1, 4, 1, 3], [4, 1, 1]],
   [[1000003], [1000003]],
+  // Contiguous with a size that is a multiple of 4: the vec4 kernels.
+  [[4, 6], [4, 6]],
+  [[1000004], [1000004]],
 ];
 
 const binaryFns = {
@@ -54,6 +57,24 @@ describe('binary kernels', () => {
     assertClose(await out.read(), want, {}, 'strided add');
   });
 
+  it('takes vec4 kernels only where size and offsets are multiples of 4, with the same results', async () => {
+    const a = rng.uniform(64, -2, 2);
+    const b = rng.uniform(64, -2, 2);
+    const ta = tensor(dev, a);
+    const tb = tensor(dev, b);
+    // Offsets 4 and 8 (vec4), then 2 and 8 (scalar), then size 30 (scalar).
+    for (const [oa, ob, n] of [[4, 8, 32], [2, 8, 32], [4, 8, 30]] as const) {
+      const out = launchBinary('mul', slice(ta, 0, oa, oa + n), slice(tb, 0, ob, ob + n));
+      assertClose(await out.read(), Array.from({ length: n }, (_, i) => a[oa + i]! * b[ob + i]!), { atol: 1e-6, rtol: 1e-6 }, `mul at ${oa}, ${ob}, n ${n}`);
+    }
+    const before = dev.counts.pipelines;
+    launchBinary('maximum', ta, tb).dispose();
+    launchBinary('maximum', slice(ta, 0, 1, 5), slice(tb, 0, 1, 5)).dispose();
+    await dev.sync();
+    // One pipeline per form: the vec4 one and the scalar one.
+    expect(dev.counts.pipelines - before).toBe(2);
+  });
+
   it('names the op and shapes when shapes do not broadcast', () => {
     expect(() => launchBinary('add', tensor(dev, [1, 2, 3], [3]), tensor(dev, [1, 2], [2]))).toThrow(/add: shapes \[3\] and \[2\] do not broadcast/);
   });
@@ -73,6 +94,12 @@ describe('unary kernels', () => {
     it(op, async () => {
       const out = launchUnary(op, tensor(dev, x), alpha);
       assertClose(await out.read(), unaryRef(f, f64(x, [x.length])).data, { atol: 2e-6, rtol: 2e-6 }, op);
+      // 5000 elements from offset 0 and 4: the vec4 kernel.
+      for (const off of [0, 4]) {
+        const part = x.slice(off, off + 4996);
+        const v = launchUnary(op, slice(tensor(dev, x), 0, off, off + 4996), alpha);
+        assertClose(await v.read(), unaryRef(f, f64(part, [part.length])).data, { atol: 2e-6, rtol: 2e-6 }, `${op} vec4 at ${off}`);
+      }
     });
   }
 });

@@ -1,6 +1,6 @@
 // Elementwise kernels over strided, broadcast operands: binary ops, unary ops (activations and
 // their derivatives among them), copy to contiguous, in-place accumulate and fill.
-import { type KernelSpec, LINEAR_INDEX, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, grid1d, vec4Width } from '../kernel.js';
 import { type Shape, type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, coalesce, layoutParams, layoutValues, layoutWgsl } from './layout.js';
 
@@ -53,16 +53,36 @@ export const UNARY = {
 } as const;
 export type UnaryOp = keyof typeof UNARY;
 
-function binarySpec(op: BinaryOp, contiguous: boolean): KernelSpec {
-  const ia = contiguous ? 'i' : 'at_a(i)';
-  const ib = contiguous ? 'i' : 'at_b(i)';
+/**
+ * WGSL that sets `Out[i]` from the scalar expression `expr` of the operands `names`, read at
+ * `at(name)`: with vec4 storage, `i` indexes vec4s and the expression runs once per component
+ * (the same scalar arithmetic: a CPU adapter loads a vec4 per lane for about the price of a scalar).
+ */
+function elementwiseBody(names: string[], at: (name: string) => string, expr: string, vec4: boolean): string {
+  const load = (n: string) => `${n}[${at(n)}]`;
+  if (!vec4) return `${names.map((n) => `let ${n.toLowerCase()} = ${load(n)};`).join(' ')}\n  Out[i] = ${expr};`;
+  const L = [`${names.map((n) => `let ${n.toLowerCase()}4 = ${load(n)};`).join(' ')}`, 'var o: vec4<f32>;'];
+  for (const c of ['x', 'y', 'z', 'w']) L.push(`{ ${names.map((n) => `let ${n.toLowerCase()} = ${n.toLowerCase()}4.${c};`).join(' ')} o.${c} = ${expr}; }`);
+  L.push('Out[i] = o;');
+  return L.join('\n  ');
+}
+
+/** Storage layout of an elementwise kernel: scalar, or vec4 (contiguous operands, n and offsets multiples of 4). */
+type Form = 'strided' | 'contiguous' | 'contiguous-vec4';
+
+function elementType(form: Form): string {
+  return form === 'contiguous-vec4' ? 'array<vec4<f32>>' : 'array<f32>';
+}
+
+function binarySpec(op: BinaryOp, form: Form): KernelSpec {
+  const contiguous = form !== 'strided';
   return {
     name: `binary_${op}`,
-    variant: contiguous ? 'contiguous' : 'strided',
+    variant: form,
     storage: [
-      { name: 'A', access: 'read', type: 'array<f32>' },
-      { name: 'B', access: 'read', type: 'array<f32>' },
-      { name: 'Out', access: 'read_write', type: 'array<f32>' },
+      { name: 'A', access: 'read', type: elementType(form) },
+      { name: 'B', access: 'read', type: elementType(form) },
+      { name: 'Out', access: 'read_write', type: elementType(form) },
     ],
     params: [['n', 'u32'], ...(contiguous ? [['off_a', 'u32'] as ['off_a', 'u32'], ['off_b', 'u32'] as ['off_b', 'u32']] : layoutParams(['a', 'b']))],
     workgroupSize: [WG],
@@ -72,20 +92,19 @@ ${contiguous ? '' : layoutWgsl(['a', 'b'])}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${LINEAR_INDEX};
   if (i >= p.n) { return; }
-  let a = A[${contiguous ? 'p.off_a + i' : ia}];
-  let b = B[${contiguous ? 'p.off_b + i' : ib}];
-  Out[i] = ${BINARY[op]};
+  ${elementwiseBody(['A', 'B'], (n) => (contiguous ? `p.off_${n.toLowerCase()} + i` : `at_${n.toLowerCase()}(i)`), BINARY[op], form === 'contiguous-vec4')}
 }`,
   };
 }
 
-function unarySpec(op: UnaryOp, contiguous: boolean): KernelSpec {
+function unarySpec(op: UnaryOp, form: Form): KernelSpec {
+  const contiguous = form !== 'strided';
   return {
     name: `unary_${op}`,
-    variant: contiguous ? 'contiguous' : 'strided',
+    variant: form,
     storage: [
-      { name: 'X', access: 'read', type: 'array<f32>' },
-      { name: 'Out', access: 'read_write', type: 'array<f32>' },
+      { name: 'X', access: 'read', type: elementType(form) },
+      { name: 'Out', access: 'read_write', type: elementType(form) },
     ],
     params: [['n', 'u32'], ['alpha', 'f32'], ...(contiguous ? [['off_x', 'u32'] as ['off_x', 'u32']] : layoutParams(['x']))],
     workgroupSize: [WG],
@@ -95,10 +114,13 @@ ${contiguous ? '' : layoutWgsl(['x'])}
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = ${LINEAR_INDEX};
   if (i >= p.n) { return; }
-  let x = X[${contiguous ? 'p.off_x + i' : 'at_x(i)'}];
-  Out[i] = ${UNARY[op]};
+  ${elementwiseBody(['X'], () => (contiguous ? 'p.off_x + i' : 'at_x(i)'), UNARY[op], form === 'contiguous-vec4')}
 }`,
   };
+}
+
+function formOf(contiguous: boolean, width: number): Form {
+  return !contiguous ? 'strided' : width === 4 ? 'contiguous-vec4' : 'contiguous';
 }
 
 function checkFloat(op: string, ...ts: Tensor[]): void {
@@ -118,13 +140,14 @@ export function launchBinary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const n = out.size;
   if (n === 0) return out;
   const contiguous = a.isContiguous() && b.isContiguous() && sameShape(a.shape, shape) && sameShape(b.shape, shape);
+  const w = contiguous ? vec4Width(n, a.offset, b.offset) : 1;
   let params: number[];
-  if (contiguous) params = [n, a.offset, b.offset];
+  if (contiguous) params = [n / w, a.offset / w, b.offset / w];
   else {
     const l = coalesce(op, shape, [broadcastStrides(op, a, shape), broadcastStrides(op, b, shape)]);
     params = [n, ...layoutValues(l.dims, [a.offset, b.offset], l.strides)];
   }
-  a.device.dispatch(binarySpec(op, contiguous), [a.buffer, b.buffer, out.buffer], params, grid1d(n, WG));
+  a.device.dispatch(binarySpec(op, formOf(contiguous, w)), [a.buffer, b.buffer, out.buffer], params, grid1d(n / w, WG));
   return out;
 }
 
@@ -135,13 +158,14 @@ export function launchUnary(op: UnaryOp, x: Tensor, alpha = 0): Tensor {
   const n = out.size;
   if (n === 0) return out;
   const contiguous = x.isContiguous();
+  const w = contiguous ? vec4Width(n, x.offset) : 1;
   let params: number[];
-  if (contiguous) params = [n, alpha, x.offset];
+  if (contiguous) params = [n / w, alpha, x.offset / w];
   else {
     const l = coalesce(op, x.shape, [[...x.strides]]);
     params = [n, alpha, ...layoutValues(l.dims, [x.offset], l.strides)];
   }
-  x.device.dispatch(unarySpec(op, contiguous), [x.buffer, out.buffer], params, grid1d(n, WG));
+  x.device.dispatch(unarySpec(op, formOf(contiguous, w)), [x.buffer, out.buffer], params, grid1d(n / w, WG));
   return out;
 }
 
