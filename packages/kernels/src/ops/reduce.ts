@@ -77,17 +77,25 @@ function colChunkRows(dev: Tensor['device'], rows: number): number {
   return Math.max(64, Math.ceil(rows / 64));
 }
 
-const COL_WG = 64;
+/**
+ * Invocations per workgroup of the column sum. On a CPU adapter one SIMD row (8): a workgroup runs
+ * on one thread, and with 64 the bias gradient of a 192-wide layer was a single workgroup, the
+ * whole sum on one core.
+ */
+function colWorkgroup(dev: Tensor['device']): number {
+  return isCpuAdapter(dev) ? 8 : 64;
+}
 
-const COLUMN_SUM: KernelSpec = {
-  name: 'sum_columns',
-  storage: [
-    { name: 'X', access: 'read', type: 'array<vec4<f32>>' },
-    { name: 'Out', access: 'read_write', type: 'array<vec4<f32>>' },
-  ],
-  params: [['rows', 'u32'], ['c4', 'u32'], ['chunk_rows', 'u32'], ['off4', 'u32']],
-  workgroupSize: [COL_WG],
-  code: `
+function columnSumSpec(wg: number): KernelSpec {
+  return {
+    name: 'sum_columns',
+    storage: [
+      { name: 'X', access: 'read', type: 'array<vec4<f32>>' },
+      { name: 'Out', access: 'read_write', type: 'array<vec4<f32>>' },
+    ],
+    params: [['rows', 'u32'], ['c4', 'u32'], ['chunk_rows', 'u32'], ['off4', 'u32']],
+    workgroupSize: [wg],
+    code: `
 @compute @workgroup_size(WG_X)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let col = gid.x;
@@ -98,7 +106,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   for (var r = r0; r < r1; r++) { acc += X[p.off4 + r * p.c4 + col]; }
   Out[wid.y * p.c4 + col] = acc;
 }`,
-};
+  };
+}
 
 /** Σ over rows of a contiguous (rows, cols) view, cols and offset multiples of 4: chunk sums, then their sum. */
 function columnSum(x: Tensor, rows: number, cols: number, out: Tensor): void {
@@ -106,14 +115,16 @@ function columnSum(x: Tensor, rows: number, cols: number, out: Tensor): void {
   const c4 = cols / 4;
   const chunkRows = colChunkRows(dev, rows);
   const chunks = Math.ceil(rows / chunkRows);
-  const gx = Math.ceil(c4 / COL_WG);
+  const wg = colWorkgroup(dev);
+  const spec = columnSumSpec(wg);
+  const gx = Math.ceil(c4 / wg);
   if (chunks === 1) {
-    dev.dispatch(COLUMN_SUM, [x.buffer, out.buffer], [rows, c4, rows, x.offset / 4], [gx, 1, 1]);
+    dev.dispatch(spec, [x.buffer, out.buffer], [rows, c4, rows, x.offset / 4], [gx, 1, 1]);
     return;
   }
   const partial = empty(dev, [chunks, cols], 'f32', 'sum_columns_partial');
-  dev.dispatch(COLUMN_SUM, [x.buffer, partial.buffer], [rows, c4, chunkRows, x.offset / 4], [gx, chunks, 1]);
-  dev.dispatch(COLUMN_SUM, [partial.buffer, out.buffer], [chunks, c4, chunks, 0], [gx, 1, 1]);
+  dev.dispatch(spec, [x.buffer, partial.buffer], [rows, c4, chunkRows, x.offset / 4], [gx, chunks, 1]);
+  dev.dispatch(spec, [partial.buffer, out.buffer], [chunks, c4, chunks, 0], [gx, 1, 1]);
   partial.dispose();
 }
 
