@@ -118,6 +118,8 @@ describe('sum', () => {
     [[3, 8], [0]],
     [[2, 150, 64], [0, 1]],
     [[20000, 8], [0]],
+    // 50 vec4 columns: several workgroups, the last one partly idle.
+    [[300, 200], [0]],
   ];
   for (const [shape, axes] of cases) {
     it(`${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, async () => {
