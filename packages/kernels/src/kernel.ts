@@ -33,6 +33,24 @@ export function kernelKey(spec: KernelSpec): string {
   return `${spec.name}${spec.variant ? `:${spec.variant}` : ''}${c ? `[${c}]` : ''}@${spec.workgroupSize.join('x')}`;
 }
 
+/**
+ * `build` memoised by its arguments: each variant's WGSL is generated once per process, not on
+ * every dispatch (the device caches pipelines by kernel key, but the text would still be rebuilt
+ * to compute that key).
+ */
+export function memoSpecs<A extends (string | number | boolean)[]>(build: (...args: A) => KernelSpec): (...args: A) => KernelSpec {
+  const specs = new Map<string, KernelSpec>();
+  return (...args: A) => {
+    const key = args.join('_');
+    let s = specs.get(key);
+    if (!s) {
+      s = build(...args);
+      specs.set(key, s);
+    }
+    return s;
+  };
+}
+
 export function paramBytes(spec: KernelSpec): number {
   return Math.max(16, Math.ceil(((spec.params?.length ?? 0) * 4) / 16) * 16);
 }

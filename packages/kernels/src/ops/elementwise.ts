@@ -1,6 +1,6 @@
 // Elementwise kernels over strided, broadcast operands: binary ops, unary ops (activations and
 // their derivatives among them), copy to contiguous, in-place accumulate and fill.
-import { type KernelSpec, LINEAR_INDEX, grid1d, vec4Width } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, grid1d, memoSpecs, vec4Width } from '../kernel.js';
 import { type Shape, type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, coalesce, layoutParams, layoutValues, layoutWgsl } from './layout.js';
 
@@ -74,7 +74,7 @@ function elementType(form: Form): string {
   return form === 'contiguous-vec4' ? 'array<vec4<f32>>' : 'array<f32>';
 }
 
-function binarySpec(op: BinaryOp, form: Form): KernelSpec {
+const binarySpec = memoSpecs((op: BinaryOp, form: Form): KernelSpec => {
   const contiguous = form !== 'strided';
   return {
     name: `binary_${op}`,
@@ -95,9 +95,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   ${elementwiseBody(['A', 'B'], (n) => (contiguous ? `p.off_${n.toLowerCase()} + i` : `at_${n.toLowerCase()}(i)`), BINARY[op], form === 'contiguous-vec4')}
 }`,
   };
-}
+});
 
-function unarySpec(op: UnaryOp, form: Form): KernelSpec {
+const unarySpec = memoSpecs((op: UnaryOp, form: Form): KernelSpec => {
   const contiguous = form !== 'strided';
   return {
     name: `unary_${op}`,
@@ -117,7 +117,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   ${elementwiseBody(['X'], () => (contiguous ? 'p.off_x + i' : 'at_x(i)'), UNARY[op], form === 'contiguous-vec4')}
 }`,
   };
-}
+});
 
 function formOf(contiguous: boolean, width: number): Form {
   return !contiguous ? 'strided' : width === 4 ? 'contiguous-vec4' : 'contiguous';

@@ -1,6 +1,7 @@
 // What the attention kernel families share: how a (B, H, N, d) operand is addressed and bound,
 // the parameters every kernel takes, scores in base 2, and the memo of generated specs.
 import type { KernelSpec } from '../../kernel.js';
+export { memoSpecs } from '../../kernel.js';
 import { type Tensor, shapeStr } from '../../tensor.js';
 import { launchCopy } from '../elementwise.js';
 
@@ -53,23 +54,6 @@ export const range = (n: number) => [...Array(n).keys()];
 /** Joins `f(r)` over the `rpl` rows one invocation owns. */
 export const eachRow = (rpl: number) => (f: (r: number) => string, sep = '\n') => range(rpl).map(f).join(sep);
 
-/**
- * `build` memoised by its arguments, as matmul memoises its specs: each variant's WGSL is
- * generated once per process, not on every dispatch (the device caches pipelines by kernel key,
- * but the text would still be rebuilt to compute that key).
- */
-export function memoSpecs<A extends (number | boolean)[]>(build: (...args: A) => KernelSpec): (...args: A) => KernelSpec {
-  const specs = new Map<string, KernelSpec>();
-  return (...args: A) => {
-    const key = args.join('_');
-    let s = specs.get(key);
-    if (!s) {
-      s = build(...args);
-      specs.set(key, s);
-    }
-    return s;
-  };
-}
 
 /** A (B, H, N, d) operand as a kernel binds it, and whether it is a copy to release afterwards. */
 export interface Operand {
