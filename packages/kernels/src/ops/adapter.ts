@@ -15,3 +15,13 @@ export function fixedSubgroupSize(dev: Device): number {
   const { subgroupMinSize: lo, subgroupMaxSize: hi } = dev.info;
   return dev.has('subgroups') && lo === hi && [4, 8, 16].includes(lo) ? lo : 0;
 }
+
+/**
+ * Invocations per workgroup of a kernel whose invocations each own whole columns (column sums,
+ * LayerNorm's parameter gradients): on a CPU adapter one SIMD row (8), since a workgroup runs on
+ * one thread and a wider one left a 192-wide layer's columns in one workgroup, on one core;
+ * elsewhere `gpu`.
+ */
+export function columnWorkgroup(dev: Device, gpu: number): number {
+  return isCpuAdapter(dev) ? 8 : gpu;
+}

@@ -2,9 +2,9 @@
 // One workgroup per row; LayerNorm's weight and bias gradients are reduced over rows in two passes
 // (per-chunk partial sums with one invocation per column, then a sum over chunks) so that many
 // rows spread over many workgroups.
-import { type KernelSpec, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
+import { type KernelSpec, WORKGROUP_REDUCE_WGSL, grid1d, memoSpecs } from '../kernel.js';
 import { type Tensor, empty, sameShape, shapeStr } from '../tensor.js';
-import { fixedSubgroupSize, isCpuAdapter } from './adapter.js';
+import { columnWorkgroup, fixedSubgroupSize, isCpuAdapter } from './adapter.js';
 import { ROW_ARGS, ROW_INDEX, dense, release, rowWorkgroup, rowsOf } from './row.js';
 
 const f32 = (name: string, access: 'read' | 'read_write' = 'read') => ({ name, access, type: 'array<f32>' });
@@ -178,23 +178,13 @@ function chunkRows(dev: Tensor['device'], rows: number): number {
   return Math.max(64, Math.ceil(rows / 65535));
 }
 
-/**
- * Invocations per workgroup of the partial sums: on a CPU adapter one SIMD row (8), so that the
- * columns of a narrow layer spread over its threads (256 made a 192-wide layer one workgroup, on
- * one core).
- */
-function dparamWorkgroup(dev: Tensor['device']): number {
-  return isCpuAdapter(dev) ? 8 : PARAM_WG;
-}
-
 // Partial[(2·chunk + 0)·n + col] = Σ g·x̂ and Partial[(2·chunk + 1)·n + col] = Σ g over the chunk's rows.
-function layerNormDparamPartialSpec(wg: number): KernelSpec {
-  return {
-    name: 'layer_norm_dparam_partial',
-    storage: [f32('G'), f32('X'), f32('Mean'), f32('Rstd'), f32('Partial', 'read_write')],
-    params: [['rows', 'u32'], ['n', 'u32'], ['chunk_rows', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
-    workgroupSize: [wg],
-    code: `
+const layerNormDparamPartialSpec = memoSpecs((wg: number): KernelSpec => ({
+  name: 'layer_norm_dparam_partial',
+  storage: [f32('G'), f32('X'), f32('Mean'), f32('Rstd'), f32('Partial', 'read_write')],
+  params: [['rows', 'u32'], ['n', 'u32'], ['chunk_rows', 'u32'], ['off_g', 'u32'], ['off_x', 'u32'], ['off_m', 'u32'], ['off_r', 'u32']],
+  workgroupSize: [wg],
+  code: `
 @compute @workgroup_size(WG_X)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let col = gid.x;
@@ -212,8 +202,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   Partial[2u * chunk * p.n + col] = dw;
   Partial[(2u * chunk + 1u) * p.n + col] = db;
 }`,
-  };
-}
+}));
 
 const LAYER_NORM_DPARAM_FINAL: KernelSpec = {
   name: 'layer_norm_dparam_final',
@@ -328,7 +317,7 @@ export function launchLayerNormBackward(
     const cr = chunkRows(dev, rows);
     const chunks = Math.max(1, Math.ceil(rows / cr));
     const partial = empty(dev, [chunks, 2, n], 'f32', 'layer_norm_dparam_partial');
-    const wg = dparamWorkgroup(dev);
+    const wg = columnWorkgroup(dev, PARAM_WG);
     dev.dispatch(
       layerNormDparamPartialSpec(wg),
       [gc.buffer, xc.buffer, mean.buffer, rstd.buffer, partial.buffer],

@@ -5,10 +5,10 @@
 // columns over a chunk of rows with vec4 loads, and a second pass adds the chunks' partial sums.
 // On lavapipe the tree reduction spent 4 ms on a [272, 64] bias gradient (a workgroup of 256
 // invocations and eight barriers per output); see the kernels bench's 'sum over rows' row.
-import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, grid1d } from '../kernel.js';
+import { type KernelSpec, LINEAR_INDEX, WORKGROUP_REDUCE_WGSL, grid1d, memoSpecs } from '../kernel.js';
 import { type Tensor, empty, shapeStr } from '../tensor.js';
 import { MAX_RANK, coalesce } from './layout.js';
-import { isCpuAdapter } from './adapter.js';
+import { columnWorkgroup, isCpuAdapter } from './adapter.js';
 
 const WG = 256;
 const ROW_THRESHOLD = 64;
@@ -77,25 +77,18 @@ function colChunkRows(dev: Tensor['device'], rows: number): number {
   return Math.max(64, Math.ceil(rows / 64));
 }
 
-/**
- * Invocations per workgroup of the column sum. On a CPU adapter one SIMD row (8): a workgroup runs
- * on one thread, and with 64 the bias gradient of a 192-wide layer was a single workgroup, the
- * whole sum on one core.
- */
-function colWorkgroup(dev: Tensor['device']): number {
-  return isCpuAdapter(dev) ? 8 : 64;
-}
+/** Invocations per workgroup of the column sum on a GPU (see columnWorkgroup). */
+const COL_WG = 64;
 
-function columnSumSpec(wg: number): KernelSpec {
-  return {
-    name: 'sum_columns',
-    storage: [
-      { name: 'X', access: 'read', type: 'array<vec4<f32>>' },
-      { name: 'Out', access: 'read_write', type: 'array<vec4<f32>>' },
-    ],
-    params: [['rows', 'u32'], ['c4', 'u32'], ['chunk_rows', 'u32'], ['off4', 'u32']],
-    workgroupSize: [wg],
-    code: `
+const columnSumSpec = memoSpecs((wg: number): KernelSpec => ({
+  name: 'sum_columns',
+  storage: [
+    { name: 'X', access: 'read', type: 'array<vec4<f32>>' },
+    { name: 'Out', access: 'read_write', type: 'array<vec4<f32>>' },
+  ],
+  params: [['rows', 'u32'], ['c4', 'u32'], ['chunk_rows', 'u32'], ['off4', 'u32']],
+  workgroupSize: [wg],
+  code: `
 @compute @workgroup_size(WG_X)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let col = gid.x;
@@ -106,8 +99,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   for (var r = r0; r < r1; r++) { acc += X[p.off4 + r * p.c4 + col]; }
   Out[wid.y * p.c4 + col] = acc;
 }`,
-  };
-}
+}));
 
 /** Σ over rows of a contiguous (rows, cols) view, cols and offset multiples of 4: chunk sums, then their sum. */
 function columnSum(x: Tensor, rows: number, cols: number, out: Tensor): void {
@@ -115,7 +107,7 @@ function columnSum(x: Tensor, rows: number, cols: number, out: Tensor): void {
   const c4 = cols / 4;
   const chunkRows = colChunkRows(dev, rows);
   const chunks = Math.ceil(rows / chunkRows);
-  const wg = colWorkgroup(dev);
+  const wg = columnWorkgroup(dev, COL_WG);
   const spec = columnSumSpec(wg);
   const gx = Math.ceil(c4 / wg);
   if (chunks === 1) {

@@ -1,9 +1,9 @@
 // SsVP's scores from the attention forward: per image, the CLS query's attention probability over
 // each patch key, summed over heads, recomputed from q, k and the forward's saved log-sum-exp (the
 // probabilities themselves are never stored).
-import type { KernelSpec } from '../../kernel.js';
+import { type KernelSpec, memoSpecs } from '../../kernel.js';
 import { type Tensor, empty, shapeStr } from '../../tensor.js';
-import { LOG2E, MAX_HEAD_DIM, OPERAND_PARAMS, layout, memoSpecs, operand, release, rowFn } from './common.js';
+import { LOG2E, MAX_HEAD_DIM, OPERAND_PARAMS, layout, operand, release, rowFn } from './common.js';
 
 const CLS_WG = 64;
 

@@ -1,7 +1,6 @@
 // What the attention kernel families share: how a (B, H, N, d) operand is addressed and bound,
-// the parameters every kernel takes, scores in base 2, and the memo of generated specs.
+// the parameters every kernel takes, and scores in base 2.
 import type { KernelSpec } from '../../kernel.js';
-export { memoSpecs } from '../../kernel.js';
 import { type Tensor, shapeStr } from '../../tensor.js';
 import { launchCopy } from '../elementwise.js';
 
@@ -53,7 +52,6 @@ export const range = (n: number) => [...Array(n).keys()];
 
 /** Joins `f(r)` over the `rpl` rows one invocation owns. */
 export const eachRow = (rpl: number) => (f: (r: number) => string, sep = '\n') => range(rpl).map(f).join(sep);
-
 
 /** A (B, H, N, d) operand as a kernel binds it, and whether it is a copy to release afterwards. */
 export interface Operand {

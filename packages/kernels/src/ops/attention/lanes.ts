@@ -22,8 +22,8 @@
 // demo's shape, four rows no faster than two. Hence the defaults below.
 //
 // Operands are bound as vec4 arrays (head dim a multiple of 4, up to LANE_MAX_D).
-import type { KernelSpec } from '../../kernel.js';
-import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, eachRow, memoSpecs, passParams, range, rowFn } from './common.js';
+import { type KernelSpec, memoSpecs } from '../../kernel.js';
+import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, eachRow, passParams, range, rowFn } from './common.js';
 
 /**
  * Without subgroups: the longest key sequence the lane kernels take by default, and at all (the

@@ -4,8 +4,8 @@
 // (ROWS_PER_LANE of them): on a SIMD CPU adapter the lanes then vectorise the head dimension's
 // loops with no cross-lane reduction, and the tile in workgroup memory is read by all rows of the
 // block. Operands are bound as f32 arrays, so any head dim up to MAX_HEAD_DIM and any alignment.
-import type { KernelSpec } from '../../kernel.js';
-import { LOG2E, MASKED, eachRow, memoSpecs, passParams, range, rowFn } from './common.js';
+import { type KernelSpec, memoSpecs } from '../../kernel.js';
+import { LOG2E, MASKED, eachRow, passParams, range, rowFn } from './common.js';
 
 /** Rows per tile in workgroup memory: a multiple of the 8-row step; two tiles stay within 16 KiB. */
 function tileRows(d: number): number {

@@ -19,8 +19,8 @@
 //   the backward runs 1.15× faster;
 // - one backward kernel (dQ from the dS that the dK/dV pass computes anyway) instead of a second
 //   pass over query rows that recomputes P and dP: 1.15×.
-import type { KernelSpec } from '../../kernel.js';
-import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, eachRow, memoSpecs, passParams, range, rowFn } from './common.js';
+import { type KernelSpec, memoSpecs } from '../../kernel.js';
+import { BACKWARD_OPERANDS, FORWARD_OPERANDS, LOG2E, MASKED, eachRow, passParams, range, rowFn } from './common.js';
 
 /** Rows a lane owns (queries in the forward, keys in the backward): 8 lanes cover 32. */
 export const SG_ROWS = 4;
