@@ -68,6 +68,23 @@ describe('WaitPacer', () => {
     expect(p.expectedEnd() - performance.now()).toBeLessThanOrEqual(0.9 * bound + 1);
   });
 
+  it('learns once per kind of work from a wait that covered many submits of it (a timing loop)', async () => {
+    const p = new WaitPacer(true);
+    p.submitted(STEP);
+    await p.wait(after(5, 0));
+    // 40 submits of the same work, then one wait: each is worth a 40th of the time it took.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 40; i++) p.submitted(STEP);
+      const t0 = performance.now();
+      await p.wait(after(80, 0));
+      const span = performance.now() - t0;
+      p.submitted(STEP);
+      const one = p.expectedEnd() - performance.now();
+      expect(one).toBeGreaterThan(0);
+      expect(one).toBeLessThan(span / 40 + 10);
+    }
+  });
+
   it('forgets the work a failed wait covered', async () => {
     const p = new WaitPacer(true);
     p.submitted(STEP);

@@ -151,31 +151,39 @@ export class WaitPacer {
    * from the first one's start (its submit, or the end of what an earlier wait saw done) to `done`,
    * or, answered at once, to no later than `asked`. A wait that covered one submit teaches its
    * signature; one that covered several scales the known ones and gives the unknown ones the rest.
+   * Each signature learns once, from its share per submit: a timing loop submits the same work
+   * many times between waits, and learning from each copy in turn compounded the estimate.
    */
   private settled(covered: number, asked: number, done: number): void {
     const mine = this.takeCovered(covered);
     if (mine.length === 0) return;
+    const copies = new Map<number, number>();
+    for (const s of mine) copies.set(s.signature, (copies.get(s.signature) ?? 0) + 1);
     // Forget everything before reading what is known, so that the counts below stay true.
-    if (this.took.size + mine.length > MAX_SIGNATURES) this.took.clear();
+    if (this.took.size + copies.size > MAX_SIGNATURES) this.took.clear();
     const start = Math.max(mine[0]!.at, this.doneAt);
     const atOnce = done - asked <= AT_ONCE_MS;
     this.doneAt = atOnce ? asked : done;
     const span = (atOnce ? asked : done) - start;
-    const known = mine.filter((s) => this.took.has(s.signature));
-    const expected = known.reduce((a, s) => a + this.took.get(s.signature)!, 0);
-    const unknown = mine.length - known.length;
-    for (const s of mine) {
-      const was = this.took.get(s.signature);
+    let expected = 0;
+    let unknown = 0;
+    for (const [signature, n] of copies) {
+      const was = this.took.get(signature);
+      if (was === undefined) unknown += n;
+      else expected += n * was;
+    }
+    for (const signature of copies.keys()) {
+      const was = this.took.get(signature);
       if (was === undefined) {
         // Unknown work: its share of what the known work left, or (answered at once) nothing
         // learned beyond an upper bound, which is no reason to sleep.
-        if (!atOnce) this.took.set(s.signature, Math.max(0, span - expected) / unknown);
+        if (!atOnce) this.took.set(signature, Math.max(0, span - expected) / unknown);
       } else if (atOnce) {
         // Done before asked: it ran faster than expected; take no more than the bound now.
-        this.took.set(s.signature, Math.min(was, (was / Math.max(expected, 1e-9)) * span * 0.9));
+        this.took.set(signature, Math.min(was, (was / Math.max(expected, 1e-9)) * span * 0.9));
       } else {
         const share = unknown > 0 ? was : (was / Math.max(expected, 1e-9)) * span;
-        this.took.set(s.signature, (1 - LEARN) * was + LEARN * share);
+        this.took.set(signature, (1 - LEARN) * was + LEARN * share);
       }
     }
   }
