@@ -9,7 +9,7 @@ export { launchGatherRows, launchScatterAddRows } from './ops/gather.js';
 export { type LayerNormGrads, type LayerNormOut, launchL2Normalize, launchL2NormalizeBackward, launchLayerNorm, launchLayerNormBackward } from './ops/norm.js';
 export { type SoftmaxKind, launchSoftmax, launchSoftmaxBackward } from './ops/softmax.js';
 export { type CrossEntropyOut, launchCrossEntropy, launchCrossEntropyBackward } from './ops/loss.js';
-export { launchMatmul, launchMatmulWithPre } from './ops/matmul/index.js';
+export { launchMatmul, launchMatmulWithPre, launchMatmulWithRowSum } from './ops/matmul/index.js';
 export { type AttentionForward, type AttentionGrads, launchAttention, launchAttentionBackward, launchClsAttentionScores } from './ops/attention/index.js';
 export { launchTopK, launchTopKGather, launchTopKScatter } from './ops/topk.js';
 export { type VlfmGrads, launchVlfm, launchVlfmBackward } from './ops/vlfm.js';

@@ -2,7 +2,7 @@
 // shapes (one image: 785 tokens; qkv and fc1 forward are x·Wᵀ with W (out, in), fc2 too). The peers
 // suite sets the default kernel next to tfjs and jax-js at the same shapes.
 import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, defaultKernel, scope, tensor } from '@mpfgvc/kernels';
-import { launchMatmul } from '@mpfgvc/kernels/raw';
+import { launchMatmul, launchMatmulWithRowSum, launchSum } from '@mpfgvc/kernels/raw';
 import { Rng } from '@mpfgvc/kernels/testing';
 import { availableParallelism } from 'node:os';
 import { timeGpu } from '../measure.js';
@@ -115,4 +115,41 @@ export async function matmulRows(dev: Device, opts: SuiteOptions = {}): Promise<
 function variantNote(dev: Device, kernel: MatmulKernel): string {
   if (kernel === 'subgroup' && !dev.has('subgroups')) return '; no subgroups here: ran as rows';
   return '';
+}
+
+/**
+ * A linear layer's weight and bias gradients, dW = dzᵀ·x and db = Σ_rows dz: the matmul that
+ * also sums the rows of dzᵀ it loads, against the matmul and a column sum. Shapes of the ViT-Ti/16
+ * @224 step (batch 8: 1576 rows) and the `tiny` one (batch 16: 272 rows).
+ */
+export async function biasGradRows(dev: Device, opts: SuiteOptions = {}): Promise<Row[]> {
+  const quick = Boolean(opts.quick);
+  const rng = new Rng(5);
+  const shapes: [number, number, number, string][] = quick
+    ? [[24, 8, 12, 'toy']]
+    : [[1576, 576, 192, 'ViT-Ti qkv'], [1576, 192, 768, 'ViT-Ti fc2'], [272, 192, 64, 'tiny qkv'], [272, 64, 256, 'tiny fc2']];
+  const rows: Row[] = [];
+  for (const [R, out, inp, what] of shapes) {
+    const dz = random(dev, rng, [R, out]);
+    const x = random(dev, rng, [R, inp]);
+    const fused = () => scope(() => void launchMatmulWithRowSum(dz, x, { transA: true }));
+    const unfused = () => scope(() => void [launchMatmul(dz, x, { transA: true }), launchSum(dz, [0], false)]);
+    // The small shapes take well under a millisecond: 20 calls per timed submit.
+    const inner = quick || R > 1000 ? 1 : 20;
+    const sec: number[] = [];
+    for (const run of [fused, unfused]) {
+      run();
+      await dev.sync();
+      sec.push(await timeGpu(dev, run, { warmup: 0, repeats: quick ? 1 : 5, inner }));
+    }
+    const shape = `rows ${R}, out ${out}, in ${inp} (${what})`;
+    rows.push(
+      { suite: 'kernels', name: 'dW + bias grad, one matmul', shape, metric: 'time', value: sec[0]! * 1e3, unit: 'ms' },
+      { suite: 'kernels', name: 'dW + bias grad, matmul + column sum', shape, metric: 'time', value: sec[1]! * 1e3, unit: 'ms' },
+      { suite: 'kernels', name: 'dW + bias grad fused speedup', shape, metric: 'ratio', value: sec[1]! / sec[0]!, unit: 'x' },
+    );
+    dz.dispose();
+    x.dispose();
+  }
+  return rows;
 }

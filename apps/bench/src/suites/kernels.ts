@@ -7,7 +7,7 @@ import type { Row } from '../report.js';
 import { normRows } from './kernels-norm.js';
 import { miscRows } from './kernels-misc.js';
 import { attentionRows } from './kernels-attention.js';
-import { matmulRows } from './kernels-matmul.js';
+import { biasGradRows, matmulRows } from './kernels-matmul.js';
 import type { SuiteOptions } from './options.js';
 
 const FMA_ITERS = 512;
@@ -92,6 +92,7 @@ export async function kernelsSuite(dev: Device, opts: SuiteOptions = {}): Promis
   rows.push(...(await normRows(dev, opts)));
   rows.push(...(await miscRows(dev, opts)));
   rows.push(...(await matmulRows(dev, opts)));
+  rows.push(...(await biasGradRows(dev, opts)));
   rows.push(...(await attentionRows(dev, opts)));
   return rows;
 }

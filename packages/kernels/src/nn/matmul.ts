@@ -5,7 +5,7 @@
 // an unfused bias + activation would hold anyway); recomputing z in backward would cost a second
 // full matmul.
 import { launchBinary, launchCopy } from '../ops/elementwise.js';
-import { type MatmulActivation, type MatmulOptions, launchMatmul, launchMatmulWithPre } from '../ops/matmul/index.js';
+import { type MatmulActivation, type MatmulOptions, launchMatmul, launchMatmulWithPre, launchMatmulWithRowSum } from '../ops/matmul/index.js';
 import { type Tensor, isGradEnabled, record } from '../tensor.js';
 import { reshape } from '../functional.js';
 
@@ -32,9 +32,12 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const needResidual = residual ? needs[inputs.length - 1] : false;
       const dz = pre ? launchBinary(`${activation!}_grad`, pre, g) : g;
       const da = needA ? gradA(dz, b, transA, transB, alpha) : null;
-      const db = needB ? gradB(a, dz, a.rank, b.rank, transA, transB, alpha) : null;
-      const dbias = needBias ? dz : null;
-      if (!dbias && dz !== g) dz.dispose();
+      // With B read transposed (a linear layer), dB's kernel reads dzᵀ as its A: it sums dz's
+      // columns, the bias gradient, on the way (tape.backward sums any batch dims left).
+      const sumBias = Boolean(needB && needBias && transB);
+      const { db, rowSum } = needB ? gradB(a, dz, a.rank, b.rank, transA, transB, alpha, sumBias) : { db: null, rowSum: null };
+      const dbias = needBias ? (rowSum ? biasShaped(rowSum, bias!) : dz) : null;
+      if (dbias !== dz && dz !== g) dz.dispose();
       const dres = needResidual ? g : null;
       return bias ? [da, db, dbias, dres] : [da, db, dres];
     },
@@ -52,21 +55,42 @@ function gradA(dz: Tensor, b: Tensor, transA: boolean, transB: boolean, alpha: n
 /**
  * dB of z = alpha · op(A)·op(B): alpha · op(A)ᵀ·dz, or its transpose when B was read transposed.
  * A 2-D B shared by a batch (a linear layer's weight) gets the batch folded into the inner dim of
- * one matmul, instead of a gradient per batch entry reduced afterwards.
+ * one matmul, instead of a gradient per batch entry reduced afterwards. With `sumRows` (B read
+ * transposed, so dzᵀ is the kernel's A) the same kernel also returns dz's column sums (over all
+ * rows, per batch entry where the batch was not folded).
  */
-function gradB(a: Tensor, dz: Tensor, rankA: number, rankB: number, transA: boolean, transB: boolean, alpha: number): Tensor {
+function gradB(
+  a: Tensor,
+  dz: Tensor,
+  rankA: number,
+  rankB: number,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  sumRows: boolean,
+): { db: Tensor; rowSum: Tensor | null } {
+  const mm = (x: Tensor, y: Tensor, o: MatmulOptions) => (sumRows ? launchMatmulWithRowSum(x, y, o) : { out: launchMatmul(x, y, o), rowSum: null });
   if (rankB === 2 && rankA > 2 && !transA && a.isContiguous()) {
     const dc = dz.isContiguous() ? dz : launchCopy(dz);
     const rows = dc.size / dc.shape[dc.rank - 1]!;
     const a2 = a.view([rows, a.shape[a.rank - 1]!], [a.shape[a.rank - 1]!, 1], a.offset);
     const d2 = dc.view([rows, dc.shape[dc.rank - 1]!], [dc.shape[dc.rank - 1]!, 1], dc.offset);
-    const r = transB ? launchMatmul(d2, a2, { transA: true, alpha }) : launchMatmul(a2, d2, { transA: true, alpha });
+    const r = transB ? mm(d2, a2, { transA: true, alpha }) : mm(a2, d2, { transA: true, alpha });
     a2.dispose();
     d2.dispose();
     if (dc !== dz) dc.dispose();
-    return r;
+    return { db: r.out, rowSum: r.rowSum };
   }
-  return transB ? launchMatmul(dz, a, { transA: true, transB: transA, alpha }) : launchMatmul(a, dz, { transA: !transA, alpha });
+  const r = transB ? mm(dz, a, { transA: true, transB: transA, alpha }) : mm(a, dz, { transA: !transA, alpha });
+  return { db: r.out, rowSum: r.rowSum };
+}
+
+/** The bias gradient from dz's column sums: in the bias's own shape where it has as many elements. */
+function biasShaped(rowSum: Tensor, bias: Tensor): Tensor {
+  if (rowSum.size !== bias.size || rowSum.shape.join() === bias.shape.join()) return rowSum;
+  const v = rowSum.view(bias.shape, bias.strides, rowSum.offset);
+  rowSum.dispose();
+  return v;
 }
 
 /** y = act(x·Wᵀ + b) (+ residual) with the weight stored (out, in) as in PyTorch; x is (..., in). */

@@ -7,7 +7,7 @@
 //
 // The kernel families are in kernels.ts, their WGSL in wgsl.ts; this file maps tensors onto them.
 import { type Shape, type Tensor, empty, shapeStr } from '../../tensor.js';
-import { launchCopy } from '../elementwise.js';
+import { launchCopy, launchFill } from '../elementwise.js';
 import { broadcastShapes, coalesce } from '../layout.js';
 import { fixedSubgroupSize } from '../adapter.js';
 import {
@@ -110,6 +110,8 @@ interface Launch {
   out: Tensor;
   /** The pre-activation, when asked for. */
   pre: Tensor | null;
+  /** Σ_k op(A)[m][k] per output row, (...batch, M), when asked for. */
+  rowSum: Tensor | null;
 }
 
 /** Strides of the batch dims of `x` as broadcast to `batch` (0 where broadcast). */
@@ -131,7 +133,7 @@ function batchLevels(a: Tensor, b: Tensor, batch: number[]): { d: number[]; sa: 
   };
 }
 
-function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): Launch {
+function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean, sumRows = false): Launch {
   checkOperands(a, b, opts);
   const dev = a.device;
   const batch = broadcastShapes('matmul', a.shape.slice(0, -2), b.shape.slice(0, -2));
@@ -168,8 +170,13 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
     M *= d[0]! * d[1]!;
     levels = { d: [1, 1], sa: [0, 0], sb: [0, 0] };
   }
+  if (sumRows && N === 0 && K > 0 && M > 0) {
+    for (const t of temps) t.dispose();
+    throw new Error(`matmul: row sums of op(A) come from the kernel's first column block, and N = 0 leaves none (A ${shapeStr(a.shape)}, K = ${K})`);
+  }
   const out = empty(dev, outShape, 'f32', 'matmul');
   const pre = savePre ? empty(dev, outShape, 'f32', 'matmul_pre') : null;
+  const rowSum = sumRows ? empty(dev, outShape.slice(0, -1), 'f32', 'matmul_row_sum') : null;
   let res = opts.residual;
   if (res) {
     if (res.dtype !== 'f32' || res.shape.join() !== outShape.join()) {
@@ -202,6 +209,7 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
       fa: oa.t.dtype === 'f16',
       fb: ob.t.dtype === 'f16',
       pre: savePre,
+      rowSum: sumRows,
     };
     const wt = TILED_TILINGS[kernel as TiledKernel];
     const groups: [number, number, number] = tiling
@@ -232,10 +240,14 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
     ];
     const buffers = [oa.t.buffer, ob.t.buffer, opts.bias?.buffer ?? oa.t.buffer, res?.buffer ?? oa.t.buffer, out.buffer];
     if (pre) buffers.push(pre.buffer);
+    if (rowSum) buffers.push(rowSum.buffer);
     dev.dispatch(matmulSpec(v), buffers, params, groups);
+  } else if (rowSum && rowSum.size > 0) {
+    // N = 0 (and so K = 0, checked above): no workgroup runs, and the empty sums are 0.
+    launchFill(rowSum, 0);
   }
   for (const t of temps) t.dispose();
-  return { out, pre };
+  return { out, pre, rowSum };
 }
 
 /**
@@ -246,6 +258,16 @@ function launch(a: Tensor, b: Tensor, opts: MatmulOptions, savePre: boolean): La
  */
 export function launchMatmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   return launch(a, b, opts, false).out;
+}
+
+/**
+ * launchMatmul that also returns Σ_k op(A)[m][k] for every output row, (...batch, M), from the
+ * same kernel (each lane sums the rows of A it loads anyway). Not scaled by alpha. With A = dZᵀ this
+ * is the bias gradient of a linear layer next to its weight gradient: one pass over dZ, not two.
+ */
+export function launchMatmulWithRowSum(a: Tensor, b: Tensor, opts: Omit<MatmulOptions, 'activation'> = {}): { out: Tensor; rowSum: Tensor } {
+  const r = launch(a, b, opts, false, true);
+  return { out: r.out, rowSum: r.rowSum! };
 }
 
 /** launchMatmul that also returns the pre-activation alpha · op(A)·op(B) + bias, for backward. */

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Device, MATMUL_KERNELS, type MatmulKernel, type Tensor, backward, defaultKernel, f32ToF16, linear, matmul, scope, tensor, transpose } from '../../index.js';
-import { launchMatmul } from '../../raw.js';
+import { launchMatmul, launchMatmulWithRowSum, launchSum } from '../../raw.js';
 import { fitColumns } from './kernels.js';
 import { type ActivationRef, type F64, Rng, assertClose, dot, f64, matmulBackwardRef, matmulRef, numericGrad, testDevice } from '../../testing/index.js';
 
@@ -80,6 +80,48 @@ describe('matmul forward against the float64 reference', () => {
         for (const activation of [undefined, 'gelu', 'quick_gelu', 'relu'] as const) {
           await check(shapes(19, 20, N, false, true), kernel, { bias: true, activation, alpha: 0.75 });
         }
+      }
+    });
+  }
+
+  for (const kernel of KERNELS) {
+    it(`${kernel} row sums of op(A) from the product's kernel: against float64 and against the unfused column sum`, async () => {
+      // Edges in M and N, a K tail, both layouts of A, a batch, and alpha (which the sums ignore).
+      const cases: (Case & { alpha?: number })[] = [
+        { ...shapes(68, 36, 52, true, false), alpha: 0.5 },
+        shapes(33, 65, 17, true, true),
+        shapes(20, 38, 12, false, true),
+        shapes(7, 13, 5),
+        { a: [3, 9, 12], b: [12, 10] },
+        { a: [2, 12, 8], b: [2, 12, 16], transA: true },
+      ];
+      for (const c of cases) {
+        const av = rng.uniform(numelOf(c.a));
+        const bv = rng.uniform(numelOf(c.b));
+        const at = tensor(dev, av, c.a);
+        const before = dev.counts.dispatches;
+        const { out, rowSum } = launchMatmulWithRowSum(at, tensor(dev, bv, c.b), { transA: c.transA, transB: c.transB, alpha: c.alpha, kernel });
+        expect(dev.counts.dispatches - before).toBe(1);
+        const what = `${kernel} ${JSON.stringify(c)}`;
+        const want = matmulRef(f64(av, c.a), f64(bv, c.b), c);
+        const K = c.transA ? c.a[c.a.length - 2]! : c.a[c.a.length - 1]!;
+        assertClose(await out.read(), want.data, { atol: 1e-6 * K, rtol: 1e-4 }, `${what} product`);
+        // Σ_k op(A)[m][k] in float64, per batch entry and row.
+        const M = c.transA ? c.a[c.a.length - 1]! : c.a[c.a.length - 2]!;
+        const batch = want.shape.slice(0, -2);
+        const nb = numelOf(batch);
+        const perA = M * K;
+        const sums = new Float64Array(nb * M);
+        for (let z = 0; z < nb; z++) {
+          const base = c.a.length > 2 ? (z % numelOf(c.a.slice(0, -2))) * perA : 0;
+          for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) sums[z * M + m]! += av[base + (c.transA ? k * M + m : m * K + k)]!;
+        }
+        expect(rowSum.shape).toEqual([...batch, M]);
+        const got = await rowSum.read();
+        assertClose(got, sums, { atol: 1e-6 * K, rtol: 1e-5 }, `${what} row sums`);
+        // The unfused form: the same sums by the column-sum kernel over op(A)ᵀ.
+        const unfused = launchSum(c.transA ? at : transpose(at, -2, -1), [at.rank - 2], false);
+        if (nb === numelOf(c.a.slice(0, -2))) assertClose(got, await unfused.read(), { atol: 1e-6 * K, rtol: 1e-5 }, `${what} against launchSum`);
       }
     });
   }
@@ -230,6 +272,34 @@ describe('matmul backward', () => {
       if (bi) assertClose(await bi.grad!.read(), want.dbias!.data, tol, 'dBias');
     });
   }
+
+  it("a linear layer's bias gradient comes out of its weight gradient's kernel: no dispatch of its own", async () => {
+    const [B, T, In, Out] = [2, 7, 12, 8];
+    const xv = rng.uniform(B * T * In);
+    const wv = rng.uniform(Out * In);
+    const bv = rng.uniform(Out);
+    const g = rng.uniform(B * T * Out);
+    const backwardDispatches = async (withBias: boolean) => {
+      const x = tensor(dev, xv, [B, T, In], { requiresGrad: true });
+      const W = tensor(dev, wv, [Out, In], { requiresGrad: true });
+      const bias = withBias ? tensor(dev, bv, [Out], { requiresGrad: true }) : undefined;
+      let n = 0;
+      scope(() => {
+        const y = linear(x, W, bias);
+        const gt = tensor(dev, g, [B, T, Out]);
+        const before = dev.counts.dispatches;
+        backward(y, gt);
+        n = dev.counts.dispatches - before;
+      });
+      if (bias) {
+        const want = matmulBackwardRef(f64(xv, [B, T, In]), f64(wv, [Out, In]), f64(g, [B, T, Out]), { transB: true, bias: f64(bv, [Out]) });
+        assertClose(await bias.grad!.read(), want.dbias!.data, TOL, 'db');
+        assertClose(await W.grad!.read(), want.db.data, TOL, 'dW');
+      }
+      return n;
+    };
+    expect(await backwardDispatches(true)).toBe(await backwardDispatches(false));
+  });
 
   it('follows the requiresGrad flags of when it was recorded, not of when backward runs', async () => {
     const [M, K, N] = [3, 4, 5];

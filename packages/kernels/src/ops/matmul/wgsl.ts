@@ -32,6 +32,8 @@ export interface Variant {
   fa: boolean;
   fb: boolean;
   pre: boolean;
+  /** Also write Σ_k op(A)[m][k] per output row (before alpha) to RowSum: a bias gradient folded into dW. */
+  rowSum: boolean;
 }
 
 // The epilogue is chosen by uniform parameters, not by variant: it runs once per output (or per
@@ -85,6 +87,7 @@ function storage(v: Variant): KernelSpec['storage'] {
     { name: 'Out', access: 'read_write', type: v.vout ? 'array<vec4<f32>>' : 'array<f32>' },
   ];
   if (v.pre) s.push({ name: 'Pre', access: 'read_write', type: v.vout ? 'array<vec4<f32>>' : 'array<f32>' });
+  if (v.rowSum) s.push({ name: 'RowSum', access: 'read_write', type: 'array<f32>' });
   return s;
 }
 
@@ -154,6 +157,8 @@ function rowsCode(v: Variant, t: Tiling, sg = 0): string {
   if (v.lb === 'n' && v.vec) for (const j of rng(jn)) L.push(`  let ng${j} = min(n0 + ${4 * j}u, (p.N - 1u) & ~3u);`);
   else for (const j of rng(tn)) L.push(`  let nj${j} = min(n0 + ${j}u, p.N - 1u);`);
   for (const i of rng(tm)) for (const j of rng(jn)) L.push(`  var acc${i}_${j} = vec4<f32>(0.0);`);
+  // With rowSum each lane also sums the A rows it loads anyway (four adds per row and chunk).
+  if (v.rowSum) for (const i of rng(tm)) L.push(`  var rs${i} = 0.0;`);
   L.push(`  let k4 = p.K & ~3u;`, `  for (var k = 0u; k < k4; k += 4u) {`);
   // A chunk: a<i> = A[m_i][k..k+4].
   if (!v.vec) {
@@ -196,6 +201,7 @@ function rowsCode(v: Variant, t: Tiling, sg = 0): string {
     }
   }
   for (const i of rng(tm)) for (const j of rng(jn)) for (const q of rng(4)) L.push(`    acc${i}_${j} += a${i}[${q}] * b${q}_${j};`);
+  if (v.rowSum) for (const i of rng(tm)) L.push(`    rs${i} += (a${i}.x + a${i}.y) + (a${i}.z + a${i}.w);`);
   L.push(`  }`);
   // The last K % 4 steps, one k at a time.
   L.push(`  for (var k = k4; k < p.K; k++) {`);
@@ -206,8 +212,16 @@ function rowsCode(v: Variant, t: Tiling, sg = 0): string {
   for (const i of rng(tm)) {
     L.push(`    let a${i} = load_a(base_a, mi${i}, k);`);
     for (const j of rng(jn)) L.push(`    acc${i}_${j} += a${i} * b_${j};`);
+    if (v.rowSum) L.push(`    rs${i} += a${i};`);
   }
   L.push(`  }`);
+  // The row sums, from the workgroups of the first column block only (the others repeat them).
+  if (v.rowSum) {
+    L.push(`  if (wid.x == 0u) {`);
+    L.push(`    let rsa = array<f32, ${tm}>(${rng(tm).map((i) => `rs${i}`).join(', ')});`);
+    L.push(`    for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) { RowSum[z * p.M + m0 + i] = rsa[i]; }`);
+    L.push(`  }`);
+  }
   // One store site in a loop: the epilogue (with every activation) is emitted once, not per output.
   L.push(`  let res = array<vec4<f32>, ${tm * jn}>(${rng(tm).flatMap((i) => rng(jn).map((j) => `acc${i}_${j}`)).join(', ')});`);
   L.push(`  for (var i = 0u; i < ${tm}u && m0 + i < p.M; i++) {`);
@@ -244,6 +258,7 @@ function tiledCode(v: Variant, t: WorkgroupTiling): string {
   const bCoord = ['select(e / BN, e % BK, p.tb != 0u)', 'select(e % BN, e / BK, p.tb != 0u)'];
   const L: string[] = [];
   for (const i of rng(tm)) for (const j of rng(tn)) L.push(`  var c${i}_${j} = 0.0;`);
+  if (v.rowSum) for (const i of rng(tm)) L.push(`  var rs${i} = 0.0;`);
   L.push(`  for (var k0 = 0u; k0 < p.K; k0 += BK) {`);
   L.push(`    for (var e = li; e < BM * BK; e += ${threads}u) {`);
   L.push(`      let mm = ${aCoord[0]}; let kk = ${aCoord[1]};`);
@@ -260,7 +275,14 @@ function tiledCode(v: Variant, t: WorkgroupTiling): string {
   for (const i of rng(tm)) L.push(`      let a${i} = ta[kk * BM + lid.y + ${i * wgY}u];`);
   for (const j of rng(tn)) L.push(`      let b${j} = tb[kk * BN + lid.x + ${j * wgX}u];`);
   for (const i of rng(tm)) for (const j of rng(tn)) L.push(`      c${i}_${j} += a${i} * b${j};`);
+  // The tile is zero past K, so every invocation's row sums are whole; column 0 writes them.
+  if (v.rowSum) for (const i of rng(tm)) L.push(`      rs${i} += a${i};`);
   L.push(`    }`, `    workgroupBarrier();`, `  }`);
+  if (v.rowSum) {
+    L.push(`  if (wid.x == 0u && lid.x == 0u) {`);
+    for (const i of rng(tm)) L.push(`    if (m0 + lid.y + ${i * wgY}u < p.M) { RowSum[z * p.M + m0 + lid.y + ${i * wgY}u] = rs${i}; }`);
+    L.push(`  }`);
+  }
   L.push(`  let res = array<f32, ${tm * tn}>(${rng(tm).flatMap((i) => rng(tn).map((j) => `c${i}_${j}`)).join(', ')});`);
   L.push(`  for (var i = 0u; i < ${tm}u; i++) {`);
   L.push(`    for (var j = 0u; j < ${tn}u; j++) {`);
@@ -286,7 +308,7 @@ ${L.join('\n')}
 }
 
 function variantKey(v: Variant): string {
-  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.layoutParam ? 'any' : v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : '', v.vout ? 'vout' : ''].filter(Boolean).join('-');
+  return [v.kernel + (v.sg ? `${v.sg}` : ''), v.layoutParam ? 'any' : v.la + v.lb, v.vec ? 'vec4' : 'scalar', v.fa ? 'f16' : 'f32', v.fb ? 'f16' : 'f32', v.pre ? 'pre' : '', v.vout ? 'vout' : '', v.rowSum ? 'rowsum' : ''].filter(Boolean).join('-');
 }
 
 const specs = new Map<string, KernelSpec>();
