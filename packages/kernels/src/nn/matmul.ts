@@ -33,7 +33,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       const dz = pre ? launchBinary(`${activation!}_grad`, pre, g) : g;
       const da = needA ? gradA(dz, b, transA, transB, alpha) : null;
       // With B read transposed (a linear layer), dB's kernel reads dzᵀ as its A: it sums dz's
-      // columns, the bias gradient, on the way (tape.backward sums any batch dims left).
+      // columns, the bias gradient, on the way (backward's sumTo adds up any batch dims left).
       const sumBias = Boolean(needB && needBias && transB);
       const { db, rowSum } = needB ? gradB(a, dz, a.rank, b.rank, transA, transB, alpha, sumBias) : { db: null, rowSum: null };
       const dbias = needBias ? (rowSum ? biasShaped(rowSum, bias!) : dz) : null;

@@ -123,6 +123,12 @@ describe('matmul forward against the float64 reference', () => {
         const unfused = launchSum(c.transA ? at : transpose(at, -2, -1), [at.rank - 2], false);
         if (nb === numelOf(c.a.slice(0, -2))) assertClose(got, await unfused.read(), { atol: 1e-6 * K, rtol: 1e-5 }, `${what} against launchSum`);
       }
+      // No output columns: no workgroup to sum in, said plainly; with K = 0 too the sums are 0.
+      expect(() => launchMatmulWithRowSum(tensor(dev, rng.uniform(12), [3, 4]), tensor(dev, new Float32Array(0), [4, 0]), { kernel })).toThrow(
+        /row sums of op\(A\).*N = 0.*A \[3, 4\], K = 4/,
+      );
+      const empty = launchMatmulWithRowSum(tensor(dev, new Float32Array(0), [3, 0]), tensor(dev, new Float32Array(0), [0, 0]), { kernel });
+      expect(Array.from(await empty.rowSum.read())).toEqual([0, 0, 0]);
     });
   }
 
