@@ -156,7 +156,9 @@ describe('profile', () => {
       ]),
     );
     expect(prof.kernels).toHaveLength(2);
-    for (const k of prof.kernels) expect(k.ms).toBeGreaterThan(0);
+    // Dawn quantises timestamps: the 64-invocation dispatch may read as 0 ms, the three 64K ones not.
+    for (const k of prof.kernels) expect(k.ms).toBeGreaterThanOrEqual(0);
+    expect(prof.kernels.find((k) => k.kernel === 'test_iota@1')!.ms).toBeGreaterThan(0);
     expect(prof.totalMs).toBeCloseTo(prof.kernels[0]!.ms + prof.kernels[1]!.ms, 9);
     expect(prof.untimed).toBe(0);
     const out = await a.read();
